@@ -1,0 +1,5 @@
+"""Allow ``python -m orch``."""
+
+from orch.cli.main import main
+
+main()

@@ -1,0 +1,8 @@
+"""Process exit codes, one meaning each (documented in README.md)."""
+
+OK = 0  # clean: nothing to report at the failing severity
+FINDINGS = 1  # the blueprint has errors (or warnings with --strict)
+USAGE = 2  # bad command line (click's own code for usage errors)
+CONFIG = 3  # orch's configuration or environment is unusable (catalog folder missing, ...)
+OPERATION_FAILED = 4  # a deployment operation failed (see `orch status`)
+INTERNAL = 70  # a bug in orch (EX_SOFTWARE); the message says how to report it

@@ -1,0 +1,270 @@
+"""Checks of type definitions: parents, refinements, and every type a definition names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orch.tosca.context import Reporter, Where
+from orch.tosca.diagnostics import did_you_mean
+from orch.tosca.types import KIND_LABEL, ROOT_TYPES, TypeDef, TypeRegistry, entries
+from orch.tosca.values import PRIMITIVES, UNBOUNDED, ValueChecker
+
+
+class DefinitionChecker:
+    def __init__(self, registry: TypeRegistry, values: ValueChecker, reporter: Reporter):
+        self.registry = registry
+        self.values = values
+        self.reporter = reporter
+
+    def check_all(self, typedefs: list[TypeDef]) -> None:
+        for typedef in typedefs:
+            self.check(typedef)
+
+    def check(self, typedef: TypeDef) -> None:
+        registry, body, where = self.registry, typedef.body, typedef.where
+        parent_name = body.get("derived_from")
+        if parent_name is not None:
+            if typedef.kind == "data_types" and parent_name in PRIMITIVES:
+                if "properties" in body:
+                    self.reporter.error(
+                        "types.primitive-with-properties", where / "properties",
+                        f"data type {typedef.name} derives from the primitive '{parent_name}' "
+                        "and cannot add properties", "derive from tosca.datatypes.Root instead",
+                        key=True)
+            else:
+                parent = registry.require(typedef.kind, parent_name, where / "derived_from",
+                                          "types.unknown-parent")
+                if parent is not None:
+                    cycle = registry.find_cycle(typedef)
+                    if cycle:
+                        self.reporter.error("types.cycle", where / "derived_from",
+                                            "derived_from cycle: " + " -> ".join(cycle))
+                        return
+        elif typedef.name not in ROOT_TYPES and not typedef.builtin:
+            pass  # TOSCA allows types with no parent
+        handler = getattr(self, "_" + typedef.kind, None)
+        if handler is not None:
+            handler(typedef)
+        self._parameters(typedef, "properties")
+        self._parameters(typedef, "attributes")
+        if "interfaces" in body:
+            self._interfaces(typedef)
+
+    # ------------------------------------------------------------------ members
+    def _parameters(self, typedef: TypeDef, section: str) -> None:
+        raw = typedef.body.get(section)
+        if not isinstance(raw, dict):
+            return
+        inherited = {}
+        parent = self.registry.parent(typedef)
+        if parent is not None:
+            inherited = self.registry.members(parent, section)
+        for name, definition in raw.items():
+            at = typedef.where / section / name
+            self.parameter_definition(definition, at)
+            if name in inherited and isinstance(definition, dict):
+                self._refinement(name, definition, inherited[name], at, section)
+
+    def parameter_definition(self, definition: Any, where: Where) -> None:
+        """A property/attribute/input definition: its type exists, its default fits it."""
+        if not isinstance(definition, dict):
+            return
+        type_name = definition.get("type")
+        if type_name is not None and not self.values.resolves(type_name):
+            self.reporter.error(
+                "types.unknown-data-type", where / "type", f"unknown data type '{type_name}'",
+                did_you_mean(str(type_name), [*sorted(PRIMITIVES - {"any"}),
+                                              *self.registry.names("data_types")]))
+            return
+        for schema_key in ("entry_schema", "key_schema"):
+            inner = definition.get(schema_key)
+            inner_type = inner if isinstance(inner, str) else (
+                inner.get("type") if isinstance(inner, dict) else None)
+            if inner_type is not None and not self.values.resolves(inner_type):
+                at = where / schema_key if isinstance(inner, str) else where / schema_key / "type"
+                self.reporter.error(
+                    "types.unknown-data-type", at, f"unknown data type '{inner_type}'",
+                    did_you_mean(str(inner_type), [*sorted(PRIMITIVES - {"any"}),
+                                                   *self.registry.names("data_types")]))
+                return
+            if isinstance(inner, dict) and isinstance(inner.get("constraints"), list):
+                inner_schema = self.values.schema_of(inner, where / schema_key)
+                for i, clause in enumerate(inner["constraints"]):
+                    self.values.check_constraint_clause(
+                        clause, where / schema_key / "constraints" / i, inner_schema)
+        if type_name is None:
+            return
+        schema = self.values.schema_of(definition, where)
+        constraints = definition.get("constraints")
+        if isinstance(constraints, list):
+            for i, clause in enumerate(constraints):
+                self.values.check_constraint_clause(clause, where / "constraints" / i, schema)
+        if schema is None:
+            return
+        for key in ("default", "value"):
+            if key in definition and definition[key] is not None:
+                self.values.check(definition[key], schema, where / key)
+
+    def _refinement(self, name: str, definition: dict[str, Any], inherited: tuple[Any, TypeDef],
+                    where: Where, section: str) -> None:
+        base, owner = inherited
+        if not isinstance(base, dict):
+            return
+        new_type, old_type = definition.get("type"), base.get("type")
+        if new_type is None or old_type is None or new_type == old_type:
+            return
+        new_def = self.registry.get("data_types", new_type)
+        old_def = self.registry.get("data_types", old_type)
+        if new_def is not None and old_def is not None and self.registry.is_a(new_def, old_def):
+            return
+        if new_def is not None and old_type in PRIMITIVES:
+            primitive = self.values._resolve_type(new_type)[0]
+            if primitive == old_type:
+                return
+        self.reporter.error(
+            "types.refinement", where / "type",
+            f"{section[:-1] if section != 'properties' else 'property'} '{name}' is "
+            f"{old_type} in {owner.name}; a derived type may not change it to {new_type}")
+
+    def _interfaces(self, typedef: TypeDef) -> None:
+        raw = typedef.body.get("interfaces")
+        if not isinstance(raw, dict):
+            return
+        for name, definition in raw.items():
+            if not isinstance(definition, dict):
+                continue
+            type_name = definition.get("type")
+            if type_name is not None:
+                self.registry.require("interface_types", type_name,
+                                      typedef.where / "interfaces" / name / "type")
+            inputs = definition.get("inputs")
+            if isinstance(inputs, dict):
+                for input_name, input_def in inputs.items():
+                    if isinstance(input_def, dict) and "type" in input_def:
+                        self.parameter_definition(
+                            input_def, typedef.where / "interfaces" / name / "inputs" / input_name)
+
+    # ------------------------------------------------------------------ kinds
+    def _node_types(self, typedef: TypeDef) -> None:
+        self._capability_definitions(typedef)
+        self._requirement_definitions(typedef)
+        self._artifact_definitions(typedef)
+
+    def _relationship_types(self, typedef: TypeDef) -> None:
+        self._type_list(typedef, "valid_target_types", "capability_types")
+        self._type_list(typedef, "valid_source_types", "node_types")
+
+    def _capability_types(self, typedef: TypeDef) -> None:
+        self._type_list(typedef, "valid_source_types", "node_types")
+
+    def _group_types(self, typedef: TypeDef) -> None:
+        self._type_list(typedef, "members", "node_types", also=("group_types",))
+        self._capability_definitions(typedef)
+        self._requirement_definitions(typedef)
+
+    def _policy_types(self, typedef: TypeDef) -> None:
+        self._type_list(typedef, "targets", "node_types", also=("group_types",))
+
+    def _interface_types(self, typedef: TypeDef) -> None:
+        body = typedef.body
+        operations = body.get("operations") if isinstance(body.get("operations"), dict) else {
+            k: v for k, v in body.items()
+            if k not in ("derived_from", "version", "metadata", "description", "inputs",
+                         "notifications", "operations")
+        }
+        for name, operation in operations.items():
+            if isinstance(operation, dict) and "implementation" in operation:
+                self.reporter.warning(
+                    "types.interface-implementation",
+                    typedef.where / ("operations" if "operations" in body else name) / name
+                    if "operations" in body else typedef.where / name / "implementation",
+                    f"operation '{name}' of interface type {typedef.name} has an implementation;"
+                    " implementations belong in node or relationship types and templates")
+            if isinstance(operation, dict) and isinstance(operation.get("inputs"), dict):
+                base = typedef.where / "operations" / name if "operations" in body else typedef.where / name
+                for input_name, input_def in operation["inputs"].items():
+                    if isinstance(input_def, dict) and "type" in input_def:
+                        self.parameter_definition(input_def, base / "inputs" / input_name)
+
+    def _type_list(self, typedef: TypeDef, key: str, kind: str, also: tuple[str, ...] = ()) -> None:
+        names = typedef.body.get(key)
+        if not isinstance(names, list):
+            return
+        for i, name in enumerate(names):
+            if any(self.registry.get(k, name) is not None for k in (kind, *also)):
+                continue
+            self.registry.require(kind, name, typedef.where / key / i)
+
+    def _capability_definitions(self, typedef: TypeDef) -> None:
+        for name, definition in entries(typedef.body.get("capabilities")):
+            at = typedef.where / "capabilities" / name
+            type_name = definition if isinstance(definition, str) else (
+                definition.get("type") if isinstance(definition, dict) else None)
+            if type_name is None:
+                continue
+            captype = self.registry.require(
+                "capability_types", type_name,
+                at if isinstance(definition, str) else at / "type", "types.unknown-capability-type")
+            if isinstance(definition, dict):
+                sources = definition.get("valid_source_types")
+                if isinstance(sources, list):
+                    for i, source in enumerate(sources):
+                        self.registry.require("node_types", source, at / "valid_source_types" / i)
+                self._occurrences(definition.get("occurrences"), at / "occurrences")
+                if captype is not None and isinstance(definition.get("properties"), dict):
+                    declared = self.registry.members(captype, "properties")
+                    for prop, value in definition["properties"].items():
+                        if prop in declared and isinstance(value, dict) and "type" in value:
+                            self.parameter_definition(value, at / "properties" / prop)
+
+    def _requirement_definitions(self, typedef: TypeDef) -> None:
+        raw = typedef.body.get("requirements")
+        if not isinstance(raw, list):
+            return
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or len(item) != 1:
+                continue
+            ((name, definition),) = item.items()
+            at = typedef.where / "requirements" / i / name
+            if isinstance(definition, str):
+                self._capability_or_type(definition, at)
+                continue
+            if not isinstance(definition, dict):
+                continue
+            capability = definition.get("capability")
+            if capability is not None:
+                self._capability_or_type(capability, at / "capability")
+            node = definition.get("node")
+            if node is not None:
+                self.registry.require("node_types", node, at / "node")
+            relationship = definition.get("relationship")
+            rel_name = relationship.get("type") if isinstance(relationship, dict) else relationship
+            if rel_name is not None:
+                rel_at = at / "relationship" / "type" if isinstance(relationship, dict) else at / "relationship"
+                self.registry.require("relationship_types", rel_name, rel_at)
+            self._occurrences(definition.get("occurrences"), at / "occurrences")
+
+    def _capability_or_type(self, name: Any, where: Where) -> None:
+        if self.registry.get("capability_types", name) is None:
+            self.registry.require("capability_types", name, where, "types.unknown-capability-type")
+
+    def _artifact_definitions(self, typedef: TypeDef) -> None:
+        for name, definition in entries(typedef.body.get("artifacts")):
+            if isinstance(definition, dict) and "type" in definition:
+                self.registry.require("artifact_types", definition["type"],
+                                      typedef.where / "artifacts" / name / "type")
+
+    def _occurrences(self, value: Any, where: Where) -> None:
+        if value is None:
+            return
+        ok = isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and (
+            value[1] == UNBOUNDED or (isinstance(value[1], int) and value[1] >= value[0]))
+        ok = ok and not isinstance(value[0], bool) and value[0] >= 0
+        if not ok:
+            self.reporter.error("types.occurrences", where,
+                                "occurrences must be [min, max] with 0 <= min <= max "
+                                "(max may be UNBOUNDED)")
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABEL[kind]

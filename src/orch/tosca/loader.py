@@ -1,0 +1,539 @@
+"""YAML files to plain data, with positions found on demand.
+
+Two parse paths give the same data model (YAML 1.2 core schema: ``yes`` is a string, plain
+``1.10`` is a float that remembers its text, duplicate keys are errors):
+
+* the fast path parses with rapidyaml (C++) and converts the whole tree through its JSON emitter
+  and the C JSON decoder, so no Python code runs per node; positions are looked up afterwards, only
+  for the diagnostics that are reported, by walking the rapidyaml tree along a path and turning a
+  scalar's byte offset into line and column;
+* the reference path composes with PyYAML and resolves scalars itself. It is used whenever the
+  source holds something the fast path cannot reproduce exactly (tags, ``~``, ``True``, hex ints,
+  duplicate keys, syntax errors), so the fast path never changes a result, only its speed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.tosca.diagnostics import Diagnostic, Location, Path, Severity
+
+
+class YamlFloat(float):
+    """A float that keeps the text it was written as (``version: 1.10`` must stay "1.10")."""
+
+    text: str
+
+    def __new__(cls, text: str) -> YamlFloat:
+        self = super().__new__(cls, text.replace("_", ""))
+        self.text = text
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (YamlFloat, (self.text,))
+
+
+def scalar_text(value: Any) -> str:
+    """The text a plain scalar was written as: the form string-like TOSCA types want."""
+    if isinstance(value, YamlFloat):
+        return value.text
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML 1.2 core schema resolution of plain scalars (reference path)
+_INT10 = re.compile(r"[-+]?[0-9]+\Z")
+_INT8 = re.compile(r"0o[0-7]+\Z")
+_INT16 = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
+_NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_TRUES = frozenset({"true", "True", "TRUE"})
+_FALSES = frozenset({"false", "False", "FALSE"})
+
+
+def resolve_plain(text: str) -> Any:
+    """Type a plain (unquoted) scalar as YAML 1.2's core schema does."""
+    if text in _NULLS:
+        return None
+    if text in _TRUES:
+        return True
+    if text in _FALSES:
+        return False
+    first = text[0]
+    if first.isdigit() or first in "+-.":
+        if _INT10.match(text):
+            return int(text)
+        if _FLOAT.match(text):
+            return YamlFloat(text)
+        if _INF.match(text) or _NAN.match(text):
+            return YamlFloat(text.lower().replace(".", ""))
+    if first == "0":
+        if _INT8.match(text):
+            return int(text[2:], 8)
+        if _INT16.match(text):
+            return int(text[2:], 16)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass
+class LoadedFile:
+    """One parsed YAML file: its data and the means to place any path of it in the source."""
+
+    path: str
+    text: str
+    data: Any
+    _locate: Callable[[Path, bool], tuple[int, int] | None] = field(repr=False)
+
+    def location(self, path: Path = (), *, key: bool = False) -> Location:
+        """Where ``path`` is written; with ``key`` the mapping key itself rather than its value.
+
+        Falls back to the nearest enclosing node that exists, so a diagnostic about a missing
+        key points at the mapping that lacks it.
+        """
+        for cut in range(len(path), -1, -1):
+            found = self._locate(path[:cut], key and cut == len(path))
+            if found is not None:
+                return Location(self.path, found[0], found[1])
+        return Location(self.path, 1, 1)
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+class YamlError(Exception):
+    """The file is not YAML the validator can read; carries a ready diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def load_file(path: str) -> LoadedFile:
+    """Read and parse one file. Raises ``YamlError`` (with a diagnostic) or ``OSError``."""
+    with open(path, "rb") as stream:
+        raw = stream.read()
+    return load_bytes(raw, path)
+
+
+def load_bytes(raw: bytes, path: str) -> LoadedFile:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise YamlError(
+            Diagnostic(
+                "yaml.encoding",
+                Severity.ERROR,
+                f"file is not UTF-8 text (byte {exc.start})",
+                Location(path, 1, 1),
+                "save the file as UTF-8",
+            )
+        ) from None
+    if not _needs_reference_path(raw):
+        fast = _load_fast(raw, text, path)
+        if fast is not None:
+            return fast
+    return _load_reference(text, path)
+
+
+# --------------------------------------------------------------------------------------------
+# fast path: rapidyaml
+# What the fast path cannot reproduce exactly: tags, anchors, aliases and merge keys, and plain
+# scalars whose rapidyaml/JSON typing differs from YAML 1.2 core. Found with bytes.find (memchr
+# speed) and a look at the neighbouring bytes; a false positive only costs speed.
+_SIGILS = (b"!", b"&", b"*", b"<<")
+_WORDS = (
+    b"~", b"True", b"TRUE", b"False", b"FALSE", b"Null", b"NULL",
+    b".inf", b".Inf", b".INF", b".nan", b".NaN", b".NAN", b"0x", b"0o",
+)
+_BEFORE = frozenset(b" \t\n\r[{,:-+")
+_AFTER = frozenset(b" \t\n\r,]}#")
+
+
+def _needs_reference_path(raw: bytes) -> bool:
+    find = raw.find
+    for sigil in _SIGILS:
+        pos = find(sigil)
+        while pos >= 0:
+            if pos == 0 or raw[pos - 1] in _BEFORE:
+                return True
+            pos = find(sigil, pos + 1)
+    size = len(raw)
+    for word in _WORDS:
+        pos = find(word)
+        while pos >= 0:
+            end = pos + len(word)
+            if (pos == 0 or raw[pos - 1] in _BEFORE) and (
+                end >= size or raw[end] in _AFTER or word in (b"0x", b"0o")
+            ):
+                return True
+            pos = find(word, end)
+    return False
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Duplicate
+    return result
+
+
+def _load_fast(raw: bytes, text: str, path: str) -> LoadedFile | None:
+    try:
+        import ryml
+    except ImportError:  # pragma: no cover - rapidyaml is a dependency, but stay usable without
+        return None
+    buffer = bytearray(raw)
+    tree = ryml.Tree()
+    tree.reserve(raw.count(b"\n") * 2 + 16)
+    tree.reserve_arena(len(raw) // 4 + 64)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the decoder allocates only acyclic containers; the collector just slows it
+    try:
+        with _quiet_stderr():
+            ryml.parse_in_place(buffer, tree)
+        if tree.size() <= 1 or tree.is_stream(tree.root_id()):
+            return None  # empty or multi-document: let the reference path explain it
+        emitted = ryml.emit_json(tree)
+        data = json.loads(emitted, object_pairs_hook=_pairs_hook, parse_float=YamlFloat)
+    except Exception:  # any disagreement: the reference path decides, with exact messages
+        return None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    locator = _RymlLocator(tree, buffer)
+    return LoadedFile(path, text, data, locator.locate)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """rapidyaml's C++ error handler writes to fd 2 before raising; we report errors ourselves."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.py_object),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+def _address(obj: Any) -> int:
+    """Start address of a buffer (rapidyaml hands scalars out as views into our buffer)."""
+    view = _PyBuffer()
+    ctypes.pythonapi.PyObject_GetBuffer(ctypes.py_object(obj), ctypes.byref(view), 0)
+    try:
+        return int(view.buf or 0)
+    finally:
+        ctypes.pythonapi.PyBuffer_Release(ctypes.byref(view))
+
+
+class _RymlLocator:
+    def __init__(self, tree: Any, buffer: bytearray):
+        self.tree = tree
+        self.buffer = buffer
+        self.base = _address(buffer)
+        self._line_starts: list[int] | None = None
+
+    def _offset_to_position(self, offset: int) -> tuple[int, int]:
+        if self._line_starts is None:
+            starts = [0]
+            find = self.buffer.find
+            pos = find(b"\n")
+            while pos >= 0:
+                starts.append(pos + 1)
+                pos = find(b"\n", pos + 1)
+            self._line_starts = starts
+        line = bisect.bisect_right(self._line_starts, offset)
+        start = self._line_starts[line - 1]
+        col = len(self.buffer[start:offset].decode("utf-8", "replace")) + 1
+        return line, col
+
+    def _span_offset(self, view: Any) -> int | None:
+        if view is None or len(view) == 0:
+            return None
+        offset = _address(view) - self.base
+        if 0 <= offset < len(self.buffer):
+            return offset
+        return None  # a scalar rewritten into rapidyaml's arena (escapes, folding)
+
+    def _node_offset(self, node: int, key: bool) -> int | None:
+        tree = self.tree
+        if key and tree.has_key(node):
+            offset = self._span_offset(tree.key(node))
+            if offset is not None:
+                return offset - (1 if tree.is_key_quoted(node) else 0)
+        if tree.has_val(node) and not tree.is_container(node):
+            offset = self._span_offset(tree.val(node))
+            if offset is not None:
+                return offset - (1 if tree.is_val_quoted(node) else 0)
+        if tree.has_key(node):
+            offset = self._span_offset(tree.key(node))
+            if offset is not None:
+                return offset - (1 if tree.is_key_quoted(node) else 0)
+        child = tree.first_child(node) if tree.is_container(node) else -1
+        while child is not None and child >= 0 and child != _NONE:
+            offset = self._node_offset(child, True)
+            if offset is not None:
+                return offset
+            child = tree.next_sibling(child)
+        return None
+
+    def locate(self, path: Path, key: bool) -> tuple[int, int] | None:
+        tree = self.tree
+        node = tree.root_id()
+        for item in path:
+            if isinstance(item, int):
+                if not tree.is_seq(node) or item >= tree.num_children(node):
+                    return None
+                node = tree.child(node, item)
+            else:
+                if not tree.is_map(node):
+                    return None
+                node = tree.find_child(node, item.encode())
+                if node == _NONE:
+                    return None
+        offset = self._node_offset(node, key)
+        return None if offset is None else self._offset_to_position(offset)
+
+
+_NONE = 2**64 - 1
+try:  # the sentinel rapidyaml uses for "no node"
+    import ryml as _ryml_module
+
+    _NONE = _ryml_module.NONE
+except ImportError:  # pragma: no cover
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# reference path: PyYAML events, our own YAML 1.2 resolution, positions on every node
+def _load_reference(text: str, path: str) -> LoadedFile:
+    import yaml
+
+    try:
+        loader = _loader_class()(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        raise YamlError(_yaml_error_diagnostic(exc, path)) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(
+            Diagnostic("yaml.syntax", Severity.ERROR, str(exc), Location(path, 1, 1))
+        ) from None
+    positions: dict[Path, tuple[int, int, int, int]] = {}
+    duplicates: list[Diagnostic] = []
+    data = _construct(node, (), positions, duplicates, path, set())
+    if duplicates:
+        raise YamlError(duplicates[0]) if len(duplicates) == 1 else _MultiYamlError(duplicates)
+
+    def locate(p: Path, key: bool) -> tuple[int, int] | None:
+        found = positions.get(p)
+        if found is None:
+            return None
+        return (found[0], found[1]) if key else (found[2], found[3])
+
+    return LoadedFile(path, text, data, locate)
+
+
+class _MultiYamlError(YamlError):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__(diagnostics[0])
+        self.diagnostics = diagnostics
+
+
+def yaml_error_diagnostics(error: YamlError) -> list[Diagnostic]:
+    return list(getattr(error, "diagnostics", [error.diagnostic]))
+
+
+def _yaml_error_diagnostic(exc: Any, path: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.problem} ({exc.context})"
+    hint = None
+    if "tab" in problem.lower():
+        hint = "YAML indentation must use spaces, not tabs"
+    elif "mapping values are not allowed" in problem:
+        hint = "a value that contains ': ' must be quoted"
+    return Diagnostic("yaml.syntax", Severity.ERROR, problem, Location(path, line, col), hint)
+
+
+def _construct(
+    node: Any,
+    here: Path,
+    positions: dict[Path, tuple[int, int, int, int]],
+    duplicates: list[Diagnostic],
+    path: str,
+    active: set[int],
+    key_mark: Any = None,
+) -> Any:
+    import yaml
+
+    start = node.start_mark
+    kmark = key_mark or start
+    positions[here] = (kmark.line + 1, kmark.column + 1, start.line + 1, start.column + 1)
+    if isinstance(node, yaml.ScalarNode):
+        return _construct_scalar(node)
+    if id(node) in active:
+        duplicates.append(
+            Diagnostic(
+                "yaml.alias-cycle",
+                Severity.ERROR,
+                "recursive alias: the anchor refers to itself",
+                Location(path, start.line + 1, start.column + 1),
+            )
+        )
+        return None
+    active.add(id(node))
+    try:
+        if isinstance(node, yaml.SequenceNode):
+            return [
+                _construct(item, (*here, i), positions, duplicates, path, active)
+                for i, item in enumerate(node.value)
+            ]
+        result: dict[Any, Any] = {}
+        seen: dict[Any, Any] = {}
+        for key_node, value_node in _merged_pairs(node):
+            key = _construct_scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None and not isinstance(key_node, yaml.ScalarNode):
+                key = str(key_node.value)
+            if not isinstance(key, str):
+                key = scalar_text(key)
+            if key in seen:
+                mark = key_node.start_mark
+                first = seen[key]
+                duplicates.append(
+                    Diagnostic(
+                        "yaml.duplicate-key",
+                        Severity.ERROR,
+                        f"duplicate key '{key}' (first defined at line {first.line + 1})",
+                        Location(path, mark.line + 1, mark.column + 1),
+                        "YAML keeps only one of them: remove or rename the other",
+                        related=(Location(path, first.line + 1, first.column + 1),),
+                    )
+                )
+                continue
+            seen[key] = key_node.start_mark
+            result[key] = _construct(
+                value_node, (*here, key), positions, duplicates, path, active, key_node.start_mark
+            )
+        return result
+    finally:
+        active.discard(id(node))
+
+
+def _merged_pairs(node: Any) -> list[tuple[Any, Any]]:
+    """Mapping pairs with YAML merge keys (``<<: *anchor``) expanded, explicit keys winning."""
+    import yaml
+
+    own = [(k, v) for k, v in node.value if not (k.value == "<<" and k.tag == _PLAIN_TAG)]
+    merged: list[tuple[Any, Any]] = []
+    for key_node, value_node in node.value:
+        if key_node.value != "<<" or key_node.tag != _PLAIN_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode):
+                merged.extend(_merged_pairs(source))
+    own_keys = {k.value for k, _ in own}
+    taken: set[str] = set()
+    inherited = []
+    for k, v in merged:
+        if k.value not in own_keys and k.value not in taken:
+            taken.add(k.value)
+            inherited.append((k, v))
+    return inherited + own
+
+
+_PLAIN_TAG = "tag:orch,plain"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _loader_class() -> Any:
+    """PyYAML's (C) loader with YAML 1.1 implicit typing replaced: we resolve plain scalars."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            if kind is yaml.ScalarNode:
+                if implicit[0]:
+                    return _PLAIN_TAG
+                if implicit[1]:
+                    return _STR_TAG
+            return super().resolve(kind, value, implicit)
+
+    return Loader
+
+
+def _construct_scalar(node: Any) -> Any:
+    tag = node.tag
+    if tag == _PLAIN_TAG:
+        return resolve_plain(node.value)
+    if tag == _STR_TAG or not tag.startswith("tag:yaml.org,2002:"):
+        return node.value  # quoted, !!str, or an application tag (kept as text)
+    return _explicit(tag, node.value)
+
+
+def _explicit(tag: str, value: str) -> Any:
+    kind = tag.rsplit(":", 1)[-1]
+    resolved = resolve_plain(value)
+    if kind == "str":
+        return value
+    if kind == "int" and isinstance(resolved, int) and not isinstance(resolved, bool):
+        return resolved
+    if kind == "float" and isinstance(resolved, (int, float)) and not isinstance(resolved, bool):
+        return YamlFloat(value)
+    if kind == "bool" and isinstance(resolved, bool):
+        return resolved
+    if kind == "null":
+        return None
+    return value

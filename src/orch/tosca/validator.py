@@ -1,0 +1,220 @@
+"""``validate(path)``: the whole static check of one blueprint, every problem collected.
+
+Order: load the entry file and, recursively, its imports; check each file's grammar; register
+every type; check the type definitions; check the topology. Each stage goes on after errors, so a
+run reports everything it can find.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.tosca import grammar
+from orch.tosca.context import Reporter, Where
+from orch.tosca.definitions import DefinitionChecker
+from orch.tosca.diagnostics import Diagnostic, Location, Severity, did_you_mean
+from orch.tosca.functions import FunctionChecker
+from orch.tosca.imports import (
+    NORMATIVE_FILE,
+    Catalog,
+    builtin_types_dir,
+    csar_entry,
+    default_catalog,
+    load_import,
+    resolve_import,
+)
+from orch.tosca.loader import LoadedFile, YamlError, load_file, yaml_error_diagnostics
+from orch.tosca.topology import TopologyChecker
+from orch.tosca.types import KINDS, TypeDef, TypeRegistry
+from orch.tosca.values import ValueChecker
+
+TOSCA_VERSIONS = (
+    "tosca_simple_yaml_1_0",
+    "tosca_simple_yaml_1_1",
+    "tosca_simple_yaml_1_2",
+    "tosca_simple_yaml_1_3",
+    "http://docs.oasis-open.org/tosca/ns/simple/yaml/1.0",
+    "tosca_simple_profile_for_nfv_1_0",
+    "tosca_simple_profile_for_nfv_1_0_0",
+)
+_ALIEN = re.compile(r"alien_dsl_[0-9]+_[0-9]+_[0-9]+\Z")
+_FIRST_KEY = re.compile(r"(?:\ufeff)?(?:[ \t]*(?:#.*)?\r?\n|---[ \t]*\r?\n|%.*\r?\n)*"
+                        r"[ \t]*['\"]?tosca_definitions_version")
+
+
+@dataclass
+class ValidationResult:
+    """What a validation run found, and what it resolved (for the planner)."""
+
+    entry: str
+    diagnostics: list[Diagnostic]
+    files: list[LoadedFile] = field(default_factory=list)
+    registry: TypeRegistry | None = None
+    template: LoadedFile | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+class _Run:
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.reporter = Reporter()
+        self.registry = TypeRegistry(self.reporter)
+        self.files: dict[str, LoadedFile] = {}
+        self.typedefs: list[TypeDef] = []
+        self.alien = False
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: Path, *, imported_from: Where | None, builtin: bool = False,
+             prefix: str | None = None, preloaded: LoadedFile | None = None) -> LoadedFile | None:
+        key = str(path.resolve()) if path.exists() else str(path)
+        if key in self.files:
+            return self.files[key]
+        try:
+            loaded = preloaded or (load_import(path) if imported_from else load_file(str(path)))
+        except YamlError as exc:
+            for diagnostic in yaml_error_diagnostics(exc):
+                self.reporter.add(diagnostic)
+            return None
+        except OSError as exc:
+            location = imported_from.file.location(imported_from.path) if imported_from \
+                else Location(str(path))
+            self.reporter.add(Diagnostic("imports.read", Severity.ERROR,
+                                         f"cannot read '{path}': {exc.strerror or exc}", location))
+            return None
+        self.files[key] = loaded
+        self._check_file(loaded, builtin=builtin, prefix=prefix)
+        return loaded
+
+    def _check_file(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None) -> None:
+        root = Where(loaded, ())
+        data = loaded.data
+        if data is None:
+            self.reporter.error("document.empty", root, "the file is empty",
+                                "a TOSCA file starts with tosca_definitions_version")
+            return
+        if not isinstance(data, dict):
+            self.reporter.error("document.shape", root, "a TOSCA file must be a map of keynames")
+            return
+        version = data.get("tosca_definitions_version")
+        if version is None:
+            self.reporter.error("document.missing-version", root,
+                                "missing tosca_definitions_version",
+                                "start the file with: tosca_definitions_version: tosca_simple_yaml_1_3")
+        elif not isinstance(version, str) or not (version in TOSCA_VERSIONS or _ALIEN.match(version)):
+            self.reporter.error(
+                "document.version", root / "tosca_definitions_version",
+                f"unsupported tosca_definitions_version '{version}'",
+                did_you_mean(str(version), [v for v in TOSCA_VERSIONS if "://" not in v])
+                + ", alien_dsl_X_Y_Z")
+        else:
+            if _ALIEN.match(version):
+                self.alien = True
+            if not _FIRST_KEY.match(loaded.text):
+                self.reporter.error("document.version-not-first", root / "tosca_definitions_version",
+                                    "tosca_definitions_version must be the first keyname",
+                                    "move it to the top of the file", key=True)
+        for path, rule, message, hint, key in grammar.check_document(data):
+            self.reporter.error(rule, Where(loaded, path), message, hint, key=key)
+        self._dsl_definitions(loaded)
+        self._imports(loaded, builtin=builtin)
+        for kind in KINDS:
+            section = data.get(kind)
+            if not isinstance(section, dict):
+                continue
+            for name, body in section.items():
+                if not isinstance(body, dict):
+                    body = {} if body is None else body
+                    if not isinstance(body, dict):
+                        continue
+                typedef = TypeDef(kind, str(name), body, root / kind / name, builtin=builtin)
+                self.registry.add(typedef, prefix)
+                if not builtin:
+                    self.typedefs.append(typedef)
+
+    def _dsl_definitions(self, loaded: LoadedFile) -> None:
+        section = loaded.data.get("dsl_definitions")
+        if isinstance(section, dict) and section and loaded.text.count("*") == 0:
+            for name in section:
+                self.reporter.warning("document.unused-dsl", Where(loaded, ("dsl_definitions", name)),
+                                      f"dsl_definitions entry '{name}' is never referenced by an alias",
+                                      key=True)
+
+    def _imports(self, loaded: LoadedFile, *, builtin: bool) -> None:
+        imports = loaded.data.get("imports")
+        if not isinstance(imports, list):
+            return
+        repositories = loaded.data.get("repositories")
+        repositories = repositories if isinstance(repositories, dict) else {}
+        for i, entry in enumerate(imports):
+            where = Where(loaded, ("imports", i))
+            if isinstance(entry, dict) and len(entry) == 1 and isinstance(
+                    next(iter(entry.values())), (dict, str)) and "file" not in entry:
+                # TOSCA 1.0 form: a list of single-key maps {name: file-or-definition}
+                ((label, entry),) = entry.items()
+                where = where / label
+            target = resolve_import(entry, loaded, where, repositories, self.catalog)
+            if target.problem is not None:
+                rule, message, hint = target.problem
+                self.reporter.error(rule, where, message, hint)
+                continue
+            prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
+            assert target.path is not None
+            self.load(target.path, imported_from=where, builtin=builtin, prefix=prefix)
+
+
+def validate(path: str | Path, *, catalogs: Iterable[str | Path] = (),
+             catalog: Catalog | None = None) -> ValidationResult:
+    """Validate one blueprint (a YAML file, or a CSAR as zip or folder)."""
+    entry = Path(path)
+    run = _Run(catalog or default_catalog(catalogs))
+    normative = builtin_types_dir() / NORMATIVE_FILE
+    run.load(normative, imported_from=None, builtin=True)
+    preloaded: LoadedFile | None = None
+    if entry.is_dir() or (entry.is_file() and entry.suffix.lower() in (".zip", ".csar")):
+        found = csar_entry(entry, run.reporter)
+        if found is None:
+            run.reporter.add(Diagnostic(
+                "csar.entry", Severity.ERROR,
+                "not a CSAR: no TOSCA-Metadata/TOSCA.meta with Entry-Definitions, and not exactly "
+                "one YAML file at the top", Location(str(entry))))
+            return ValidationResult(str(entry), _sorted(run.reporter.diagnostics))
+        entry, preloaded = found
+    if not entry.exists() and preloaded is None:
+        run.reporter.add(Diagnostic("document.missing", Severity.ERROR,
+                                    f"no such file: {entry}", Location(str(entry))))
+        return ValidationResult(str(entry), _sorted(run.reporter.diagnostics))
+    main = run.load(entry, imported_from=None, preloaded=preloaded)
+    values = ValueChecker(run.registry, run.reporter, lambda v, w, c: functions.check(v, w, c))
+    functions = FunctionChecker(run.reporter)
+    definitions = DefinitionChecker(run.registry, values, run.reporter)
+    definitions.check_all(run.typedefs)
+    if main is not None and isinstance(main.data, dict):
+        topology = main.data.get("topology_template")
+        checker = TopologyChecker(run.registry, values, functions, definitions, run.reporter,
+                                  lenient=run.alien)
+        if isinstance(topology, dict):
+            checker.check(topology, Where(main, ("topology_template",)))
+    return ValidationResult(str(entry), _sorted(run.reporter.diagnostics), list(run.files.values()),
+                            run.registry, main)
+
+
+def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diagnostics, key=Diagnostic.sort_key)
+
+
+def source_of(result: ValidationResult, file: str) -> LoadedFile | None:
+    for loaded in result.files:
+        if loaded.path == file:
+            return loaded
+    return None
+
+
+def _unused(*_: Any) -> None:  # pragma: no cover - keeps linters quiet about re-exports
+    return None
