@@ -8,15 +8,35 @@ from orch.tosca.diagnostics import Diagnostic, Path, Severity
 from orch.tosca.loader import LoadedFile
 
 
-@dataclass(frozen=True, slots=True)
 class Where:
-    """A place in a loaded file: the file and the key path to a value."""
+    """A place in a loaded file: the file and the key path to a value.
 
-    file: LoadedFile
-    path: Path
+    Created for every value checked, so kept to two slots and a plain constructor.
+    """
+
+    __slots__ = ("_item", "_parent", "file")
+
+    def __init__(self, file: LoadedFile, path: Path, parent: Where | None = None,
+                 item: str | int | None = None):
+        self.file = file
+        self._parent = parent  # a child is its parent plus one item: no tuple copies
+        self._item = item if parent is not None else path
+
+    @property
+    def path(self) -> Path:
+        items: list[str | int] = []
+        node: Where | None = self
+        while node is not None and node._parent is not None:
+            items.append(node._item)  # type: ignore[arg-type]
+            node = node._parent
+        base: Path = node._item if node is not None else ()  # type: ignore[assignment]
+        return (*base, *reversed(items))
 
     def __truediv__(self, item: str | int) -> Where:
-        return Where(self.file, (*self.path, item))
+        return Where(self.file, (), self, item)
+
+    def __repr__(self) -> str:
+        return f"Where({self.file.path!r}, {self.path!r})"
 
 
 @dataclass

@@ -216,7 +216,14 @@ def resolve_import(entry: object, importer: LoadedFile, where: Where,
             return ImportTarget(found)
         versions = catalog.versions_of(name)
         if versions:
-            hint = f"catalog has {name} versions: {', '.join(versions)}"
+            newest = catalog.find(name, versions[-1])
+            return ImportTarget(newest, (
+                "imports.version-substituted",
+                f"catalog has no '{file}'; using {name}:{versions[-1]} instead",
+                f"catalog has {name} versions: {', '.join(versions)}",
+            ))
+        if versions:
+            hint = ""
         else:
             hint = did_you_mean(name, catalog.names()) or ""
             hint = (hint + "; " if hint else "") + "add the library's folder with --catalog DIR"

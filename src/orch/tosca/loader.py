@@ -101,6 +101,7 @@ class LoadedFile:
     text: str
     data: Any
     _locate: Callable[[Path, bool], tuple[int, int] | None] = field(repr=False)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     def location(self, path: Path = (), *, key: bool = False) -> Location:
         """Where ``path`` is written; with ``key`` the mapping key itself rather than its value.
@@ -223,7 +224,7 @@ def _load_fast(raw: bytes, text: str, path: str) -> LoadedFile | None:
     finally:
         if gc_was_enabled:
             gc.enable()
-    locator = _RymlLocator(tree, buffer)
+    locator = _RymlLocator(tree, buffer, raw)
     return LoadedFile(path, text, data, locator.locate)
 
 
@@ -272,16 +273,17 @@ def _address(obj: Any) -> int:
 
 
 class _RymlLocator:
-    def __init__(self, tree: Any, buffer: bytearray):
+    def __init__(self, tree: Any, buffer: bytearray, raw: bytes):
         self.tree = tree
-        self.buffer = buffer
+        self.buffer = buffer  # parsed in place: scalars were unescaped and folded in it
+        self.raw = raw  # the bytes as written, for line and column
         self.base = _address(buffer)
         self._line_starts: list[int] | None = None
 
     def _offset_to_position(self, offset: int) -> tuple[int, int]:
         if self._line_starts is None:
             starts = [0]
-            find = self.buffer.find
+            find = self.raw.find
             pos = find(b"\n")
             while pos >= 0:
                 starts.append(pos + 1)
@@ -289,7 +291,7 @@ class _RymlLocator:
             self._line_starts = starts
         line = bisect.bisect_right(self._line_starts, offset)
         start = self._line_starts[line - 1]
-        col = len(self.buffer[start:offset].decode("utf-8", "replace")) + 1
+        col = len(self.raw[start:offset].decode("utf-8", "replace")) + 1
         return line, col
 
     def _span_offset(self, view: Any) -> int | None:
@@ -369,8 +371,9 @@ def _load_reference(text: str, path: str) -> LoadedFile:
     positions: dict[Path, tuple[int, int, int, int]] = {}
     duplicates: list[Diagnostic] = []
     data = _construct(node, (), positions, duplicates, path, set())
-    if duplicates:
-        raise YamlError(duplicates[0]) if len(duplicates) == 1 else _MultiYamlError(duplicates)
+    errors = [d for d in duplicates if d.severity is Severity.ERROR]
+    if errors:
+        raise YamlError(errors[0]) if len(errors) == 1 else _MultiYamlError(errors)
 
     def locate(p: Path, key: bool) -> tuple[int, int] | None:
         found = positions.get(p)
@@ -378,7 +381,7 @@ def _load_reference(text: str, path: str) -> LoadedFile:
             return None
         return (found[0], found[1]) if key else (found[2], found[3])
 
-    return LoadedFile(path, text, data, locate)
+    return LoadedFile(path, text, data, locate, duplicates)
 
 
 class _MultiYamlError(YamlError):
@@ -447,19 +450,21 @@ def _construct(
             if not isinstance(key, str):
                 key = scalar_text(key)
             if key in seen:
+                # YAML 1.2 forbids it; most loaders (PyYAML, tosca-parser) keep the last value,
+                # so do we, and warn: --strict turns it into a failure.
                 mark = key_node.start_mark
                 first = seen[key]
                 duplicates.append(
                     Diagnostic(
                         "yaml.duplicate-key",
-                        Severity.ERROR,
-                        f"duplicate key '{key}' (first defined at line {first.line + 1})",
+                        Severity.WARNING,
+                        f"duplicate key '{key}' (first defined at line {first.line + 1}); "
+                        "the last value wins",
                         Location(path, mark.line + 1, mark.column + 1),
-                        "YAML keeps only one of them: remove or rename the other",
+                        "remove or rename one of them",
                         related=(Location(path, first.line + 1, first.column + 1),),
                     )
                 )
-                continue
             seen[key] = key_node.start_mark
             result[key] = _construct(
                 value_node, (*here, key), positions, duplicates, path, active, key_node.start_mark
@@ -482,11 +487,13 @@ def _merged_pairs(node: Any) -> list[tuple[Any, Any]]:
         for source in sources:
             if isinstance(source, yaml.MappingNode):
                 merged.extend(_merged_pairs(source))
-    own_keys = {k.value for k, _ in own}
+    own_keys = {k.value for k, _ in own if isinstance(k.value, str)}
     taken: set[str] = set()
     inherited = []
     for k, v in merged:
-        if k.value not in own_keys and k.value not in taken:
+        if not isinstance(k.value, str):
+            inherited.append((k, v))
+        elif k.value not in own_keys and k.value not in taken:
             taken.add(k.value)
             inherited.append((k, v))
     return inherited + own

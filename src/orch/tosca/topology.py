@@ -178,6 +178,12 @@ class TopologyChecker:
         if not isinstance(values, dict):
             return  # grammar reports the shape
         for prop, value in values.items():
+            if label == "attribute" and type(value) is dict and "value" in value and set(value) <= {
+                    "value", "description"}:
+                value = value["value"]  # TOSCA 1.3 extended attribute assignment
+                where_value = where / prop / "value"
+            else:
+                where_value = where / prop
             found = declared.get(prop)
             if found is None:
                 if label == "attribute":
@@ -192,9 +198,9 @@ class TopologyChecker:
             definition, type_owner = found
             schema = self.values.schema_of(definition, type_owner.where / f"{label.replace('property', 'propertie')}s" / prop)
             if schema is not None:
-                self.values.check(value, schema, where / prop, context)
+                self.values.check(value, schema, where_value, context)
             else:
-                self.functions.check_value(value, where / prop, context)
+                self.functions.check_value(value, where_value, context)
         if not required or abstract or self.lenient:
             return
         for prop, (definition, _owner) in declared.items():
@@ -457,13 +463,16 @@ class TopologyChecker:
         self._file_exists(file, where, "implementation artifact")
 
     def _file_exists(self, file: str, where: Where, what: str) -> None:
+        if os.path.isabs(file):
+            return  # a path on the target host, not beside the blueprint
         base = os.path.dirname(where.file.path)
         path = os.path.join(base, file)
         if os.path.exists(path) or read_zip_member(_as_path(path)) is not None:
             return
-        self.reporter.error("topology.missing-artifact", where,
-                            f"{what} '{file}' not found (looked at {os.path.normpath(path)})",
-                            "paths are relative to the file that names them")
+        # A warning: a CSAR or the site may still provide it; deploy refuses to run without it.
+        self.reporter.warning("topology.missing-artifact", where,
+                              f"{what} '{file}' not found (looked at {os.path.normpath(path)})",
+                              "paths are relative to the file that names them")
 
     def _artifacts(self, artifacts: Any, where: Where) -> None:
         for name, definition in entries(artifacts):
@@ -632,9 +641,9 @@ class TopologyChecker:
         ((kind, value),) = activity.items()
         if kind == "set_state":
             if value not in NODE_STATES:
-                self.reporter.error("workflow.state", where / kind,
-                                    f"'{value}' is not a node state",
-                                    "valid: " + ", ".join(NODE_STATES))
+                self.reporter.warning("workflow.state", where / kind,
+                                      f"'{value}' is not a normative node state",
+                                      "normative: " + ", ".join(NODE_STATES))
         elif kind == "call_operation":
             op = value.get("operation") if isinstance(value, dict) else value
             if isinstance(op, str) and target in self.nodes:

@@ -118,8 +118,10 @@ class TypeRegistry:
         short_prefix = _SHORT_PREFIX[typedef.kind]
         if typedef.name.startswith(short_prefix):
             short = typedef.name[len(short_prefix):]
-            aliases.setdefault(short, typedef.name)
-            aliases.setdefault("tosca:" + short, typedef.name)
+            last = short.rsplit(".", 1)[-1]
+            for alias in {short, last}:
+                aliases.setdefault(alias, typedef.name)
+                aliases.setdefault("tosca:" + alias, typedef.name)
         if prefix:
             aliases[f"{prefix}:{typedef.name}"] = typedef.name
             aliases[f"{prefix}.{typedef.name}"] = typedef.name

@@ -30,7 +30,7 @@ from orch.tosca.imports import (
 from orch.tosca.loader import LoadedFile, YamlError, load_file, yaml_error_diagnostics
 from orch.tosca.topology import TopologyChecker
 from orch.tosca.types import KINDS, TypeDef, TypeRegistry
-from orch.tosca.values import ValueChecker
+from orch.tosca.values import Invalid, ValueChecker, parse_version
 
 TOSCA_VERSIONS = (
     "tosca_simple_yaml_1_0",
@@ -122,6 +122,9 @@ class _Run:
                                     "move it to the top of the file", key=True)
         for path, rule, message, hint, key in grammar.check_document(data):
             self.reporter.error(rule, Where(loaded, path), message, hint, key=key)
+        for warning in loaded.warnings:
+            self.reporter.add(warning)
+        self._template_version(loaded, version)
         self._dsl_definitions(loaded)
         self._imports(loaded, builtin=builtin)
         for kind in KINDS:
@@ -137,6 +140,17 @@ class _Run:
                 self.registry.add(typedef, prefix)
                 if not builtin:
                     self.typedefs.append(typedef)
+
+    def _template_version(self, loaded: LoadedFile, version: Any) -> None:
+        metadata = loaded.data.get("metadata")
+        if not isinstance(metadata, dict) or "template_version" not in metadata:
+            return
+        try:
+            parse_version(metadata["template_version"],
+                          loose=isinstance(version, str) and bool(_ALIEN.match(version)))
+        except Invalid as exc:
+            self.reporter.error("document.template-version",
+                                Where(loaded, ("metadata", "template_version")), str(exc))
 
     def _dsl_definitions(self, loaded: LoadedFile) -> None:
         section = loaded.data.get("dsl_definitions")
@@ -162,8 +176,10 @@ class _Run:
             target = resolve_import(entry, loaded, where, repositories, self.catalog)
             if target.problem is not None:
                 rule, message, hint = target.problem
-                self.reporter.error(rule, where, message, hint)
-                continue
+                if target.path is None:
+                    self.reporter.error(rule, where, message, hint)
+                    continue
+                self.reporter.warning(rule, where, message, hint)
             prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
             assert target.path is not None
             self.load(target.path, imported_from=where, builtin=builtin, prefix=prefix)
@@ -194,6 +210,11 @@ def validate(path: str | Path, *, catalogs: Iterable[str | Path] = (),
     values = ValueChecker(run.registry, run.reporter, lambda v, w, c: functions.check(v, w, c))
     functions = FunctionChecker(run.reporter)
     definitions = DefinitionChecker(run.registry, values, run.reporter)
+    values.require_fields = not run.alien
+    topology_data = main.data.get("topology_template") if main is not None and isinstance(
+        main.data, dict) else None
+    if isinstance(topology_data, dict) and isinstance(topology_data.get("inputs"), dict):
+        functions.inputs = topology_data["inputs"]  # types' defaults may read them too
     definitions.check_all(run.typedefs)
     if main is not None and isinstance(main.data, dict):
         topology = main.data.get("topology_template")

@@ -259,6 +259,7 @@ class ValueChecker:
         self.reporter = reporter
         self.check_function = check_function
         self._compiled: dict[int, Schema | None] = {}
+        self.require_fields = True  # off in the Alien4Cloud dialect, which fills them in later
         self._datatype_chain: dict[int, tuple[str | None, tuple[tuple[str, Any, Where], ...]]] = {}
 
     # ---------------------------------------------------------------- compile
@@ -387,6 +388,8 @@ class ValueChecker:
             sub = self.schema_of(definition, owner.where / "properties" / name)
             if sub is not None:
                 self.check(item, sub, where / name, context)
+        if not self.require_fields:
+            return
         for name, (definition, _owner) in fields.items():
             if name in value or not isinstance(definition, dict):
                 continue

@@ -21,7 +21,7 @@ from orch.tosca.diagnostics import did_you_mean
 SCHEMA_FILE = "tosca.schema.json"
 
 # (path, rule, message, hint, points at the key rather than the value)
-Finding = tuple[tuple[Any, ...], str, str, str | None, bool]
+Finding = tuple[tuple[Any, ...], str, str, Any, bool]
 Check = Callable[[Any, tuple[Any, ...], list[Finding]], None]
 
 
@@ -43,7 +43,20 @@ def document_check() -> Check:
 def check_document(data: Any) -> list[Finding]:
     findings: list[Finding] = []
     document_check()(data, (), findings)
-    return findings
+    return [(p, r, m, str(h) if h is not None else None, k) for p, r, m, h, k in findings]
+
+
+class _LazyHint:
+    """A did-you-mean hint computed only if its finding is reported (anyOf tries many)."""
+
+    __slots__ = ("choices", "word")
+
+    def __init__(self, word: str, choices: list[str]):
+        self.word = word
+        self.choices = choices
+
+    def __str__(self) -> str:
+        return did_you_mean(self.word, self.choices)
 
 
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
@@ -100,8 +113,18 @@ class _Compiler:
         slot.append(self.compile(target, _label(name)))
         return forward
 
+    def trivial(self, node: dict[str, Any]) -> bool:
+        """True when the schema accepts anything (only annotations, possibly behind $refs)."""
+        for _ in range(20):
+            if "$ref" not in node:
+                break
+            node = self.root["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+        return not any(k in node for k in _VALIDATING)
+
     def compile(self, node: dict[str, Any], label: str) -> Check:
         checks: list[Check] = []
+        if self.trivial(node):
+            return _accept
         if "$ref" in node:
             return self.ref(node["$ref"])
         types = node.get("type")
@@ -177,14 +200,19 @@ class _Compiler:
         return check
 
     def _object(self, node: dict[str, Any], label: str) -> Check:
-        properties = {k: self.compile(v, _child_label(k, v)) for k, v in
-                      node.get("properties", {}).items()}
+        properties: dict[str, Check | None] = {}
+        for k, v in node.get("properties", {}).items():
+            compiled = self.compile(v, _child_label(k, v))
+            properties[k] = None if compiled is _accept else compiled
         patterns = [(re.compile(p), self.compile(v, label)) for p, v in
                     node.get("patternProperties", {}).items()]
         additional = node.get("additionalProperties", True)
         extra: Check | None = None
         if isinstance(additional, dict):
             extra = self.compile(additional, label + " entry")
+            if extra is _accept and not patterns:
+                extra = None
+                additional = True
         closed = additional is False
         required = tuple(node.get("required", ()))
         min_props = node.get("minProperties")
@@ -195,9 +223,10 @@ class _Compiler:
             if not isinstance(value, dict):
                 return
             for key, item in value.items():
-                sub = properties.get(key)
-                if sub is not None:
-                    sub(item, (*path, key), out)
+                if key in properties:
+                    sub = properties[key]
+                    if sub is not None:
+                        sub(item, (*path, key), out)
                     continue
                 matched = False
                 for regex, pattern_check in patterns:
@@ -211,7 +240,7 @@ class _Compiler:
                 elif closed:
                     out.append(((*path, key), "grammar.unknown-key",
                                 f"unknown key '{key}' in {label}",
-                                did_you_mean(str(key), known), True))
+                                _LazyHint(str(key), known), True))
             for key in required:
                 if key not in value:
                     out.append((path, "grammar.missing-key",
@@ -250,6 +279,8 @@ class _Compiler:
         return check
 
     def _any_of(self, branches: list[dict[str, Any]], label: str) -> Check:
+        if any(self.trivial(b) for b in branches):
+            return _accept
         compiled = [self.compile(b, label) for b in branches]
         shapes = [_branch_types(b, self.root) for b in branches]
 
@@ -285,6 +316,11 @@ def _branch_types(branch: dict[str, Any], root: dict[str, Any]) -> list[str] | N
 
 def _child_label(key: str, node: dict[str, Any]) -> str:
     return f"'{key}'"
+
+
+_VALIDATING = ("type", "enum", "const", "pattern", "properties", "additionalProperties",
+               "patternProperties", "required", "minProperties", "maxProperties", "items",
+               "minItems", "maxItems", "anyOf", "oneOf")
 
 
 def _accept(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
