@@ -65,6 +65,16 @@ class Catalog:
     def find(self, name: str, version: str) -> Path | None:
         return self.index().get((name, version))
 
+    def find_file(self, basename: str) -> Path | None:
+        """A catalog file by its name (Yorc's ``<name.yml>`` built-in imports)."""
+        if basename == "normative-types.yml":
+            return builtin_types_dir() / NORMATIVE_FILE
+        for root in self.roots:
+            for path in _yaml_files(root):
+                if path.name == basename:
+                    return path
+        return None
+
     def versions_of(self, name: str) -> list[str]:
         return sorted(v for (n, v) in self.index() if n == name)
 
@@ -196,6 +206,14 @@ def resolve_import(entry: object, importer: LoadedFile, where: Where,
             "download imports",
             "put the file on disk and import it by relative path, or add its folder with --catalog",
         ))
+    if file.startswith("<") and file.endswith(">"):
+        # Yorc's notation for its built-in definition files, e.g. <yorc-types.yml>
+        found_builtin = catalog.find_file(file[1:-1])
+        if found_builtin is not None:
+            return ImportTarget(found_builtin)
+        return ImportTarget(None, ("imports.missing-file",
+                                   f"built-in definitions {file} not found in the catalog",
+                                   "add the folder holding it with --catalog DIR"))
     if _URL.match(file):
         if file.startswith("file://"):
             return _local(Path(file[7:]), file)

@@ -250,6 +250,8 @@ class TopologyChecker:
                 continue
             ((req_name, body),) = item.items()
             at = where / i / req_name
+            if isinstance(body, dict) and isinstance(body.get("type_requirement"), str):
+                req_name = body["type_requirement"]  # Alien4Cloud names each assignment apart
             found = declared.get(req_name)
             if found is None:
                 self.reporter.error(
@@ -627,6 +629,8 @@ class TopologyChecker:
                                 "workflow.unknown-step", at / key / i if isinstance(step.get(key), list) else at / key,
                                 f"step '{step_name}' {key} refers to unknown step '{ref}'",
                                 did_you_mean(str(ref), steps))
+            if step.get("target_relationship") is not None:
+                target = None  # operations of a relationship, not of the node
             activities = step.get("activities")
             if isinstance(activities, list):
                 for i, activity in enumerate(activities):

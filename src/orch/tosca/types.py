@@ -91,6 +91,8 @@ class TypeRegistry:
         self.reporter = reporter
         self.types: dict[str, dict[str, TypeDef]] = {kind: {} for kind in KINDS}
         self.aliases: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        # ``tosca:Compute``-style names by last segment, looked at only after exact aliases
+        self.loose_aliases: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
         self._parents: dict[int, TypeDef | None] = {}
         self._ancestry: dict[int, tuple[TypeDef, ...]] = {}
 
@@ -118,10 +120,13 @@ class TypeRegistry:
         short_prefix = _SHORT_PREFIX[typedef.kind]
         if typedef.name.startswith(short_prefix):
             short = typedef.name[len(short_prefix):]
+            aliases.setdefault(short, typedef.name)
+            aliases.setdefault("tosca:" + short, typedef.name)
             last = short.rsplit(".", 1)[-1]
-            for alias in {short, last}:
-                aliases.setdefault(alias, typedef.name)
-                aliases.setdefault("tosca:" + alias, typedef.name)
+            if last != short:
+                loose = self.loose_aliases[typedef.kind]
+                loose.setdefault(last, typedef.name)
+                loose.setdefault("tosca:" + last, typedef.name)
         if prefix:
             aliases[f"{prefix}:{typedef.name}"] = typedef.name
             aliases[f"{prefix}.{typedef.name}"] = typedef.name
@@ -133,7 +138,7 @@ class TypeRegistry:
         table = self.types[kind]
         found = table.get(name)
         if found is None:
-            alias = self.aliases[kind].get(name)
+            alias = self.aliases[kind].get(name) or self.loose_aliases[kind].get(name)
             if alias is not None:
                 found = table.get(alias)
         return found

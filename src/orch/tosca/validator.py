@@ -40,6 +40,7 @@ TOSCA_VERSIONS = (
     "http://docs.oasis-open.org/tosca/ns/simple/yaml/1.0",
     "tosca_simple_profile_for_nfv_1_0",
     "tosca_simple_profile_for_nfv_1_0_0",
+    "yorc_tosca_simple_yaml_1_0",
 )
 _ALIEN = re.compile(r"alien_dsl_[0-9]+_[0-9]+_[0-9]+\Z")
 _FIRST_KEY = re.compile(r"(?:\ufeff)?(?:[ \t]*(?:#.*)?\r?\n|---[ \t]*\r?\n|%.*\r?\n)*"
@@ -126,7 +127,7 @@ class _Run:
             self.reporter.add(warning)
         self._template_version(loaded, version)
         self._dsl_definitions(loaded)
-        self._imports(loaded, builtin=builtin)
+        self._imports(loaded, builtin=builtin, prefix=prefix)
         for kind in KINDS:
             section = data.get(kind)
             if not isinstance(section, dict):
@@ -160,7 +161,7 @@ class _Run:
                                       f"dsl_definitions entry '{name}' is never referenced by an alias",
                                       key=True)
 
-    def _imports(self, loaded: LoadedFile, *, builtin: bool) -> None:
+    def _imports(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None = None) -> None:
         imports = loaded.data.get("imports")
         if not isinstance(imports, list):
             return
@@ -180,9 +181,10 @@ class _Run:
                     self.reporter.error(rule, where, message, hint)
                     continue
                 self.reporter.warning(rule, where, message, hint)
-            prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
+            own_prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
             assert target.path is not None
-            self.load(target.path, imported_from=where, builtin=builtin, prefix=prefix)
+            self.load(target.path, imported_from=where, builtin=builtin,
+                      prefix=own_prefix or prefix)  # a prefix covers what its file imports
 
 
 def validate(path: str | Path, *, catalogs: Iterable[str | Path] = (),

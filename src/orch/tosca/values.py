@@ -419,6 +419,8 @@ class ValueChecker:
         primitive = schema.primitive
         if primitive in (None, "list", "map", "range") or primitive not in PRIMITIVES:
             return operand
+        if primitive in _UNITS and isinstance(operand, (int, float)) and not isinstance(operand, bool):
+            return float(operand)  # a bare number bound is in the base unit (bytes, seconds, ...)
         return coerce_primitive(primitive, operand)
 
     def _evaluate(self, op: str, operand: Any, normal: Any, value: Any, schema: Schema) -> bool:
