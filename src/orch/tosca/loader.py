@@ -98,10 +98,18 @@ class LoadedFile:
     """One parsed YAML file: its data and the means to place any path of it in the source."""
 
     path: str
-    text: str
+    raw: bytes = field(repr=False)
     data: Any
     _locate: Callable[[Path, bool], tuple[int, int] | None] = field(repr=False)
     warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The source as text; decoded on demand (diagnostics need it, the clean path not)."""
+        return self.raw.decode("utf-8-sig", "replace")
+
+    def head(self, size: int = 4096) -> str:
+        return self.raw[:size].decode("utf-8-sig", "replace")
 
     def location(self, path: Path = (), *, key: bool = False) -> Location:
         """Where ``path`` is written; with ``key`` the mapping key itself rather than its value.
@@ -137,7 +145,7 @@ def load_file(path: str) -> LoadedFile:
 
 def load_bytes(raw: bytes, path: str) -> LoadedFile:
     try:
-        text = raw.decode("utf-8-sig")
+        raw.decode("utf-8")  # validates only; the text is decoded again on demand
     except UnicodeDecodeError as exc:
         raise YamlError(
             Diagnostic(
@@ -149,10 +157,10 @@ def load_bytes(raw: bytes, path: str) -> LoadedFile:
             )
         ) from None
     if not _needs_reference_path(raw):
-        fast = _load_fast(raw, text, path)
+        fast = _load_fast(raw, path)
         if fast is not None:
             return fast
-    return _load_reference(text, path)
+    return _load_reference(raw, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +209,7 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _load_fast(raw: bytes, text: str, path: str) -> LoadedFile | None:
+def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
     try:
         import ryml
     except ImportError:  # pragma: no cover - rapidyaml is a dependency, but stay usable without
@@ -225,7 +233,7 @@ def _load_fast(raw: bytes, text: str, path: str) -> LoadedFile | None:
         if gc_was_enabled:
             gc.enable()
     locator = _RymlLocator(tree, buffer, raw)
-    return LoadedFile(path, text, data, locator.locate)
+    return LoadedFile(path, raw, data, locator.locate)
 
 
 @contextlib.contextmanager
@@ -353,9 +361,10 @@ except ImportError:  # pragma: no cover
 
 # --------------------------------------------------------------------------------------------
 # reference path: PyYAML events, our own YAML 1.2 resolution, positions on every node
-def _load_reference(text: str, path: str) -> LoadedFile:
+def _load_reference(raw: bytes, path: str) -> LoadedFile:
     import yaml
 
+    text = raw.decode("utf-8-sig")
     try:
         loader = _loader_class()(text)
         try:
@@ -381,7 +390,7 @@ def _load_reference(text: str, path: str) -> LoadedFile:
             return None
         return (found[0], found[1]) if key else (found[2], found[3])
 
-    return LoadedFile(path, text, data, locate, duplicates)
+    return LoadedFile(path, raw, data, locate, duplicates)
 
 
 class _MultiYamlError(YamlError):
