@@ -34,6 +34,8 @@ class FunctionChecker:
         self.reporter = reporter
         self.topology: TopologyChecker | None = None
         self.inputs: dict[str, Any] = {}
+        self._handlers = {name: getattr(self, "_" + name) for name in FUNCTION_NAMES
+                          if hasattr(self, "_" + name)}
 
     def check_value(self, value: Any, where: Where, context: Any) -> None:
         """Find and check every function call inside ``value``."""
@@ -52,13 +54,19 @@ class FunctionChecker:
     def check(self, call: dict[str, Any], where: Where, context: Any) -> None:
         ((name, args),) = call.items()
         at = where / name
-        context = context if isinstance(context, FunctionContext) else FunctionContext()
-        handler = getattr(self, "_" + name, None)
+        if type(context) is not FunctionContext:
+            context = _NO_CONTEXT
+        handler = self._handlers.get(name)
         if handler is not None:
             handler(args, at, context)
-        for i, arg in enumerate(args if isinstance(args, list) else [args]):
-            if type(arg) in (dict, list) and name not in ("get_input",):
-                self.check_value(arg, at / i if isinstance(args, list) else at, context)
+        if name == "get_input":
+            return
+        if type(args) is list:
+            for i, arg in enumerate(args):
+                if type(arg) in (dict, list):
+                    self.check_value(arg, at / i, context)
+        elif type(args) is dict:
+            self.check_value(args, at, context)
 
     # ------------------------------------------------------------------ get_input
     def _get_input(self, args: Any, where: Where, context: FunctionContext) -> None:
@@ -264,10 +272,11 @@ class FunctionChecker:
     _get_vault_secret = _get_secret
 
 
+_NO_CONTEXT = FunctionContext()
+
+
 def _is_runtime_attribute(name: str) -> bool:
     # attributes orchestrators set at run time whatever the type declares
     return name in {"tosca_id", "tosca_name", "state", "ip_address", "public_ip_address",
                     "private_address", "public_address", "endpoint"}
 
-
-assert FUNCTION_NAMES  # the set of names lives with the value checker

@@ -216,8 +216,7 @@ def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
         return None
     buffer = bytearray(raw)
     tree = ryml.Tree()
-    tree.reserve(raw.count(b"\n") * 2 + 16)
-    tree.reserve_arena(len(raw) // 4 + 64)
+    _reserve(tree, raw)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the decoder allocates only acyclic containers; the collector just slows it
     try:
@@ -226,14 +225,21 @@ def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
         if tree.size() <= 1 or tree.is_stream(tree.root_id()):
             return None  # empty or multi-document: let the reference path explain it
         emitted = ryml.emit_json(tree)
+        del tree, buffer  # free the C++ tree before the Python objects are built: lower peak
         data = json.loads(emitted, object_pairs_hook=_pairs_hook, parse_float=YamlFloat)
     except Exception:  # any disagreement: the reference path decides, with exact messages
         return None
     finally:
         if gc_was_enabled:
             gc.enable()
-    locator = _RymlLocator(tree, buffer, raw)
+    locator = _RymlLocator(raw)
     return LoadedFile(path, raw, data, locator.locate)
+
+
+def _reserve(tree: Any, raw: bytes) -> None:
+    """Growing the tree copies it: reserve about two nodes per line up front."""
+    tree.reserve(raw.count(b"\n") * 2 + 64)
+    tree.reserve_arena(len(raw) // 4 + 64)
 
 
 @contextlib.contextmanager
@@ -281,12 +287,26 @@ def _address(obj: Any) -> int:
 
 
 class _RymlLocator:
-    def __init__(self, tree: Any, buffer: bytearray, raw: bytes):
-        self.tree = tree
-        self.buffer = buffer  # parsed in place: scalars were unescaped and folded in it
+    """Positions from a rapidyaml tree, parsed again only when a diagnostic asks for one."""
+
+    def __init__(self, raw: bytes):
         self.raw = raw  # the bytes as written, for line and column
-        self.base = _address(buffer)
+        self._tree: Any = None
         self._line_starts: list[int] | None = None
+
+    @property
+    def tree(self) -> Any:
+        if self._tree is None:
+            import ryml
+
+            self.buffer = bytearray(self.raw)  # parsed in place: scalars get unescaped in it
+            tree = ryml.Tree()
+            _reserve(tree, self.raw)
+            with _quiet_stderr():
+                ryml.parse_in_place(self.buffer, tree)
+            self.base = _address(self.buffer)
+            self._tree = tree
+        return self._tree
 
     def _offset_to_position(self, offset: int) -> tuple[int, int]:
         if self._line_starts is None:
@@ -306,7 +326,7 @@ class _RymlLocator:
         if view is None or len(view) == 0:
             return None
         offset = _address(view) - self.base
-        if 0 <= offset < len(self.buffer):
+        if 0 <= offset < len(self.raw):
             return offset
         return None  # a scalar rewritten into rapidyaml's arena (escapes, folding)
 

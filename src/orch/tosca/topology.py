@@ -196,7 +196,9 @@ class TopologyChecker:
                     key=True)
                 continue
             definition, type_owner = found
-            schema = self.values.schema_of(definition, type_owner.where / f"{label.replace('property', 'propertie')}s" / prop)
+            section = "properties" if label == "property" else "attributes"
+            schema = self.values.schema_of(
+                definition, lambda: type_owner.where / section / prop)  # noqa: B023 - used at once
             if schema is not None:
                 self.values.check(value, schema, where_value, context)
             else:

@@ -263,12 +263,15 @@ class ValueChecker:
         self._datatype_chain: dict[int, tuple[str | None, tuple[tuple[str, Any, Where], ...]]] = {}
 
     # ---------------------------------------------------------------- compile
-    def schema_of(self, definition: Any, where: Where) -> Schema | None:
-        """Compile a property/parameter definition (or a bare type name)."""
+    def schema_of(self, definition: Any, where: Where | Callable[[], Where]) -> Schema | None:
+        """Compile a property/parameter definition (or a bare type name), once.
+
+        ``where`` may be a function: it is only needed the first time a definition is seen.
+        """
         key = id(definition)
         if key in self._compiled:
             return self._compiled[key]
-        schema = self._compile(definition, where)
+        schema = self._compile(definition, where if isinstance(where, Where) else where())
         self._compiled[key] = schema
         return schema
 
@@ -342,10 +345,14 @@ class ValueChecker:
 
     # ---------------------------------------------------------------- check
     def check(self, value: Any, schema: Schema, where: Where, context: Any = None) -> None:
-        if type(value) is dict and len(value) == 1 and is_function(value):
-            self.check_function(value, where, context)
-            return
         primitive = schema.primitive
+        kind = type(value)
+        if kind is dict:
+            if len(value) == 1 and is_function(value):
+                self.check_function(value, where, context)
+                return
+        elif kind is str and primitive == "string" and not schema.constraints:
+            return  # the most common value of all: nothing more to know
         try:
             if primitive is not None:
                 normal = coerce_primitive(primitive, value)
@@ -385,7 +392,7 @@ class ValueChecker:
                 )
                 continue
             definition, owner = found
-            sub = self.schema_of(definition, owner.where / "properties" / name)
+            sub = self.schema_of(definition, lambda: owner.where / "properties" / name)
             if sub is not None:
                 self.check(item, sub, where / name, context)
         if not self.require_fields:
