@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from xml.sax.saxutils import escape, quoteattr
 
 from orch import __version__
 from orch.tosca.diagnostics import Diagnostic, Severity
@@ -150,6 +149,8 @@ def github(diagnostics: Sequence[Diagnostic]) -> str:
 
 
 def junit(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:
+    from xml.sax.saxutils import escape, quoteattr  # pulls in urllib: only when asked for
+
     by_file: dict[str, list[Diagnostic]] = {f: [] for f in files}
     for d in diagnostics:
         by_file.setdefault(d.location.file, []).append(d)

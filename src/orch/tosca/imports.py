@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +117,8 @@ def csar_entry(path: Path, reporter: Reporter) -> tuple[Path, LoadedFile | None]
         if entry is None:
             return None
         return path / entry, None
+    import zipfile
+
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -150,6 +151,8 @@ def _meta_entry(text: str) -> str | None:
 
 def read_zip_member(path: Path) -> bytes | None:
     """Bytes of ``archive.zip/inner/file`` when ``path`` points inside a zip."""
+    import zipfile
+
     parts = path.parts
     for i in range(len(parts) - 1, 0, -1):
         candidate = Path(*parts[:i])

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from orch.tosca.diagnostics import did_you_mean
@@ -26,7 +26,7 @@ Check = Callable[[Any, tuple[Any, ...], list[Finding]], None]
 
 
 def schema_text() -> str:
-    return resources.files(__name__).joinpath(SCHEMA_FILE).read_text("utf-8")
+    return (Path(__file__).parent / SCHEMA_FILE).read_text("utf-8")
 
 
 @cache
