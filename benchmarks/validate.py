@@ -204,6 +204,8 @@ def measure(tool: Tool, argv: list[str], repeat: int, timeout: float) -> Result:
     first = runs[0]
     if any(r.verdict == "timeout" for r in runs):
         return Result("timeout", runs, note=f">{timeout:g}s")
+    if first.returncode is None:  # could not start
+        return Result("error", runs, note=first.note)
     result = Result(
         first.verdict,
         runs,
@@ -275,16 +277,19 @@ def generate(shared: Path, work: Path, sizes: list[int], chains: list[int]) -> l
 
 
 def unshim(program: str) -> str:
-    """The real executable behind a pyenv shim (its bash wrapper costs ~50-100 ms a run)."""
+    """The full path of program, or of the real executable behind a pyenv shim
+    (whose bash wrapper would add ~50-100 ms to every run)."""
     path = shutil.which(program)
-    if not path or Path(path).parent.name != "shims" or not shutil.which("pyenv"):
+    if not path:
         return program
-    proc = subprocess.run(["pyenv", "which", program], capture_output=True, text=True)
+    if Path(path).parent.name != "shims" or not shutil.which("pyenv"):
+        return path
+    proc = subprocess.run(["pyenv", "which", Path(path).name], capture_output=True, text=True)
     real = proc.stdout.strip()
     if proc.returncode == 0 and real:
         log(f"{path} is a pyenv shim: timing {real} instead")
         return real
-    return program
+    return path
 
 
 def orch_tool(arg: str | None) -> Tool:
@@ -320,20 +325,21 @@ def install_peer(spec: PeerSpec, peers_dir: Path) -> Tool:
         for s in spec.pip_steps
     ]
     for cmd in steps:
+        shown = shlex.join(cmd[2:])  # "venv DIR" / "pip install ..."
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=clean_env()
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            tool.error = f"{shlex.join(cmd[1:])}: {exc}"
+            tool.error = f"`{shown}`: {exc}"
             return tool
         if proc.returncode != 0:
             lines = [
                 ln
                 for ln in (proc.stderr + proc.stdout).splitlines()
-                if ln.strip() and "is ignored" not in ln
+                if ln.strip() and "is ignored" not in ln  # this machine's extra-index noise
             ]
-            tool.error = f"`{shlex.join(cmd[1:])}` failed: {' | '.join(lines[-3:])[:400]}"
+            tool.error = f"`{shown}` failed: {' | '.join(lines[-3:])[:400]}"
             log(f"  {spec.name}: {tool.error}")
             return tool
     marker.write_text(" ".join(" ".join(s) for s in spec.pip_steps) + "\n")
@@ -451,7 +457,7 @@ def report(inputs: list[Input], tools: list[Tool], help_result: Result, timeout:
     notes = [f"- {t.name}: not installed: {t.error}" for t in tools if t.error]
     for inp in inputs:
         for name, r in inp.results.items():
-            if r.status in ("error", "timeout") or r.note:
+            if r.status != "not installed" and (r.status in ("error", "timeout") or r.note):
                 notes.append(f"- {name} on {inp.name}: {r.status}: {r.note}")
     if notes:
         lines += ["", "Notes:", *notes]
@@ -569,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                 inp.results[tool.name] = result
                 prior.append((inp.n, result))
                 shown = f"{result.median_s:.3f} s" if result.median_s is not None else ""
-                log(f"  {result.status} {shown} {result.note}".rstrip())
+                log("  " + " ".join(x for x in (result.status, shown, result.note) if x))
     finally:
         if args.keep:
             log(f"inputs kept in {work}")

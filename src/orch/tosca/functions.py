@@ -36,6 +36,20 @@ class FunctionChecker:
         self.inputs: dict[str, Any] = {}
         self._handlers = {name: getattr(self, "_" + name) for name in FUNCTION_NAMES
                           if hasattr(self, "_" + name)}
+        # Calls found clean, keyed by what their result depends on: templates repeat the same
+        # calls (get_property [SELF, port]) thousands of times.
+        self._clean: set[tuple[Any, ...]] = set()
+
+    def _clean_key(self, name: str, args: Any, context: FunctionContext) -> tuple[Any, ...] | None:
+        if type(args) is str:
+            return (name, args, context.relationship, context.in_outputs)
+        if type(args) is not list or not all(type(a) is str for a in args):
+            return None
+        node_type = None
+        if args and args[0] in KEYWORDS and self.topology is not None and context.node:
+            node_type = id(self.topology.node_type_of(context.node))
+        return (name, tuple(args), node_type, context.relationship, context.in_outputs,
+                context.node is None)
 
     def check_value(self, value: Any, where: Where, context: Any) -> None:
         """Find and check every function call inside ``value``."""
@@ -58,7 +72,14 @@ class FunctionChecker:
             context = _NO_CONTEXT
         handler = self._handlers.get(name)
         if handler is not None:
+            key = self._clean_key(name, args, context)
+            if key is not None and key in self._clean:
+                return  # the same call in the same kind of place was already found clean
+            before = len(self.reporter.diagnostics)
             handler(args, at, context)
+            if key is not None and len(self.reporter.diagnostics) == before:
+                self._clean.add(key)
+                return
         if name == "get_input":
             return
         if type(args) is list:

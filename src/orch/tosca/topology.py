@@ -33,6 +33,7 @@ class TopologyChecker:
         self.relationships: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, Any] = {}
         self._node_types: dict[str, TypeDef | None] = {}
+        self._existing: dict[str, bool] = {}
         functions.topology = self
 
     # ------------------------------------------------------------------ queries (functions)
@@ -471,7 +472,11 @@ class TopologyChecker:
             return  # a path on the target host, not beside the blueprint
         base = os.path.dirname(where.file.path)
         path = os.path.join(base, file)
-        if os.path.exists(path) or read_zip_member(_as_path(path)) is not None:
+        found = self._existing.get(path)
+        if found is None:
+            found = os.path.exists(path) or read_zip_member(_as_path(path)) is not None
+            self._existing[path] = found
+        if found:
             return
         # A warning: a CSAR or the site may still provide it; deploy refuses to run without it.
         self.reporter.warning("topology.missing-artifact", where,
