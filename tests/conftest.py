@@ -88,6 +88,16 @@ class Checked:
     def pos(self, needle: str, nth: int = 1) -> tuple[int, int]:
         return position(self.text, needle, nth)
 
+    def line(self, stripped: str, nth: int = 1) -> int:
+        """1-based number of the nth line whose text, stripped, is ``stripped``."""
+        seen = 0
+        for number, text in enumerate(self.text.splitlines(), 1):
+            if text.strip() == stripped:
+                seen += 1
+                if seen == nth:
+                    return number
+        raise ValueError(f"no line {stripped!r}")
+
     def describe(self) -> str:
         return "\n".join(str(d) for d in self.result.diagnostics) or "(no diagnostics)"
 

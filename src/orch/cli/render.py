@@ -20,8 +20,14 @@ _COLORS = {Severity.ERROR: "\x1b[31m", Severity.WARNING: "\x1b[33m", Severity.IN
 _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 
 
-def render(fmt: str, diagnostics: Sequence[Diagnostic], files: Sequence[str], *,
-           color: bool = False, source_line: SourceLine | None = None) -> str:
+def render(
+    fmt: str,
+    diagnostics: Sequence[Diagnostic],
+    files: Sequence[str],
+    *,
+    color: bool = False,
+    source_line: SourceLine | None = None,
+) -> str:
     return {
         "text": lambda: text(diagnostics, files, color=color, source_line=source_line),
         "json": lambda: as_json(diagnostics, files),
@@ -31,8 +37,13 @@ def render(fmt: str, diagnostics: Sequence[Diagnostic], files: Sequence[str], *,
     }[fmt]()
 
 
-def text(diagnostics: Sequence[Diagnostic], files: Sequence[str], *, color: bool = False,
-         source_line: SourceLine | None = None) -> str:
+def text(
+    diagnostics: Sequence[Diagnostic],
+    files: Sequence[str],
+    *,
+    color: bool = False,
+    source_line: SourceLine | None = None,
+) -> str:
     lines: list[str] = []
     for d in diagnostics:
         severity = d.severity.label
@@ -54,9 +65,11 @@ def text(diagnostics: Sequence[Diagnostic], files: Sequence[str], *, color: bool
         for related in d.related:
             lines.append(f"  see: {related}")
     counts = _counts(diagnostics)
-    summary = (f"{len(files)} file{'s' if len(files) != 1 else ''} checked: "
-               f"{counts['error']} error{'s' if counts['error'] != 1 else ''}, "
-               f"{counts['warning']} warning{'s' if counts['warning'] != 1 else ''}")
+    summary = (
+        f"{len(files)} file{'s' if len(files) != 1 else ''} checked: "
+        f"{counts['error']} error{'s' if counts['error'] != 1 else ''}, "
+        f"{counts['warning']} warning{'s' if counts['warning'] != 1 else ''}"
+    )
     lines.append(summary)
     return "\n".join(lines) + "\n"
 
@@ -102,28 +115,38 @@ def sarif(diagnostics: Sequence[Diagnostic]) -> str:
     for d in diagnostics:
         region = {"startLine": max(d.location.line, 1), "startColumn": max(d.location.col, 1)}
         message = d.message + (f" ({d.hint})" if d.hint else "")
-        results.append({
-            "ruleId": d.rule,
-            "ruleIndex": rules.index(d.rule),
-            "level": _SARIF_LEVEL[d.severity],
-            "message": {"text": message},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": d.location.file},
-                "region": region,
-            }}],
-        })
+        results.append(
+            {
+                "ruleId": d.rule,
+                "ruleIndex": rules.index(d.rule),
+                "level": _SARIF_LEVEL[d.severity],
+                "message": {"text": message},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": d.location.file},
+                            "region": region,
+                        }
+                    }
+                ],
+            }
+        )
     log = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "orch",
-                "version": __version__,
-                "informationUri": "https://pypi.org/project/orch/",
-                "rules": [{"id": r, "name": r.replace(".", "-")} for r in rules],
-            }},
-            "results": results,
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "orch",
+                        "version": __version__,
+                        "informationUri": "https://pypi.org/project/orch/",
+                        "rules": [{"id": r, "name": r.replace(".", "-")} for r in rules],
+                    }
+                },
+                "results": results,
+            }
+        ],
     }
     return json.dumps(log, indent=2) + "\n"
 
@@ -155,15 +178,19 @@ def junit(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:
     for d in diagnostics:
         by_file.setdefault(d.location.file, []).append(d)
     failures = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites name="orch validate" tests="{len(by_file)}" failures="{failures}">',
-           f'  <testsuite name="orch validate" tests="{len(by_file)}" failures="{failures}">']
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name="orch validate" tests="{len(by_file)}" failures="{failures}">',
+        f'  <testsuite name="orch validate" tests="{len(by_file)}" failures="{failures}">',
+    ]
     for file, found in by_file.items():
-        out.append(f"    <testcase classname=\"orch.validate\" name={quoteattr(file)}>")
+        out.append(f'    <testcase classname="orch.validate" name={quoteattr(file)}>')
         for d in found:
             if d.severity is Severity.ERROR:
-                out.append(f"      <failure type={quoteattr(d.rule)} message={quoteattr(d.message)}>"
-                           f"{escape(str(d))}</failure>")
+                out.append(
+                    f"      <failure type={quoteattr(d.rule)} message={quoteattr(d.message)}>"
+                    f"{escape(str(d))}</failure>"
+                )
         warnings = [str(d) for d in found if d.severity is not Severity.ERROR]
         if warnings:
             out.append(f"      <system-out>{escape(chr(10).join(warnings))}</system-out>")

@@ -10,22 +10,44 @@ import click
 
 from orch.cli import exitcodes
 from orch.cli.render import FORMATS, render
+from orch.tosca.context import INTERNAL_RULE
 from orch.tosca.diagnostics import Diagnostic, Severity
 
 
 @click.command()
 @click.argument("blueprints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="text",
-              show_default=True, help="Output format (machine formats go to stdout).")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format (machine formats go to stdout).",
+)
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
-@click.option("--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path),
-              help="Folder of type libraries for 'name:version' imports (repeatable; "
-                   "also ORCH_CATALOG).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report to a file instead of stdout.")
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Folder of type libraries for 'name:version' imports (repeatable; also ORCH_CATALOG).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to a file instead of stdout.",
+)
 @click.pass_obj
-def validate(obj: object, blueprints: tuple[Path, ...], fmt: str, strict: bool,
-             catalogs: tuple[Path, ...], output: Path | None) -> None:
+def validate(
+    obj: object,
+    blueprints: tuple[Path, ...],
+    fmt: str,
+    strict: bool,
+    catalogs: tuple[Path, ...],
+    output: Path | None,
+) -> None:
     """Check BLUEPRINTS (YAML files or CSARs) and report every problem with file:line:col.
 
     Exit status: 0 clean, 1 findings, 2 usage error, 3 configuration error.
@@ -58,14 +80,21 @@ def validate(obj: object, blueprints: tuple[Path, ...], fmt: str, strict: bool,
             loaded = sources.get(file)
             return loaded.line_text(line) if loaded is not None else None  # type: ignore[attr-defined]
 
-        report = render("text", diagnostics, files, color=color,
-                        source_line=source_line if is_tty or os.environ.get("ORCH_SNIPPETS") else None)
+        report = render(
+            "text",
+            diagnostics,
+            files,
+            color=color,
+            source_line=source_line if is_tty or os.environ.get("ORCH_SNIPPETS") else None,
+        )
     else:
         report = render(fmt, diagnostics, files)
     if output is not None:
         output.write_text(report, "utf-8")
     else:
         click.echo(report, nl=False)
+    if any(d.rule == INTERNAL_RULE for d in diagnostics):
+        sys.exit(exitcodes.INTERNAL)
     failing = Severity.WARNING if strict else Severity.ERROR
     if any(d.severity >= failing for d in diagnostics):
         sys.exit(exitcodes.FINDINGS)

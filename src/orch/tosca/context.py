@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orch.tosca.diagnostics import Diagnostic, Path, Severity
 from orch.tosca.loader import LoadedFile
+
+INTERNAL_RULE = "internal.error"
 
 
 class Where:
@@ -16,8 +19,13 @@ class Where:
 
     __slots__ = ("_item", "_parent", "file")
 
-    def __init__(self, file: LoadedFile, path: Path, parent: Where | None = None,
-                 item: str | int | None = None):
+    def __init__(
+        self,
+        file: LoadedFile,
+        path: Path,
+        parent: Where | None = None,
+        item: str | int | None = None,
+    ):
         self.file = file
         self._parent = parent  # a child is its parent plus one item: no tuple copies
         self._item = item if parent is not None else path
@@ -63,13 +71,31 @@ class Reporter:
         self._seen.add(marker)
         self.diagnostics.append(Diagnostic(rule, severity, message, location, hint or None))
 
-    def error(self, rule: str, where: Where, message: str, hint: str | None = None,
-              *, key: bool = False) -> None:
+    def error(
+        self, rule: str, where: Where, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
         self.report(rule, where, message, hint, key=key)
 
-    def warning(self, rule: str, where: Where, message: str, hint: str | None = None,
-                *, key: bool = False) -> None:
+    def warning(
+        self, rule: str, where: Where, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
         self.report(rule, where, message, hint, key=key, severity=Severity.WARNING)
 
     def add(self, diagnostic: Diagnostic) -> None:
         self.diagnostics.append(diagnostic)
+
+    def guard(self, where: Where, what: str, check: Callable[[], None]) -> None:
+        """Run one entity's check; a bug in it becomes a finding there, not a lost run.
+
+        The CLI exits with the internal-error code when any ``internal.error`` is reported.
+        """
+        try:
+            check()
+        except Exception as exc:  # the safety net of last resort, by design
+            self.error(
+                INTERNAL_RULE,
+                where,
+                f"orch failed while checking {what}: {type(exc).__name__}: {exc}",
+                "this is a bug in orch; the rest of the file was checked. Please report it "
+                "with this file",
+            )

@@ -18,27 +18,40 @@ class DefinitionChecker:
 
     def check_all(self, typedefs: list[TypeDef]) -> None:
         for typedef in typedefs:
-            self.check(typedef)
+            self.reporter.guard(
+                typedef.where, typedef.name, lambda typedef=typedef: self.check(typedef)
+            )
 
     def check(self, typedef: TypeDef) -> None:
         registry, body, where = self.registry, typedef.body, typedef.where
         parent_name = body.get("derived_from")
         if parent_name is not None:
-            if typedef.kind == "data_types" and parent_name in PRIMITIVES:
+            if (
+                typedef.kind == "data_types"
+                and isinstance(parent_name, str)
+                and parent_name in PRIMITIVES
+            ):
                 if "properties" in body:
                     self.reporter.error(
-                        "types.primitive-with-properties", where / "properties",
+                        "types.primitive-with-properties",
+                        where / "properties",
                         f"data type {typedef.name} derives from the primitive '{parent_name}' "
-                        "and cannot add properties", "derive from tosca.datatypes.Root instead",
-                        key=True)
+                        "and cannot add properties",
+                        "derive from tosca.datatypes.Root instead",
+                        key=True,
+                    )
             else:
-                parent = registry.require(typedef.kind, parent_name, where / "derived_from",
-                                          "types.unknown-parent")
+                parent = registry.require(
+                    typedef.kind, parent_name, where / "derived_from", "types.unknown-parent"
+                )
                 if parent is not None:
                     cycle = registry.find_cycle(typedef)
                     if cycle:
-                        self.reporter.error("types.cycle", where / "derived_from",
-                                            "derived_from cycle: " + " -> ".join(cycle))
+                        self.reporter.error(
+                            "types.cycle",
+                            where / "derived_from",
+                            "derived_from cycle: " + " -> ".join(cycle),
+                        )
                         return
         elif typedef.name not in ROOT_TYPES and not typedef.builtin:
             pass  # TOSCA allows types with no parent
@@ -72,26 +85,40 @@ class DefinitionChecker:
         type_name = definition.get("type")
         if type_name is not None and not self.values.resolves(type_name):
             self.reporter.error(
-                "types.unknown-data-type", where / "type", f"unknown data type '{type_name}'",
-                did_you_mean(str(type_name), [*sorted(PRIMITIVES - {"any"}),
-                                              *self.registry.names("data_types")]))
+                "types.unknown-data-type",
+                where / "type",
+                f"unknown data type '{type_name}'",
+                did_you_mean(
+                    str(type_name),
+                    [*sorted(PRIMITIVES - {"any"}), *self.registry.names("data_types")],
+                ),
+            )
             return
         for schema_key in ("entry_schema", "key_schema"):
             inner = definition.get(schema_key)
-            inner_type = inner if isinstance(inner, str) else (
-                inner.get("type") if isinstance(inner, dict) else None)
+            inner_type = (
+                inner
+                if isinstance(inner, str)
+                else (inner.get("type") if isinstance(inner, dict) else None)
+            )
             if inner_type is not None and not self.values.resolves(inner_type):
                 at = where / schema_key if isinstance(inner, str) else where / schema_key / "type"
                 self.reporter.error(
-                    "types.unknown-data-type", at, f"unknown data type '{inner_type}'",
-                    did_you_mean(str(inner_type), [*sorted(PRIMITIVES - {"any"}),
-                                                   *self.registry.names("data_types")]))
+                    "types.unknown-data-type",
+                    at,
+                    f"unknown data type '{inner_type}'",
+                    did_you_mean(
+                        str(inner_type),
+                        [*sorted(PRIMITIVES - {"any"}), *self.registry.names("data_types")],
+                    ),
+                )
                 return
             if isinstance(inner, dict) and isinstance(inner.get("constraints"), list):
                 inner_schema = self.values.schema_of(inner, where / schema_key)
                 for i, clause in enumerate(inner["constraints"]):
                     self.values.check_constraint_clause(
-                        clause, where / schema_key / "constraints" / i, inner_schema)
+                        clause, where / schema_key / "constraints" / i, inner_schema
+                    )
         if type_name is None:
             return
         schema = self.values.schema_of(definition, where)
@@ -105,8 +132,14 @@ class DefinitionChecker:
             if key in definition and definition[key] is not None:
                 self.values.check(definition[key], schema, where / key)
 
-    def _refinement(self, name: str, definition: dict[str, Any], inherited: tuple[Any, TypeDef],
-                    where: Where, section: str) -> None:
+    def _refinement(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        inherited: tuple[Any, TypeDef],
+        where: Where,
+        section: str,
+    ) -> None:
         base, owner = inherited
         if not isinstance(base, dict):
             return
@@ -122,9 +155,11 @@ class DefinitionChecker:
             if primitive == old_type:
                 return
         self.reporter.error(
-            "types.refinement", where / "type",
+            "types.refinement",
+            where / "type",
             f"{section[:-1] if section != 'properties' else 'property'} '{name}' is "
-            f"{old_type} in {owner.name}; a derived type may not change it to {new_type}")
+            f"{old_type} in {owner.name}; a derived type may not change it to {new_type}",
+        )
 
     def _interfaces(self, typedef: TypeDef) -> None:
         raw = typedef.body.get("interfaces")
@@ -135,14 +170,16 @@ class DefinitionChecker:
                 continue
             type_name = definition.get("type")
             if type_name is not None:
-                self.registry.require("interface_types", type_name,
-                                      typedef.where / "interfaces" / name / "type")
+                self.registry.require(
+                    "interface_types", type_name, typedef.where / "interfaces" / name / "type"
+                )
             inputs = definition.get("inputs")
             if isinstance(inputs, dict):
                 for input_name, input_def in inputs.items():
                     if isinstance(input_def, dict) and "type" in input_def:
                         self.parameter_definition(
-                            input_def, typedef.where / "interfaces" / name / "inputs" / input_name)
+                            input_def, typedef.where / "interfaces" / name / "inputs" / input_name
+                        )
 
     # ------------------------------------------------------------------ kinds
     def _node_types(self, typedef: TypeDef) -> None:
@@ -167,21 +204,40 @@ class DefinitionChecker:
 
     def _interface_types(self, typedef: TypeDef) -> None:
         body = typedef.body
-        operations = body.get("operations") if isinstance(body.get("operations"), dict) else {
-            k: v for k, v in body.items()
-            if k not in ("derived_from", "version", "metadata", "description", "inputs",
-                         "notifications", "operations")
-        }
+        operations = (
+            body.get("operations")
+            if isinstance(body.get("operations"), dict)
+            else {
+                k: v
+                for k, v in body.items()
+                if k
+                not in (
+                    "derived_from",
+                    "version",
+                    "metadata",
+                    "description",
+                    "inputs",
+                    "notifications",
+                    "operations",
+                )
+            }
+        )
         for name, operation in operations.items():
             if isinstance(operation, dict) and "implementation" in operation:
                 self.reporter.warning(
                     "types.interface-implementation",
                     typedef.where / ("operations" if "operations" in body else name) / name
-                    if "operations" in body else typedef.where / name / "implementation",
+                    if "operations" in body
+                    else typedef.where / name / "implementation",
                     f"operation '{name}' of interface type {typedef.name} has an implementation;"
-                    " implementations belong in node or relationship types and templates")
+                    " implementations belong in node or relationship types and templates",
+                )
             if isinstance(operation, dict) and isinstance(operation.get("inputs"), dict):
-                base = typedef.where / "operations" / name if "operations" in body else typedef.where / name
+                base = (
+                    typedef.where / "operations" / name
+                    if "operations" in body
+                    else typedef.where / name
+                )
                 for input_name, input_def in operation["inputs"].items():
                     if isinstance(input_def, dict) and "type" in input_def:
                         self.parameter_definition(input_def, base / "inputs" / input_name)
@@ -198,13 +254,19 @@ class DefinitionChecker:
     def _capability_definitions(self, typedef: TypeDef) -> None:
         for name, definition in entries(typedef.body.get("capabilities")):
             at = typedef.where / "capabilities" / name
-            type_name = definition if isinstance(definition, str) else (
-                definition.get("type") if isinstance(definition, dict) else None)
+            type_name = (
+                definition
+                if isinstance(definition, str)
+                else (definition.get("type") if isinstance(definition, dict) else None)
+            )
             if type_name is None:
                 continue
             captype = self.registry.require(
-                "capability_types", type_name,
-                at if isinstance(definition, str) else at / "type", "types.unknown-capability-type")
+                "capability_types",
+                type_name,
+                at if isinstance(definition, str) else at / "type",
+                "types.unknown-capability-type",
+            )
             if isinstance(definition, dict):
                 sources = definition.get("valid_source_types")
                 if isinstance(sources, list):
@@ -240,7 +302,11 @@ class DefinitionChecker:
             relationship = definition.get("relationship")
             rel_name = relationship.get("type") if isinstance(relationship, dict) else relationship
             if rel_name is not None:
-                rel_at = at / "relationship" / "type" if isinstance(relationship, dict) else at / "relationship"
+                rel_at = (
+                    at / "relationship" / "type"
+                    if isinstance(relationship, dict)
+                    else at / "relationship"
+                )
                 self.registry.require("relationship_types", rel_name, rel_at)
             self._occurrences(definition.get("occurrences"), at / "occurrences")
 
@@ -251,19 +317,28 @@ class DefinitionChecker:
     def _artifact_definitions(self, typedef: TypeDef) -> None:
         for name, definition in entries(typedef.body.get("artifacts")):
             if isinstance(definition, dict) and "type" in definition:
-                self.registry.require("artifact_types", definition["type"],
-                                      typedef.where / "artifacts" / name / "type")
+                self.registry.require(
+                    "artifact_types",
+                    definition["type"],
+                    typedef.where / "artifacts" / name / "type",
+                )
 
     def _occurrences(self, value: Any, where: Where) -> None:
         if value is None:
             return
-        ok = isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and (
-            value[1] == UNBOUNDED or (isinstance(value[1], int) and value[1] >= value[0]))
+        ok = (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], int)
+            and (value[1] == UNBOUNDED or (isinstance(value[1], int) and value[1] >= value[0]))
+        )
         ok = ok and not isinstance(value[0], bool) and value[0] >= 0
         if not ok:
-            self.reporter.error("types.occurrences", where,
-                                "occurrences must be [min, max] with 0 <= min <= max "
-                                "(max may be UNBOUNDED)")
+            self.reporter.error(
+                "types.occurrences",
+                where,
+                "occurrences must be [min, max] with 0 <= min <= max (max may be UNBOUNDED)",
+            )
 
 
 def kind_label(kind: str) -> str:

@@ -70,7 +70,7 @@ def did_you_mean(word: str, choices: Iterable[str], *, limit: int = 8) -> str:
     if not options:
         return ""
     close = difflib.get_close_matches(word, options, n=3, cutoff=0.6) if word else []
-    listed = options if len(options) <= limit else options[:limit] + ["..."]
+    listed = options if len(options) <= limit else [*options[:limit], "..."]
     text = "valid: " + ", ".join(listed)
     if close:
         text = f"did you mean {' or '.join(repr(c) for c in close)}? " + text

@@ -34,8 +34,9 @@ class FunctionChecker:
         self.reporter = reporter
         self.topology: TopologyChecker | None = None
         self.inputs: dict[str, Any] = {}
-        self._handlers = {name: getattr(self, "_" + name) for name in FUNCTION_NAMES
-                          if hasattr(self, "_" + name)}
+        self._handlers = {
+            name: getattr(self, "_" + name) for name in FUNCTION_NAMES if hasattr(self, "_" + name)
+        }
         # Calls found clean, keyed by what their result depends on: templates repeat the same
         # calls (get_property [SELF, port]) thousands of times.
         self._clean: set[tuple[Any, ...]] = set()
@@ -48,8 +49,14 @@ class FunctionChecker:
         node_type = None
         if args and args[0] in KEYWORDS and self.topology is not None and context.node:
             node_type = id(self.topology.node_type_of(context.node))
-        return (name, tuple(args), node_type, context.relationship, context.in_outputs,
-                context.node is None)
+        return (
+            name,
+            tuple(args),
+            node_type,
+            context.relationship,
+            context.in_outputs,
+            context.node is None,
+        )
 
     def check_value(self, value: Any, where: Where, context: Any) -> None:
         """Find and check every function call inside ``value``."""
@@ -96,12 +103,15 @@ class FunctionChecker:
             self.check(name, where / 0 if isinstance(args, list) else where, context)
             return
         if not isinstance(name, str):
-            self.reporter.error("function.args", where,
-                                f"get_input takes an input name, got {describe(name)}")
+            self.reporter.error(
+                "function.args", where, f"get_input takes an input name, got {describe(name)}"
+            )
             return
         if name not in self.inputs:
             self.reporter.error(
-                "function.unknown-input", where, f"get_input of undeclared input '{name}'",
+                "function.unknown-input",
+                where,
+                f"get_input of undeclared input '{name}'",
                 did_you_mean(name, self.inputs) or "declare it under topology_template.inputs",
             )
 
@@ -109,8 +119,9 @@ class FunctionChecker:
         # Yorc: like get_input, but yields nothing instead of failing when the input is unset
         name = args[0] if isinstance(args, list) and args else args
         if not isinstance(name, str):
-            self.reporter.error("function.args", where,
-                                f"get_input_nf takes an input name, got {describe(name)}")
+            self.reporter.error(
+                "function.args", where, f"get_input_nf takes an input name, got {describe(name)}"
+            )
 
     # ------------------------------------------------------------------ get_property/attribute
     def _get_property(self, args: Any, where: Where, context: FunctionContext) -> None:
@@ -119,12 +130,16 @@ class FunctionChecker:
     def _get_attribute(self, args: Any, where: Where, context: FunctionContext) -> None:
         self._entity_member(args, where, context, "attributes", "get_attribute")
 
-    def _entity_member(self, args: Any, where: Where, context: FunctionContext, section: str,
-                       fname: str) -> None:
+    def _entity_member(
+        self, args: Any, where: Where, context: FunctionContext, section: str, fname: str
+    ) -> None:
         if not isinstance(args, list) or len(args) < 2:
-            self.reporter.error("function.args", where,
-                                f"{fname} takes [entity, (requirement or capability,) name, ...]",
-                                "entity is SELF, SOURCE, TARGET, HOST or a node template name")
+            self.reporter.error(
+                "function.args",
+                where,
+                f"{fname} takes [entity, (requirement or capability,) name, ...]",
+                "entity is SELF, SOURCE, TARGET, HOST or a node template name",
+            )
             return
         entity = args[0]
         if not self._entity_ok(entity, where / 0, context, fname):
@@ -150,20 +165,26 @@ class FunctionChecker:
         requirements = registry.members(node_type, "requirements")
         if member in capabilities or member in requirements:
             if len(args) < 3:
-                self.reporter.error("function.args", where,
-                                    f"{fname} of capability/requirement '{member}' needs a "
-                                    "property name after it")
+                self.reporter.error(
+                    "function.args",
+                    where,
+                    f"{fname} of capability/requirement '{member}' needs a property name after it",
+                )
             elif member in capabilities and isinstance(args[2], str):
                 captype = topology.capability_type_of(node_type, member)
                 if captype is not None:
                     names = dict(registry.members(captype, "properties"))
                     if section == "attributes":
                         names.update(registry.members(captype, "attributes"))
-                    if args[2] not in names and not topology.lenient_capability(node_name, member, args[2]):
+                    if args[2] not in names and not topology.lenient_capability(
+                        node_name, member, args[2]
+                    ):
                         self.reporter.error(
-                            "function.unknown-member", where / 2,
+                            "function.unknown-member",
+                            where / 2,
                             f"capability '{member}' of {node_name} ({captype.name}) has no "
-                            f"{section[:-1] if section != 'properties' else 'property'} '{args[2]}'",
+                            f"{'property' if section == 'properties' else 'attribute'} "
+                            f"'{args[2]}'",
                             did_you_mean(args[2], names),
                         )
             return
@@ -173,34 +194,43 @@ class FunctionChecker:
         if section == "attributes" and _is_runtime_attribute(member):
             return
         self.reporter.error(
-            "function.unknown-member", where / 1,
+            "function.unknown-member",
+            where / 1,
             f"{node_name} ({node_type.name}) has no {label}, capability or requirement '{member}'",
             did_you_mean(member, [*own, *capabilities, *requirements]),
         )
 
     def _entity_ok(self, entity: Any, where: Where, context: FunctionContext, fname: str) -> bool:
         if not isinstance(entity, str):
-            self.reporter.error("function.args", where,
-                                f"{fname} entity must be a name, got {describe(entity)}")
+            self.reporter.error(
+                "function.args", where, f"{fname} entity must be a name, got {describe(entity)}"
+            )
             return False
         if entity in ("SOURCE", "TARGET") and not context.relationship:
             if context.node is None and not context.in_outputs:
                 return True
-            self.reporter.error("function.keyword", where,
-                                f"{entity} is only meaningful in a relationship's context",
-                                "use SELF, HOST or a node template name here")
+            self.reporter.error(
+                "function.keyword",
+                where,
+                f"{entity} is only meaningful in a relationship's context",
+                "use SELF, HOST or a node template name here",
+            )
             return False
         if entity == "SELF" and context.node is None and context.in_outputs:
-            self.reporter.error("function.keyword", where,
-                                "SELF has no meaning in topology outputs",
-                                "name the node template instead")
+            self.reporter.error(
+                "function.keyword",
+                where,
+                "SELF has no meaning in topology outputs",
+                "name the node template instead",
+            )
             return False
         if entity in KEYWORDS:
             return True
         topology = self.topology
         if topology is not None and not topology.has_template(entity):
             self.reporter.error(
-                "function.unknown-node", where,
+                "function.unknown-node",
+                where,
                 f"{fname} refers to unknown node template '{entity}'",
                 did_you_mean(entity, topology.template_names()),
             )
@@ -220,8 +250,11 @@ class FunctionChecker:
     # ------------------------------------------------------------------ others
     def _get_operation_output(self, args: Any, where: Where, context: FunctionContext) -> None:
         if not isinstance(args, list) or len(args) != 4:
-            self.reporter.error("function.args", where,
-                                "get_operation_output takes [entity, interface, operation, output]")
+            self.reporter.error(
+                "function.args",
+                where,
+                "get_operation_output takes [entity, interface, operation, output]",
+            )
             return
         if not self._entity_ok(args[0], where / 0, context, "get_operation_output"):
             return
@@ -232,18 +265,27 @@ class FunctionChecker:
         operations = topology.operations_of(node_name, args[1])
         if operations is None:
             interfaces = topology.interfaces_of(node_name)
-            self.reporter.error("function.unknown-member", where / 1,
-                                f"{node_name} has no interface '{args[1]}'",
-                                did_you_mean(str(args[1]), interfaces))
+            self.reporter.error(
+                "function.unknown-member",
+                where / 1,
+                f"{node_name} has no interface '{args[1]}'",
+                did_you_mean(str(args[1]), interfaces),
+            )
         elif args[2] not in operations:
-            self.reporter.error("function.unknown-member", where / 2,
-                                f"interface '{args[1]}' of {node_name} has no operation '{args[2]}'",
-                                did_you_mean(str(args[2]), operations))
+            self.reporter.error(
+                "function.unknown-member",
+                where / 2,
+                f"interface '{args[1]}' of {node_name} has no operation '{args[2]}'",
+                did_you_mean(str(args[2]), operations),
+            )
 
     def _get_artifact(self, args: Any, where: Where, context: FunctionContext) -> None:
         if not isinstance(args, list) or not 2 <= len(args) <= 4:
-            self.reporter.error("function.args", where,
-                                "get_artifact takes [entity, artifact, (location, (remove))]")
+            self.reporter.error(
+                "function.args",
+                where,
+                "get_artifact takes [entity, artifact, (location, (remove))]",
+            )
             return
         if not self._entity_ok(args[0], where / 0, context, "get_artifact"):
             return
@@ -253,29 +295,41 @@ class FunctionChecker:
             return
         artifacts = topology.artifacts_of(node_name)
         if args[1] not in artifacts:
-            self.reporter.error("function.unknown-member", where / 1,
-                                f"{node_name} has no artifact '{args[1]}'",
-                                did_you_mean(args[1], artifacts))
+            self.reporter.error(
+                "function.unknown-member",
+                where / 1,
+                f"{node_name} has no artifact '{args[1]}'",
+                did_you_mean(args[1], artifacts),
+            )
 
     def _concat(self, args: Any, where: Where, context: FunctionContext) -> None:
         if not isinstance(args, list):
             self.reporter.error("function.args", where, "concat takes a list of values")
 
     def _join(self, args: Any, where: Where, context: FunctionContext) -> None:
-        ok = isinstance(args, list) and 1 <= len(args) <= 2 and (
-            isinstance(args[0], list) or is_function(args[0]))
+        ok = (
+            isinstance(args, list)
+            and 1 <= len(args) <= 2
+            and (isinstance(args[0], list) or is_function(args[0]))
+        )
         if ok and len(args) == 2:
             ok = isinstance(args[1], str)
         if not ok:
-            self.reporter.error("function.args", where,
-                                "join takes [[values...], (delimiter string)]")
+            self.reporter.error(
+                "function.args", where, "join takes [[values...], (delimiter string)]"
+            )
 
     def _token(self, args: Any, where: Where, context: FunctionContext) -> None:
-        ok = isinstance(args, list) and len(args) == 3 and isinstance(args[1], str) and (
-            isinstance(args[2], int) and not isinstance(args[2], bool))
+        ok = (
+            isinstance(args, list)
+            and len(args) == 3
+            and isinstance(args[1], str)
+            and (isinstance(args[2], int) and not isinstance(args[2], bool))
+        )
         if not ok:
-            self.reporter.error("function.args", where,
-                                "token takes [string, separator characters, index]")
+            self.reporter.error(
+                "function.args", where, "token takes [string, separator characters, index]"
+            )
 
     def _get_nodes_of_type(self, args: Any, where: Where, context: FunctionContext) -> None:
         topology = self.topology
@@ -287,8 +341,9 @@ class FunctionChecker:
     def _get_secret(self, args: Any, where: Where, context: FunctionContext) -> None:
         path = args[0] if isinstance(args, list) and args else args
         if not isinstance(path, str) and not is_function(path):
-            self.reporter.error("function.args", where,
-                                "get_secret takes a secret path (and options)")
+            self.reporter.error(
+                "function.args", where, "get_secret takes a secret path (and options)"
+            )
 
     _get_vault_secret = _get_secret
 
@@ -298,6 +353,13 @@ _NO_CONTEXT = FunctionContext()
 
 def _is_runtime_attribute(name: str) -> bool:
     # attributes orchestrators set at run time whatever the type declares
-    return name in {"tosca_id", "tosca_name", "state", "ip_address", "public_ip_address",
-                    "private_address", "public_address", "endpoint"}
-
+    return name in {
+        "tosca_id",
+        "tosca_name",
+        "state",
+        "ip_address",
+        "public_ip_address",
+        "private_address",
+        "public_address",
+        "endpoint",
+    }

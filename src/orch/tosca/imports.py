@@ -124,7 +124,9 @@ def csar_entry(path: Path, reporter: Reporter) -> tuple[Path, LoadedFile | None]
             names = archive.namelist()
             entry = None
             if "TOSCA-Metadata/TOSCA.meta" in names:
-                entry = _meta_entry(archive.read("TOSCA-Metadata/TOSCA.meta").decode("utf-8", "replace"))
+                entry = _meta_entry(
+                    archive.read("TOSCA-Metadata/TOSCA.meta").decode("utf-8", "replace")
+                )
             else:
                 roots = [n for n in names if "/" not in n and n.endswith((".yaml", ".yml"))]
                 entry = roots[0] if len(roots) == 1 else None
@@ -184,8 +186,13 @@ class ImportTarget:
     problem: tuple[str, str, str | None] | None = None  # (rule, message, hint)
 
 
-def resolve_import(entry: object, importer: LoadedFile, where: Where,
-                   repositories: dict[str, object], catalog: Catalog) -> ImportTarget:
+def resolve_import(
+    entry: object,
+    importer: LoadedFile,
+    where: Where,
+    repositories: dict[str, object],
+    catalog: Catalog,
+) -> ImportTarget:
     """Turn one ``imports`` entry into a file path, or a problem to report."""
     if isinstance(entry, dict):
         file = entry.get("file", entry.get("url"))
@@ -196,35 +203,50 @@ def resolve_import(entry: object, importer: LoadedFile, where: Where,
         return ImportTarget(None, ("imports.shape", "import needs a 'file'", None))
     if repository is not None:
         if not isinstance(repository, str) or repository not in repositories:
-            return ImportTarget(None, (
-                "imports.unknown-repository",
-                f"unknown repository '{repository}'",
-                did_you_mean(str(repository), repositories) or "declare it under repositories",
-            ))
+            return ImportTarget(
+                None,
+                (
+                    "imports.unknown-repository",
+                    f"unknown repository '{repository}'",
+                    did_you_mean(str(repository), repositories) or "declare it under repositories",
+                ),
+            )
         definition = repositories[repository]
         url = definition.get("url") if isinstance(definition, dict) else definition
-        return ImportTarget(None, (
-            "imports.unreachable",
-            f"cannot fetch '{file}' from repository '{repository}' ({url}): orch does not "
-            "download imports",
-            "put the file on disk and import it by relative path, or add its folder with --catalog",
-        ))
+        return ImportTarget(
+            None,
+            (
+                "imports.unreachable",
+                f"cannot fetch '{file}' from repository '{repository}' ({url}): orch does not "
+                "download imports",
+                "put the file on disk and import it by relative path, or add its folder "
+                "with --catalog",
+            ),
+        )
     if file.startswith("<") and file.endswith(">"):
         # Yorc's notation for its built-in definition files, e.g. <yorc-types.yml>
         found_builtin = catalog.find_file(file[1:-1])
         if found_builtin is not None:
             return ImportTarget(found_builtin)
-        return ImportTarget(None, ("imports.missing-file",
-                                   f"built-in definitions {file} not found in the catalog",
-                                   "add the folder holding it with --catalog DIR"))
+        return ImportTarget(
+            None,
+            (
+                "imports.missing-file",
+                f"built-in definitions {file} not found in the catalog",
+                "add the folder holding it with --catalog DIR",
+            ),
+        )
     if _URL.match(file):
         if file.startswith("file://"):
             return _local(Path(file[7:]), file)
-        return ImportTarget(None, (
-            "imports.unreachable",
-            f"cannot fetch '{file}': orch does not download imports",
-            "save the file beside the blueprint and import it by relative path",
-        ))
+        return ImportTarget(
+            None,
+            (
+                "imports.unreachable",
+                f"cannot fetch '{file}': orch does not download imports",
+                "save the file beside the blueprint and import it by relative path",
+            ),
+        )
     base = Path(importer.path).parent
     candidate = base / file
     if candidate.exists() or read_zip_member(candidate) is not None:
@@ -238,29 +260,36 @@ def resolve_import(entry: object, importer: LoadedFile, where: Where,
         versions = catalog.versions_of(name)
         if versions:
             newest = catalog.find(name, versions[-1])
-            return ImportTarget(newest, (
-                "imports.version-substituted",
-                f"catalog has no '{file}'; using {name}:{versions[-1]} instead",
-                f"catalog has {name} versions: {', '.join(versions)}",
-            ))
+            return ImportTarget(
+                newest,
+                (
+                    "imports.version-substituted",
+                    f"catalog has no '{file}'; using {name}:{versions[-1]} instead",
+                    f"catalog has {name} versions: {', '.join(versions)}",
+                ),
+            )
         if versions:
             hint = ""
         else:
             hint = did_you_mean(name, catalog.names()) or ""
             hint = (hint + "; " if hint else "") + "add the library's folder with --catalog DIR"
-        return ImportTarget(None, ("imports.not-in-catalog",
-                                   f"catalog entry '{file}' not found", hint))
+        return ImportTarget(
+            None, ("imports.not-in-catalog", f"catalog entry '{file}' not found", hint)
+        )
     return _local(candidate, file)
 
 
 def _local(path: Path, written: str) -> ImportTarget:
     if path.is_file() or read_zip_member(path) is not None:
         return ImportTarget(path)
-    return ImportTarget(None, (
-        "imports.missing-file",
-        f"imported file '{written}' not found (looked at {path})",
+    return ImportTarget(
         None,
-    ))
+        (
+            "imports.missing-file",
+            f"imported file '{written}' not found (looked at {path})",
+            None,
+        ),
+    )
 
 
 def load_import(path: Path) -> LoadedFile:

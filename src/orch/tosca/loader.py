@@ -170,8 +170,21 @@ def load_bytes(raw: bytes, path: str) -> LoadedFile:
 # speed) and a look at the neighbouring bytes; a false positive only costs speed.
 _SIGILS = (b"!", b"&", b"*", b"<<")
 _WORDS = (
-    b"~", b"True", b"TRUE", b"False", b"FALSE", b"Null", b"NULL",
-    b".inf", b".Inf", b".INF", b".nan", b".NaN", b".NAN", b"0x", b"0o",
+    b"~",
+    b"True",
+    b"TRUE",
+    b"False",
+    b"FALSE",
+    b"Null",
+    b"NULL",
+    b".inf",
+    b".Inf",
+    b".INF",
+    b".nan",
+    b".NaN",
+    b".NAN",
+    b"0x",
+    b"0o",
 )
 _BEFORE = frozenset(b" \t\n\r[{,:-+")
 _AFTER = frozenset(b" \t\n\r,]}#")
@@ -399,7 +412,7 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
         ) from None
     positions: dict[Path, tuple[int, int, int, int]] = {}
     duplicates: list[Diagnostic] = []
-    data = _construct(node, (), positions, duplicates, path, set())
+    data = None if node is None else _construct(node, (), positions, duplicates, path, set())
     errors = [d for d in duplicates if d.severity is Severity.ERROR]
     if errors:
         raise YamlError(errors[0]) if len(errors) == 1 else _MultiYamlError(errors)

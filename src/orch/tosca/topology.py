@@ -14,15 +14,35 @@ from orch.tosca.imports import read_zip_member
 from orch.tosca.types import TypeDef, TypeRegistry, entries
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
-NODE_STATES = ("initial", "creating", "created", "configuring", "configured", "starting",
-               "started", "stopping", "stopped", "deleting", "deleted", "error")
+NODE_STATES = (
+    "initial",
+    "creating",
+    "created",
+    "configuring",
+    "configured",
+    "starting",
+    "started",
+    "stopping",
+    "stopped",
+    "deleting",
+    "deleted",
+    "error",
+)
 STANDARD_OPERATIONS = ("create", "configure", "start", "stop", "delete")
 _HOSTED_ON = "tosca.relationships.HostedOn"
 
 
 class TopologyChecker:
-    def __init__(self, registry: TypeRegistry, values: ValueChecker, functions: FunctionChecker,
-                 definitions: DefinitionChecker, reporter: Reporter, *, lenient: bool = False):
+    def __init__(
+        self,
+        registry: TypeRegistry,
+        values: ValueChecker,
+        functions: FunctionChecker,
+        definitions: DefinitionChecker,
+        reporter: Reporter,
+        *,
+        lenient: bool = False,
+    ):
         self.registry = registry
         self.values = values
         self.functions = functions
@@ -58,8 +78,11 @@ class TopologyChecker:
         if found is None:
             return None
         definition = found[0]
-        type_name = definition if isinstance(definition, str) else (
-            definition.get("type") if isinstance(definition, dict) else None)
+        type_name = (
+            definition
+            if isinstance(definition, str)
+            else (definition.get("type") if isinstance(definition, dict) else None)
+        )
         return self.registry.get("capability_types", type_name)
 
     def lenient_capability(self, node: str, capability: str, member: str) -> bool:
@@ -97,7 +120,11 @@ class TopologyChecker:
             names.update(_operation_names(definition))
         if node is not None:
             body = self.nodes.get(node) or {}
-            assigned = body.get("interfaces", {}).get(interface) if isinstance(body.get("interfaces"), dict) else None
+            assigned = (
+                body.get("interfaces", {}).get(interface)
+                if isinstance(body.get("interfaces"), dict)
+                else None
+            )
             if isinstance(assigned, dict):
                 names.update(_operation_names(assigned))
         return names
@@ -112,9 +139,15 @@ class TopologyChecker:
     # ------------------------------------------------------------------ the check
     def check(self, topology: dict[str, Any], where: Where) -> None:
         nodes = topology.get("node_templates")
-        self.nodes = {k: v for k, v in nodes.items() if isinstance(v, dict)} if isinstance(nodes, dict) else {}
+        self.nodes = (
+            {k: v for k, v in nodes.items() if isinstance(v, dict)}
+            if isinstance(nodes, dict)
+            else {}
+        )
         rels = topology.get("relationship_templates")
-        self.relationships = {k: v for k, v in rels.items() if isinstance(v, dict)} if isinstance(rels, dict) else {}
+        self.relationships = (
+            {k: v for k, v in rels.items() if isinstance(v, dict)} if isinstance(rels, dict) else {}
+        )
         groups = topology.get("groups")
         self.groups = groups if isinstance(groups, dict) else {}
         inputs = topology.get("inputs")
@@ -122,65 +155,128 @@ class TopologyChecker:
         if isinstance(inputs, dict):
             for name, definition in inputs.items():
                 self.definitions.parameter_definition(definition, where / "inputs" / name)
+        guard = self.reporter.guard
         for name, body in self.nodes.items():
-            self._node_template(name, body, where / "node_templates" / name)
+            at = where / "node_templates" / name
+            guard(
+                at,
+                f"node template '{name}'",
+                lambda n=name, b=body, a=at: self._node_template(n, b, a),
+            )
         for name, body in self.relationships.items():
-            self._relationship_template(name, body, where / "relationship_templates" / name, None)
-        self._requirement_cycles(where / "node_templates")
+            at = where / "relationship_templates" / name
+            guard(
+                at,
+                f"relationship template '{name}'",
+                lambda n=name, b=body, a=at: self._relationship_template(n, b, a, None),
+            )
+        guard(
+            where / "node_templates",
+            "requirement cycles",
+            lambda: self._requirement_cycles(where / "node_templates"),
+        )
         for name, body in self.groups.items():
             if isinstance(body, dict):
-                self._group(name, body, where / "groups" / name)
-        self._policies(topology.get("policies"), where / "policies")
+                at = where / "groups" / name
+                guard(at, f"group '{name}'", lambda n=name, b=body, a=at: self._group(n, b, a))
+        guard(
+            where / "policies",
+            "policies",
+            lambda: self._policies(topology.get("policies"), where / "policies"),
+        )
         outputs = topology.get("outputs")
         if isinstance(outputs, dict):
             for name, definition in outputs.items():
-                self._output(definition, where / "outputs" / name)
+                at = where / "outputs" / name
+                guard(at, f"output '{name}'", lambda d=definition, a=at: self._output(d, a))
         if isinstance(topology.get("substitution_mappings"), dict):
-            self._substitution(topology["substitution_mappings"], where / "substitution_mappings")
+            at = where / "substitution_mappings"
+            guard(
+                at,
+                "substitution_mappings",
+                lambda: self._substitution(topology["substitution_mappings"], at),
+            )
         workflows = topology.get("workflows")
         if isinstance(workflows, dict):
             for name, workflow in workflows.items():
                 if isinstance(workflow, dict):
-                    self._workflow(name, workflow, where / "workflows" / name, workflows)
+                    at = where / "workflows" / name
+                    guard(
+                        at,
+                        f"workflow '{name}'",
+                        lambda n=name, w=workflow, a=at: self._workflow(n, w, a, workflows),
+                    )
 
     # ------------------------------------------------------------------ node templates
     def _node_template(self, name: str, body: dict[str, Any], where: Where) -> None:
         type_name = body.get("type")
         if type_name is None:
             if "copy" not in body:
-                self.reporter.error("topology.missing-type", where,
-                                    f"node template '{name}' has no type")
+                self.reporter.error(
+                    "topology.missing-type", where, f"node template '{name}' has no type"
+                )
             return
         node_type = self.registry.require("node_types", type_name, where / "type")
         if node_type is None:
             return
         context = FunctionContext(node=name)
-        self._assignments(body.get("properties"), self.registry.members(node_type, "properties"),
-                          where / "properties", context, f"node type {node_type.name}",
-                          required=True, label="property",
-                          abstract="substitute" in (body.get("directives") or [])
-                          or "select" in (body.get("directives") or []))
-        self._assignments(body.get("attributes"), self.registry.members(node_type, "attributes"),
-                          where / "attributes", context, f"node type {node_type.name}",
-                          required=False, label="attribute")
+        self._assignments(
+            body.get("properties"),
+            self.registry.members(node_type, "properties"),
+            where / "properties",
+            context,
+            f"node type {node_type.name}",
+            required=True,
+            label="property",
+            abstract="substitute" in (body.get("directives") or [])
+            or "select" in (body.get("directives") or []),
+        )
+        self._assignments(
+            body.get("attributes"),
+            self.registry.members(node_type, "attributes"),
+            where / "attributes",
+            context,
+            f"node type {node_type.name}",
+            required=False,
+            label="attribute",
+        )
         self._capabilities(body.get("capabilities"), node_type, where / "capabilities", context)
         self._requirements(name, body.get("requirements"), node_type, where / "requirements")
-        self._interfaces(body.get("interfaces"), self.registry.members(node_type, "interfaces"),
-                         where / "interfaces", context, f"node type {node_type.name}", name)
+        self._interfaces(
+            body.get("interfaces"),
+            self.registry.members(node_type, "interfaces"),
+            where / "interfaces",
+            context,
+            f"node type {node_type.name}",
+            name,
+        )
         self._artifacts(body.get("artifacts"), where / "artifacts")
         if "node_filter" in body:
             self._node_filter(body["node_filter"], where / "node_filter", node_type)
 
-    def _assignments(self, values: Any, declared: dict[str, tuple[Any, TypeDef]], where: Where,
-                     context: FunctionContext, owner: str, *, required: bool, label: str,
-                     abstract: bool = False) -> None:
+    def _assignments(
+        self,
+        values: Any,
+        declared: dict[str, tuple[Any, TypeDef]],
+        where: Where,
+        context: FunctionContext,
+        owner: str,
+        *,
+        required: bool,
+        label: str,
+        abstract: bool = False,
+    ) -> None:
         if values is None:
             values = {}
         if not isinstance(values, dict):
             return  # grammar reports the shape
         for prop, value in values.items():
-            if label == "attribute" and type(value) is dict and "value" in value and set(value) <= {
-                    "value", "description"}:
+            if (
+                label == "attribute"
+                and type(value) is dict
+                and "value" in value
+                and set(value) <= {"value", "description"}
+            ):
                 value = value["value"]  # TOSCA 1.3 extended attribute assignment
                 where_value = where / prop / "value"
             else:
@@ -191,15 +287,16 @@ class TopologyChecker:
                     self.functions.check_value(value, where / prop, context)
                     continue
                 self.reporter.error(
-                    f"topology.unknown-{label}", where / prop,
+                    f"topology.unknown-{label}",
+                    where / prop,
                     f"unknown {label} '{prop}' for {owner}",
                     did_you_mean(str(prop), declared) or f"{owner} declares no {label}",
-                    key=True)
+                    key=True,
+                )
                 continue
             definition, type_owner = found
             section = "properties" if label == "property" else "attributes"
-            schema = self.values.schema_of(
-                definition, lambda: type_owner.where / section / prop)  # noqa: B023 - used at once
+            schema = self.values.schema_of(definition, lambda: type_owner.where / section / prop)  # noqa: B023 - used at once
             if schema is not None:
                 self.values.check(value, schema, where_value, context)
             else:
@@ -209,23 +306,33 @@ class TopologyChecker:
         for prop, (definition, _owner) in declared.items():
             if prop in values or not isinstance(definition, dict):
                 continue
-            if definition.get("required", True) is True and "default" not in definition and "value" not in definition:
+            if (
+                definition.get("required", True) is True
+                and "default" not in definition
+                and "value" not in definition
+            ):
                 self.reporter.error(
-                    f"topology.missing-{label}", where,
+                    f"topology.missing-{label}",
+                    where,
                     f"missing required {label} '{prop}' of {owner}",
-                    "set it here, or give it a default in the type")
+                    "set it here, or give it a default in the type",
+                )
 
-    def _capabilities(self, assigned: Any, node_type: TypeDef, where: Where,
-                      context: FunctionContext) -> None:
+    def _capabilities(
+        self, assigned: Any, node_type: TypeDef, where: Where, context: FunctionContext
+    ) -> None:
         if not isinstance(assigned, dict):
             return
         declared = self.registry.members(node_type, "capabilities")
         for cap_name, body in assigned.items():
             if cap_name not in declared:
                 self.reporter.error(
-                    "topology.unknown-capability", where / cap_name,
+                    "topology.unknown-capability",
+                    where / cap_name,
                     f"unknown capability '{cap_name}' for node type {node_type.name}",
-                    did_you_mean(str(cap_name), declared), key=True)
+                    did_you_mean(str(cap_name), declared),
+                    key=True,
+                )
                 continue
             captype = self.capability_type_of(node_type, cap_name)
             if captype is None or not isinstance(body, dict):
@@ -236,12 +343,24 @@ class TopologyChecker:
                 for prop, prop_def in definition["properties"].items():
                     if isinstance(prop_def, dict) and "type" in prop_def:
                         cap_props[prop] = (prop_def, declared[cap_name][1])
-            self._assignments(body.get("properties"), cap_props, where / cap_name / "properties",
-                              context, f"capability type {captype.name}", required=False,
-                              label="property")
-            self._assignments(body.get("attributes"), self.registry.members(captype, "attributes"),
-                              where / cap_name / "attributes", context,
-                              f"capability type {captype.name}", required=False, label="attribute")
+            self._assignments(
+                body.get("properties"),
+                cap_props,
+                where / cap_name / "properties",
+                context,
+                f"capability type {captype.name}",
+                required=False,
+                label="property",
+            )
+            self._assignments(
+                body.get("attributes"),
+                self.registry.members(captype, "attributes"),
+                where / cap_name / "attributes",
+                context,
+                f"capability type {captype.name}",
+                required=False,
+                label="attribute",
+            )
 
     def _requirements(self, node: str, assigned: Any, node_type: TypeDef, where: Where) -> None:
         if not isinstance(assigned, list):
@@ -258,9 +377,12 @@ class TopologyChecker:
             found = declared.get(req_name)
             if found is None:
                 self.reporter.error(
-                    "topology.unknown-requirement", at,
+                    "topology.unknown-requirement",
+                    at,
                     f"unknown requirement '{req_name}' for node type {node_type.name}",
-                    did_you_mean(str(req_name), declared), key=True)
+                    did_you_mean(str(req_name), declared),
+                    key=True,
+                )
                 continue
             counts[req_name] = counts.get(req_name, 0) + 1
             self._requirement(node, req_name, body, found[0], at)
@@ -271,33 +393,48 @@ class TopologyChecker:
                 upper = occurrences[1]
                 if upper != UNBOUNDED and isinstance(upper, int) and count > upper:
                     self.reporter.error(
-                        "topology.occurrences", where,
+                        "topology.occurrences",
+                        where,
                         f"requirement '{req_name}' is assigned {count} times; "
-                        f"node type {node_type.name} allows at most {upper}")
+                        f"node type {node_type.name} allows at most {upper}",
+                    )
 
-    def _requirement(self, node: str, req_name: str, body: Any, definition: Any,
-                     where: Where) -> None:
-        target = body if isinstance(body, str) else (body.get("node") if isinstance(body, dict) else None)
+    def _requirement(
+        self, node: str, req_name: str, body: Any, definition: Any, where: Where
+    ) -> None:
+        target = (
+            body
+            if isinstance(body, str)
+            else (body.get("node") if isinstance(body, dict) else None)
+        )
         capability = body.get("capability") if isinstance(body, dict) else None
         wanted_cap = capability
         if wanted_cap is None:
-            wanted_cap = definition if isinstance(definition, str) else (
-                definition.get("capability") if isinstance(definition, dict) else None)
+            wanted_cap = (
+                definition
+                if isinstance(definition, str)
+                else (definition.get("capability") if isinstance(definition, dict) else None)
+            )
         target_type: TypeDef | None = None
         node_where = where if isinstance(body, str) else where / "node"
         if isinstance(target, str):
             if target in self.nodes:
                 target_type = self.node_type_of(target)
                 if target == node:
-                    self.reporter.error("topology.self-requirement", node_where,
-                                        f"requirement '{req_name}' of '{node}' targets itself")
+                    self.reporter.error(
+                        "topology.self-requirement",
+                        node_where,
+                        f"requirement '{req_name}' of '{node}' targets itself",
+                    )
             elif self.registry.get("node_types", target) is not None:
                 target_type = None  # abstract: a node of that type is selected at deploy time
             else:
                 self.reporter.error(
-                    "topology.unknown-node", node_where,
+                    "topology.unknown-node",
+                    node_where,
                     f"requirement '{req_name}' targets unknown node template '{target}'",
-                    did_you_mean(target, self.nodes) or "no node template has that name")
+                    did_you_mean(target, self.nodes) or "no node template has that name",
+                )
                 return
         if target_type is not None and wanted_cap is not None:
             self._target_fits(target, target_type, wanted_cap, definition, req_name, where, body)
@@ -305,36 +442,51 @@ class TopologyChecker:
             relationship = body.get("relationship")
             if isinstance(relationship, str):
                 if relationship not in self.relationships:
-                    self.registry.require("relationship_types", relationship, where / "relationship")
+                    self.registry.require(
+                        "relationship_types", relationship, where / "relationship"
+                    )
             elif isinstance(relationship, dict):
                 self._relationship_template(None, relationship, where / "relationship", node)
             if "node_filter" in body:
                 self._node_filter(body["node_filter"], where / "node_filter", None)
 
-    def _target_fits(self, target: str, target_type: TypeDef, wanted: Any, definition: Any,
-                     req_name: str, where: Where, body: Any) -> None:
+    def _target_fits(
+        self,
+        target: str,
+        target_type: TypeDef,
+        wanted: Any,
+        definition: Any,
+        req_name: str,
+        where: Where,
+        body: Any,
+    ) -> None:
         caps = self.registry.members(target_type, "capabilities")
-        if wanted in caps:
+        if not isinstance(wanted, str) or wanted in caps:
             return  # a capability named on the target
         wanted_type = self.registry.get("capability_types", wanted)
         if wanted_type is None:
             if isinstance(body, dict) and body.get("capability") is not None:
                 self.reporter.error(
-                    "topology.unknown-capability", where / "capability",
+                    "topology.unknown-capability",
+                    where / "capability",
                     f"'{wanted}' is neither a capability of {target} nor a capability type",
-                    did_you_mean(str(wanted), caps))
+                    did_you_mean(str(wanted), caps),
+                )
             return
         for cap_name in caps:
             captype = self.capability_type_of(target_type, cap_name)
-            if captype is not None and (self.registry.is_a(captype, wanted_type)
-                                        or self.registry.is_a(wanted_type, captype)):
+            if captype is not None and (
+                self.registry.is_a(captype, wanted_type) or self.registry.is_a(wanted_type, captype)
+            ):
                 return
         at = where if isinstance(body, str) else where / "node"
         self.reporter.error(
-            "topology.capability-mismatch", at,
+            "topology.capability-mismatch",
+            at,
             f"requirement '{req_name}' needs a {wanted_type.name} capability, which node "
             f"'{target}' ({target_type.name}) does not offer",
-            ("its capabilities: " + ", ".join(sorted(caps))) if caps else None)
+            ("its capabilities: " + ", ".join(sorted(caps))) if caps else None,
+        )
 
     def _requirement_cycles(self, where: Where) -> None:
         graph: dict[str, list[str]] = {}
@@ -345,8 +497,11 @@ class TopologyChecker:
                 for item in reqs:
                     if isinstance(item, dict) and len(item) == 1:
                         ((_req, value),) = item.items()
-                        target = value if isinstance(value, str) else (
-                            value.get("node") if isinstance(value, dict) else None)
+                        target = (
+                            value
+                            if isinstance(value, str)
+                            else (value.get("node") if isinstance(value, dict) else None)
+                        )
                         if isinstance(target, str) and target in self.nodes and target != name:
                             targets.append(target)
             graph[name] = targets
@@ -367,22 +522,26 @@ class TopologyChecker:
                     stack.append((node, index + 1))
                     child = children[index]
                     if state.get(child) == 1:
-                        cycle = trail[trail.index(child):] + [child]
+                        cycle = [*trail[trail.index(child) :], child]
                         key = frozenset(cycle)
                         if key not in reported:
                             reported.add(key)
                             self.reporter.error(
-                                "topology.requirement-cycle", where / child,
+                                "topology.requirement-cycle",
+                                where / child,
                                 "requirement cycle: " + " -> ".join(cycle),
-                                "orch cannot order these nodes; break the cycle", key=True)
+                                "orch cannot order these nodes; break the cycle",
+                                key=True,
+                            )
                     elif not state.get(child):
                         stack.append((child, 0))
                 else:
                     state[node] = 2
                     trail.pop()
 
-    def _relationship_template(self, name: str | None, body: dict[str, Any], where: Where,
-                               source: str | None) -> None:
+    def _relationship_template(
+        self, name: str | None, body: dict[str, Any], where: Where, source: str | None
+    ) -> None:
         type_name = body.get("type")
         if type_name is None:
             return
@@ -390,36 +549,69 @@ class TopologyChecker:
         if reltype is None:
             return
         context = FunctionContext(node=source, relationship=True)
-        self._assignments(body.get("properties"), self.registry.members(reltype, "properties"),
-                          where / "properties", context, f"relationship type {reltype.name}",
-                          required=name is not None, label="property")
-        self._interfaces(body.get("interfaces"), self.registry.members(reltype, "interfaces"),
-                         where / "interfaces", context, f"relationship type {reltype.name}", None)
+        self._assignments(
+            body.get("properties"),
+            self.registry.members(reltype, "properties"),
+            where / "properties",
+            context,
+            f"relationship type {reltype.name}",
+            required=name is not None,
+            label="property",
+        )
+        self._interfaces(
+            body.get("interfaces"),
+            self.registry.members(reltype, "interfaces"),
+            where / "interfaces",
+            context,
+            f"relationship type {reltype.name}",
+            None,
+        )
 
     # ------------------------------------------------------------------ interfaces
-    def _interfaces(self, assigned: Any, declared: dict[str, tuple[Any, TypeDef]], where: Where,
-                    context: FunctionContext, owner: str, node: str | None) -> None:
+    def _interfaces(
+        self,
+        assigned: Any,
+        declared: dict[str, tuple[Any, TypeDef]],
+        where: Where,
+        context: FunctionContext,
+        owner: str,
+        node: str | None,
+    ) -> None:
         if not isinstance(assigned, dict):
             return
         for iname, body in assigned.items():
             found = declared.get(iname)
             if found is None:
                 if iname in ("Standard", "Configure", "tosca.interfaces.node.lifecycle.Standard"):
-                    found = ({"type": "tosca.interfaces.node.lifecycle.Standard"
-                              if "Standard" in iname else
-                              "tosca.interfaces.relationship.Configure"}, None)  # type: ignore[assignment]
+                    found = (
+                        {
+                            "type": "tosca.interfaces.node.lifecycle.Standard"
+                            if "Standard" in iname
+                            else "tosca.interfaces.relationship.Configure"
+                        },
+                        None,
+                    )  # type: ignore[assignment]
                 else:
                     self.reporter.error(
-                        "topology.unknown-interface", where / iname,
+                        "topology.unknown-interface",
+                        where / iname,
                         f"unknown interface '{iname}' for {owner}",
-                        did_you_mean(str(iname), declared), key=True)
+                        did_you_mean(str(iname), declared),
+                        key=True,
+                    )
                     continue
             if not isinstance(body, dict):
                 continue
             known = self._operations(found[0], None, iname)
-            operations = body.get("operations") if isinstance(body.get("operations"), dict) else {
-                k: v for k, v in body.items() if k not in ("inputs", "description", "type",
-                                                           "notifications", "operations")}
+            operations = (
+                body.get("operations")
+                if isinstance(body.get("operations"), dict)
+                else {
+                    k: v
+                    for k, v in body.items()
+                    if k not in ("inputs", "description", "type", "notifications", "operations")
+                }
+            )
             op_base = where / iname / "operations" if "operations" in body else where / iname
             inputs = body.get("inputs")
             if isinstance(inputs, dict):
@@ -427,9 +619,12 @@ class TopologyChecker:
             for op_name, op in operations.items():
                 if known and op_name not in known:
                     self.reporter.error(
-                        "topology.unknown-operation", op_base / op_name,
+                        "topology.unknown-operation",
+                        op_base / op_name,
                         f"interface '{iname}' has no operation '{op_name}'",
-                        did_you_mean(str(op_name), known), key=True)
+                        did_you_mean(str(op_name), known),
+                        key=True,
+                    )
                     continue
                 self._operation(op, op_base / op_name, context, node)
 
@@ -479,9 +674,12 @@ class TopologyChecker:
         if found:
             return
         # A warning: a CSAR or the site may still provide it; deploy refuses to run without it.
-        self.reporter.warning("topology.missing-artifact", where,
-                              f"{what} '{file}' not found (looked at {os.path.normpath(path)})",
-                              "paths are relative to the file that names them")
+        self.reporter.warning(
+            "topology.missing-artifact",
+            where,
+            f"{what} '{file}' not found (looked at {os.path.normpath(path)})",
+            "paths are relative to the file that names them",
+        )
 
     def _artifacts(self, artifacts: Any, where: Where) -> None:
         for name, definition in entries(artifacts):
@@ -501,41 +699,61 @@ class TopologyChecker:
             return
         for cap in entries(node_filter.get("capabilities")):
             name = cap[0]
-            if node_type is not None and name not in self.registry.members(node_type, "capabilities") \
-                    and self.registry.get("capability_types", name) is None:
-                self.reporter.error("topology.unknown-capability", where / "capabilities",
-                                    f"node_filter names unknown capability '{name}'")
+            if (
+                node_type is not None
+                and name not in self.registry.members(node_type, "capabilities")
+                and self.registry.get("capability_types", name) is None
+            ):
+                self.reporter.error(
+                    "topology.unknown-capability",
+                    where / "capabilities",
+                    f"node_filter names unknown capability '{name}'",
+                )
 
     # ------------------------------------------------------------------ groups, policies
     def _group(self, name: str, body: dict[str, Any], where: Where) -> None:
-        gtype = self.registry.require("group_types", body.get("type"), where / "type") \
-            if body.get("type") is not None else None
+        gtype = (
+            self.registry.require("group_types", body.get("type"), where / "type")
+            if body.get("type") is not None
+            else None
+        )
         members = body.get("members")
         if isinstance(members, list):
             allowed = gtype.body.get("members") if gtype is not None else None
-            for owner in (self.registry.ancestry(gtype) if gtype is not None else ()):
+            for owner in self.registry.ancestry(gtype) if gtype is not None else ():
                 if isinstance(owner.body.get("members"), list):
                     allowed = owner.body["members"]
                     break
             for i, member in enumerate(members):
                 if member not in self.nodes and member not in self.groups:
                     self.reporter.error(
-                        "topology.unknown-member", where / "members" / i,
+                        "topology.unknown-member",
+                        where / "members" / i,
                         f"group '{name}' member '{member}' is not a node template",
-                        did_you_mean(str(member), self.nodes))
+                        did_you_mean(str(member), self.nodes),
+                    )
                 elif isinstance(allowed, list) and member in self.nodes:
                     member_type = self.node_type_of(member)
                     if member_type is not None and not any(
-                            self.registry.is_a(member_type, a) for a in allowed):
+                        self.registry.is_a(member_type, a) for a in allowed
+                    ):
                         self.reporter.error(
-                            "topology.member-type", where / "members" / i,
+                            "topology.member-type",
+                            where / "members" / i,
                             f"member '{member}' ({member_type.name}) is not of a type "
                             f"group type {gtype.name if gtype else '?'} accepts",
-                            "accepted: " + ", ".join(map(str, allowed)))
+                            "accepted: " + ", ".join(map(str, allowed)),
+                        )
         if gtype is not None:
-            self._assignments(body.get("properties"), self.registry.members(gtype, "properties"),
-                              where / "properties", FunctionContext(), f"group type {gtype.name}",
-                              required=True, label="property")
+            self._assignments(
+                body.get("properties"),
+                self.registry.members(gtype, "properties"),
+                where / "properties",
+                FunctionContext(),
+                f"group type {gtype.name}",
+                required=True,
+                label="property",
+            )
 
     def _policies(self, policies: Any, where: Where) -> None:
         for i, item in enumerate(policies if isinstance(policies, list) else []):
@@ -545,21 +763,31 @@ class TopologyChecker:
             if not isinstance(body, dict):
                 continue
             at = where / i / name
-            ptype = self.registry.require("policy_types", body.get("type"), at / "type") \
-                if body.get("type") is not None else None
+            ptype = (
+                self.registry.require("policy_types", body.get("type"), at / "type")
+                if body.get("type") is not None
+                else None
+            )
             targets = body.get("targets")
             if isinstance(targets, list):
                 for j, target in enumerate(targets):
                     if target not in self.nodes and target not in self.groups:
                         self.reporter.error(
-                            "topology.unknown-target", at / "targets" / j,
+                            "topology.unknown-target",
+                            at / "targets" / j,
                             f"policy '{name}' target '{target}' is not a node template or group",
-                            did_you_mean(str(target), [*self.nodes, *self.groups]))
+                            did_you_mean(str(target), [*self.nodes, *self.groups]),
+                        )
             if ptype is not None:
-                self._assignments(body.get("properties"),
-                                  self.registry.members(ptype, "properties"),
-                                  at / "properties", FunctionContext(),
-                                  f"policy type {ptype.name}", required=True, label="property")
+                self._assignments(
+                    body.get("properties"),
+                    self.registry.members(ptype, "properties"),
+                    at / "properties",
+                    FunctionContext(),
+                    f"policy type {ptype.name}",
+                    required=True,
+                    label="property",
+                )
 
     # ------------------------------------------------------------------ outputs, substitution
     def _output(self, definition: Any, where: Where) -> None:
@@ -569,21 +797,34 @@ class TopologyChecker:
         value = definition.get("value")
         if "type" in definition:
             self.definitions.parameter_definition(
-                {k: v for k, v in definition.items() if k != "value"}, where)
-            schema = self.values.schema_of({"type": definition["type"]}, where) \
-                if self.values.resolves(definition["type"]) else None
+                {k: v for k, v in definition.items() if k != "value"}, where
+            )
+            schema = (
+                self.values.schema_of({"type": definition["type"]}, where)
+                if self.values.resolves(definition["type"])
+                else None
+            )
             if schema is not None and value is not None:
                 self.values.check(value, schema, where / "value", context)
                 return
         if value is not None:
-            self.functions.check_value({"v": value} if is_function(value) else value,
-                                       where / "value" if not is_function(value) else where, context)
+            self.functions.check_value(
+                {"v": value} if is_function(value) else value,
+                where / "value" if not is_function(value) else where,
+                context,
+            )
 
     def _substitution(self, mapping: dict[str, Any], where: Where) -> None:
         node_type_name = mapping.get("node_type")
-        node_type = self.registry.require("node_types", node_type_name, where / "node_type") \
-            if node_type_name is not None else None
-        for section, members in (("capabilities", "capabilities"), ("requirements", "requirements")):
+        node_type = (
+            self.registry.require("node_types", node_type_name, where / "node_type")
+            if node_type_name is not None
+            else None
+        )
+        for section, members in (
+            ("capabilities", "capabilities"),
+            ("requirements", "requirements"),
+        ):
             raw = mapping.get(section)
             if not isinstance(raw, dict):
                 continue
@@ -591,27 +832,35 @@ class TopologyChecker:
             for name, target in raw.items():
                 if declared is not None and name not in declared:
                     self.reporter.error(
-                        "topology.substitution", where / section / name,
+                        "topology.substitution",
+                        where / section / name,
                         f"node type {node_type.name} has no {section[:-1]} '{name}'",  # type: ignore[union-attr]
-                        did_you_mean(str(name), declared), key=True)
+                        did_you_mean(str(name), declared),
+                        key=True,
+                    )
                 if isinstance(target, list) and len(target) >= 2:
                     node, member = target[0], target[1]
                     if node not in self.nodes:
                         self.reporter.error(
-                            "topology.substitution", where / section / name / 0,
+                            "topology.substitution",
+                            where / section / name / 0,
                             f"substitution maps to unknown node template '{node}'",
-                            did_you_mean(str(node), self.nodes))
+                            did_you_mean(str(node), self.nodes),
+                        )
                         continue
                     ntype = self.node_type_of(node)
                     if ntype is not None and member not in self.registry.members(ntype, members):
                         self.reporter.error(
-                            "topology.substitution", where / section / name / 1,
+                            "topology.substitution",
+                            where / section / name / 1,
                             f"node template '{node}' has no {section[:-1]} '{member}'",
-                            did_you_mean(str(member), self.registry.members(ntype, members)))
+                            did_you_mean(str(member), self.registry.members(ntype, members)),
+                        )
 
     # ------------------------------------------------------------------ workflows
-    def _workflow(self, name: str, workflow: dict[str, Any], where: Where,
-                  workflows: dict[str, Any]) -> None:
+    def _workflow(
+        self, name: str, workflow: dict[str, Any], where: Where, workflows: dict[str, Any]
+    ) -> None:
         steps = workflow.get("steps")
         if not isinstance(steps, dict):
             return
@@ -620,11 +869,18 @@ class TopologyChecker:
                 continue
             at = where / "steps" / step_name
             target = step.get("target")
-            if isinstance(target, str) and target not in self.nodes and target not in self.groups \
-                    and target not in self.relationships:
-                self.reporter.error("workflow.unknown-target", at / "target",
-                                    f"step '{step_name}' targets unknown node or group '{target}'",
-                                    did_you_mean(target, [*self.nodes, *self.groups]))
+            if (
+                isinstance(target, str)
+                and target not in self.nodes
+                and target not in self.groups
+                and target not in self.relationships
+            ):
+                self.reporter.error(
+                    "workflow.unknown-target",
+                    at / "target",
+                    f"step '{step_name}' targets unknown node or group '{target}'",
+                    did_you_mean(target, [*self.nodes, *self.groups]),
+                )
                 target = None
             for key in ("on_success", "on_failure", "precedingSteps", "onSuccess", "onFailure"):
                 refs = step.get(key)
@@ -633,9 +889,11 @@ class TopologyChecker:
                     for i, ref in enumerate(refs):
                         if ref not in steps:
                             self.reporter.error(
-                                "workflow.unknown-step", at / key / i if isinstance(step.get(key), list) else at / key,
+                                "workflow.unknown-step",
+                                at / key / i if isinstance(step.get(key), list) else at / key,
                                 f"step '{step_name}' {key} refers to unknown step '{ref}'",
-                                did_you_mean(str(ref), steps))
+                                did_you_mean(str(ref), steps),
+                            )
             if step.get("target_relationship") is not None:
                 target = None  # operations of a relationship, not of the node
             activities = step.get("activities")
@@ -645,43 +903,69 @@ class TopologyChecker:
             elif isinstance(step.get("activity"), dict):
                 self._activity(step["activity"], at / "activity", target, workflows)
 
-    def _activity(self, activity: Any, where: Where, target: str | None,
-                  workflows: dict[str, Any]) -> None:
+    def _activity(
+        self, activity: Any, where: Where, target: str | None, workflows: dict[str, Any]
+    ) -> None:
         if not isinstance(activity, dict) or len(activity) != 1:
             return
         ((kind, value),) = activity.items()
         if kind == "set_state":
             if value not in NODE_STATES:
-                self.reporter.warning("workflow.state", where / kind,
-                                      f"'{value}' is not a normative node state",
-                                      "normative: " + ", ".join(NODE_STATES))
+                self.reporter.warning(
+                    "workflow.state",
+                    where / kind,
+                    f"'{value}' is not a normative node state",
+                    "normative: " + ", ".join(NODE_STATES),
+                )
         elif kind == "call_operation":
             op = value.get("operation") if isinstance(value, dict) else value
-            if isinstance(op, str) and target in self.nodes:
+            if isinstance(op, str) and isinstance(target, str) and target in self.nodes:
                 interface, _, operation = op.rpartition(".")
                 operations = self.operations_of(target, interface)
                 if operations is None:
-                    self.reporter.error("workflow.unknown-operation", where / kind,
-                                        f"node '{target}' has no interface '{interface}'",
-                                        did_you_mean(interface, self.interfaces_of(target)))
+                    self.reporter.error(
+                        "workflow.unknown-operation",
+                        where / kind,
+                        f"node '{target}' has no interface '{interface}'",
+                        did_you_mean(interface, self.interfaces_of(target)),
+                    )
                 elif operation not in operations:
-                    self.reporter.error("workflow.unknown-operation", where / kind,
-                                        f"interface '{interface}' of '{target}' has no operation "
-                                        f"'{operation}'", did_you_mean(operation, operations))
+                    self.reporter.error(
+                        "workflow.unknown-operation",
+                        where / kind,
+                        f"interface '{interface}' of '{target}' has no operation '{operation}'",
+                        did_you_mean(operation, operations),
+                    )
         elif kind in ("delegate", "inline"):
             name = value.get("workflow") if isinstance(value, dict) else value
             if kind == "inline" and isinstance(name, str) and name not in workflows:
-                self.reporter.error("workflow.unknown", where / kind,
-                                    f"inline refers to unknown workflow '{name}'",
-                                    did_you_mean(name, workflows))
+                self.reporter.error(
+                    "workflow.unknown",
+                    where / kind,
+                    f"inline refers to unknown workflow '{name}'",
+                    did_you_mean(name, workflows),
+                )
 
 
 def _operation_names(body: dict[str, Any]) -> set[str]:
     if isinstance(body.get("operations"), dict):
         return {k for k in body["operations"] if isinstance(k, str)}
-    return {k for k, v in body.items() if k not in (
-        "derived_from", "version", "metadata", "description", "inputs", "notifications", "type",
-        "operations") and isinstance(k, str)}
+    return {
+        k
+        for k, v in body.items()
+        if k
+        not in (
+            "derived_from",
+            "version",
+            "metadata",
+            "description",
+            "inputs",
+            "notifications",
+            "type",
+            "operations",
+        )
+        and isinstance(k, str)
+    }
 
 
 def _as_path(path: str) -> Any:

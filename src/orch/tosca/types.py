@@ -119,7 +119,7 @@ class TypeRegistry:
         aliases = self.aliases[typedef.kind]
         short_prefix = _SHORT_PREFIX[typedef.kind]
         if typedef.name.startswith(short_prefix):
-            short = typedef.name[len(short_prefix):]
+            short = typedef.name[len(short_prefix) :]
             aliases.setdefault(short, typedef.name)
             aliases.setdefault("tosca:" + short, typedef.name)
             last = short.rsplit(".", 1)[-1]
@@ -146,8 +146,9 @@ class TypeRegistry:
     def names(self, kind: str) -> list[str]:
         return list(self.types[kind])
 
-    def require(self, kind: str, name: Any, where: Where, rule: str = "types.unknown",
-                *, key: bool = False) -> TypeDef | None:
+    def require(
+        self, kind: str, name: Any, where: Where, rule: str = "types.unknown", *, key: bool = False
+    ) -> TypeDef | None:
         """Look a type up; report it, with the nearest names, when it does not exist."""
         found = self.get(kind, name)
         if found is None:
@@ -205,7 +206,7 @@ class TypeRegistry:
         current: TypeDef | None = typedef
         while current is not None:
             if current in order:
-                cycle = order[order.index(current):]
+                cycle = order[order.index(current) :]
                 return [t.name for t in cycle] + [current.name]
             order.append(current)
             current = self.parent(current)

@@ -44,8 +44,10 @@ TOSCA_VERSIONS = (
     "yorc_tosca_simple_yaml_1_0",
 )
 _ALIEN = re.compile(r"alien_dsl_[0-9]+_[0-9]+_[0-9]+\Z")
-_FIRST_KEY = re.compile(r"(?:\ufeff)?(?:[ \t]*(?:#.*)?\r?\n|---[ \t]*\r?\n|%.*\r?\n)*"
-                        r"[ \t]*['\"]?tosca_definitions_version")
+_FIRST_KEY = re.compile(
+    r"(?:\ufeff)?(?:[ \t]*(?:#.*)?\r?\n|---[ \t]*\r?\n|%.*\r?\n)*"
+    r"[ \t]*['\"]?tosca_definitions_version"
+)
 
 
 @dataclass
@@ -73,8 +75,15 @@ class _Run:
         self.alien = False
 
     # ------------------------------------------------------------------ loading
-    def load(self, path: Path, *, imported_from: Where | None, builtin: bool = False,
-             prefix: str | None = None, preloaded: LoadedFile | None = None) -> LoadedFile | None:
+    def load(
+        self,
+        path: Path,
+        *,
+        imported_from: Where | None,
+        builtin: bool = False,
+        prefix: str | None = None,
+        preloaded: LoadedFile | None = None,
+    ) -> LoadedFile | None:
         key = str(path.resolve()) if path.exists() else str(path)
         if key in self.files:
             return self.files[key]
@@ -85,10 +94,19 @@ class _Run:
                 self.reporter.add(diagnostic)
             return None
         except OSError as exc:
-            location = imported_from.file.location(imported_from.path) if imported_from \
+            location = (
+                imported_from.file.location(imported_from.path)
+                if imported_from
                 else Location(str(path))
-            self.reporter.add(Diagnostic("imports.read", Severity.ERROR,
-                                         f"cannot read '{path}': {exc.strerror or exc}", location))
+            )
+            self.reporter.add(
+                Diagnostic(
+                    "imports.read",
+                    Severity.ERROR,
+                    f"cannot read '{path}': {exc.strerror or exc}",
+                    location,
+                )
+            )
             return None
         self.files[key] = loaded
         self._check_file(loaded, builtin=builtin, prefix=prefix)
@@ -98,30 +116,45 @@ class _Run:
         root = Where(loaded, ())
         data = loaded.data
         if data is None:
-            self.reporter.error("document.empty", root, "the file is empty",
-                                "a TOSCA file starts with tosca_definitions_version")
+            self.reporter.error(
+                "document.empty",
+                root,
+                "the file is empty",
+                "a TOSCA file starts with tosca_definitions_version",
+            )
             return
         if not isinstance(data, dict):
             self.reporter.error("document.shape", root, "a TOSCA file must be a map of keynames")
             return
         version = data.get("tosca_definitions_version")
         if version is None:
-            self.reporter.error("document.missing-version", root,
-                                "missing tosca_definitions_version",
-                                "start the file with: tosca_definitions_version: tosca_simple_yaml_1_3")
-        elif not isinstance(version, str) or not (version in TOSCA_VERSIONS or _ALIEN.match(version)):
             self.reporter.error(
-                "document.version", root / "tosca_definitions_version",
+                "document.missing-version",
+                root,
+                "missing tosca_definitions_version",
+                "start the file with: tosca_definitions_version: tosca_simple_yaml_1_3",
+            )
+        elif not isinstance(version, str) or not (
+            version in TOSCA_VERSIONS or _ALIEN.match(version)
+        ):
+            self.reporter.error(
+                "document.version",
+                root / "tosca_definitions_version",
                 f"unsupported tosca_definitions_version '{version}'",
                 did_you_mean(str(version), [v for v in TOSCA_VERSIONS if "://" not in v])
-                + ", alien_dsl_X_Y_Z")
+                + ", alien_dsl_X_Y_Z",
+            )
         else:
             if _ALIEN.match(version):
                 self.alien = True
             if not _FIRST_KEY.match(loaded.head()):
-                self.reporter.error("document.version-not-first", root / "tosca_definitions_version",
-                                    "tosca_definitions_version must be the first keyname",
-                                    "move it to the top of the file", key=True)
+                self.reporter.error(
+                    "document.version-not-first",
+                    root / "tosca_definitions_version",
+                    "tosca_definitions_version must be the first keyname",
+                    "move it to the top of the file",
+                    key=True,
+                )
         for path, rule, message, hint, key in grammar.check_document(data):
             self.reporter.error(rule, Where(loaded, path), message, hint, key=key)
         for warning in loaded.warnings:
@@ -148,19 +181,27 @@ class _Run:
         if not isinstance(metadata, dict) or "template_version" not in metadata:
             return
         try:
-            parse_version(metadata["template_version"],
-                          loose=isinstance(version, str) and bool(_ALIEN.match(version)))
+            parse_version(
+                metadata["template_version"],
+                loose=isinstance(version, str) and bool(_ALIEN.match(version)),
+            )
         except Invalid as exc:
-            self.reporter.error("document.template-version",
-                                Where(loaded, ("metadata", "template_version")), str(exc))
+            self.reporter.error(
+                "document.template-version",
+                Where(loaded, ("metadata", "template_version")),
+                str(exc),
+            )
 
     def _dsl_definitions(self, loaded: LoadedFile) -> None:
         section = loaded.data.get("dsl_definitions")
         if isinstance(section, dict) and section and b"*" not in loaded.raw:
             for name in section:
-                self.reporter.warning("document.unused-dsl", Where(loaded, ("dsl_definitions", name)),
-                                      f"dsl_definitions entry '{name}' is never referenced by an alias",
-                                      key=True)
+                self.reporter.warning(
+                    "document.unused-dsl",
+                    Where(loaded, ("dsl_definitions", name)),
+                    f"dsl_definitions entry '{name}' is never referenced by an alias",
+                    key=True,
+                )
 
     def _imports(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None = None) -> None:
         imports = loaded.data.get("imports")
@@ -170,8 +211,12 @@ class _Run:
         repositories = repositories if isinstance(repositories, dict) else {}
         for i, entry in enumerate(imports):
             where = Where(loaded, ("imports", i))
-            if isinstance(entry, dict) and len(entry) == 1 and isinstance(
-                    next(iter(entry.values())), (dict, str)) and "file" not in entry:
+            if (
+                isinstance(entry, dict)
+                and len(entry) == 1
+                and isinstance(next(iter(entry.values())), (dict, str))
+                and "file" not in entry
+            ):
                 # TOSCA 1.0 form: a list of single-key maps {name: file-or-definition}
                 ((label, entry),) = entry.items()
                 where = where / label
@@ -184,12 +229,14 @@ class _Run:
                 self.reporter.warning(rule, where, message, hint)
             own_prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
             assert target.path is not None
-            self.load(target.path, imported_from=where, builtin=builtin,
-                      prefix=own_prefix or prefix)  # a prefix covers what its file imports
+            self.load(
+                target.path, imported_from=where, builtin=builtin, prefix=own_prefix or prefix
+            )  # a prefix covers what its file imports
 
 
-def validate(path: str | Path, *, catalogs: Iterable[str | Path] = (),
-             catalog: Catalog | None = None) -> ValidationResult:
+def validate(
+    path: str | Path, *, catalogs: Iterable[str | Path] = (), catalog: Catalog | None = None
+) -> ValidationResult:
     """Validate one blueprint (a YAML file, or a CSAR as zip or folder)."""
     # The checks allocate many small acyclic objects; the cycle collector would rescan them all
     # again and again (a third of the run on large templates) and find nothing to free.
@@ -202,8 +249,9 @@ def validate(path: str | Path, *, catalogs: Iterable[str | Path] = (),
             gc.enable()
 
 
-def _validate(path: str | Path, catalogs: Iterable[str | Path],
-              catalog: Catalog | None) -> ValidationResult:
+def _validate(
+    path: str | Path, catalogs: Iterable[str | Path], catalog: Catalog | None
+) -> ValidationResult:
     entry = Path(path)
     run = _Run(catalog or default_catalog(catalogs))
     normative = builtin_types_dir() / NORMATIVE_FILE
@@ -212,34 +260,48 @@ def _validate(path: str | Path, catalogs: Iterable[str | Path],
     if entry.is_dir() or (entry.is_file() and entry.suffix.lower() in (".zip", ".csar")):
         found = csar_entry(entry, run.reporter)
         if found is None:
-            run.reporter.add(Diagnostic(
-                "csar.entry", Severity.ERROR,
-                "not a CSAR: no TOSCA-Metadata/TOSCA.meta with Entry-Definitions, and not exactly "
-                "one YAML file at the top", Location(str(entry))))
+            run.reporter.add(
+                Diagnostic(
+                    "csar.entry",
+                    Severity.ERROR,
+                    "not a CSAR: no TOSCA-Metadata/TOSCA.meta with Entry-Definitions, "
+                    "and not exactly "
+                    "one YAML file at the top",
+                    Location(str(entry)),
+                )
+            )
             return ValidationResult(str(entry), _sorted(run.reporter.diagnostics))
         entry, preloaded = found
     if not entry.exists() and preloaded is None:
-        run.reporter.add(Diagnostic("document.missing", Severity.ERROR,
-                                    f"no such file: {entry}", Location(str(entry))))
+        run.reporter.add(
+            Diagnostic(
+                "document.missing", Severity.ERROR, f"no such file: {entry}", Location(str(entry))
+            )
+        )
         return ValidationResult(str(entry), _sorted(run.reporter.diagnostics))
     main = run.load(entry, imported_from=None, preloaded=preloaded)
     values = ValueChecker(run.registry, run.reporter, lambda v, w, c: functions.check(v, w, c))
     functions = FunctionChecker(run.reporter)
     definitions = DefinitionChecker(run.registry, values, run.reporter)
     values.require_fields = not run.alien
-    topology_data = main.data.get("topology_template") if main is not None and isinstance(
-        main.data, dict) else None
+    topology_data = (
+        main.data.get("topology_template")
+        if main is not None and isinstance(main.data, dict)
+        else None
+    )
     if isinstance(topology_data, dict) and isinstance(topology_data.get("inputs"), dict):
         functions.inputs = topology_data["inputs"]  # types' defaults may read them too
     definitions.check_all(run.typedefs)
     if main is not None and isinstance(main.data, dict):
         topology = main.data.get("topology_template")
-        checker = TopologyChecker(run.registry, values, functions, definitions, run.reporter,
-                                  lenient=run.alien)
+        checker = TopologyChecker(
+            run.registry, values, functions, definitions, run.reporter, lenient=run.alien
+        )
         if isinstance(topology, dict):
             checker.check(topology, Where(main, ("topology_template",)))
-    return ValidationResult(str(entry), _sorted(run.reporter.diagnostics), list(run.files.values()),
-                            run.registry, main)
+    return ValidationResult(
+        str(entry), _sorted(run.reporter.diagnostics), list(run.files.values()), run.registry, main
+    )
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

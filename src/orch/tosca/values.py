@@ -44,27 +44,57 @@ PRIMITIVES = frozenset(
 # matched case-insensitively; bitrate distinguishes bits (b) from bytes (B).
 _UNITS: dict[str, dict[str, float]] = {
     "scalar-unit.size": {
-        "b": 1, "kb": 1e3, "kib": 1024, "mb": 1e6, "mib": 1024**2, "gb": 1e9,
-        "gib": 1024**3, "tb": 1e12, "tib": 1024**4,
+        "b": 1,
+        "kb": 1e3,
+        "kib": 1024,
+        "mb": 1e6,
+        "mib": 1024**2,
+        "gb": 1e9,
+        "gib": 1024**3,
+        "tb": 1e12,
+        "tib": 1024**4,
     },
     "scalar-unit.time": {
-        "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9,
+        "d": 86400,
+        "h": 3600,
+        "m": 60,
+        "s": 1,
+        "ms": 1e-3,
+        "us": 1e-6,
+        "ns": 1e-9,
     },
     "scalar-unit.frequency": {"hz": 1, "khz": 1e3, "mhz": 1e6, "ghz": 1e9},
     "scalar-unit.bitrate": {
-        "bps": 1, "Kbps": 1e3, "Kibps": 1024, "Mbps": 1e6, "Mibps": 1024**2, "Gbps": 1e9,
-        "Gibps": 1024**3, "Tbps": 1e12, "Tibps": 1024**4, "Bps": 8, "KBps": 8e3,
-        "KiBps": 8 * 1024, "MBps": 8e6, "MiBps": 8 * 1024**2, "GBps": 8e9,
-        "GiBps": 8 * 1024**3, "TBps": 8e12, "TiBps": 8 * 1024**4,
+        "bps": 1,
+        "Kbps": 1e3,
+        "Kibps": 1024,
+        "Mbps": 1e6,
+        "Mibps": 1024**2,
+        "Gbps": 1e9,
+        "Gibps": 1024**3,
+        "Tbps": 1e12,
+        "Tibps": 1024**4,
+        "Bps": 8,
+        "KBps": 8e3,
+        "KiBps": 8 * 1024,
+        "MBps": 8e6,
+        "MiBps": 8 * 1024**2,
+        "GBps": 8e9,
+        "GiBps": 8 * 1024**3,
+        "TBps": 8e12,
+        "TiBps": 8 * 1024**4,
     },
 }
 _UNIT_NAMES = {
     "scalar-unit.size": "B, kB, KiB, MB, MiB, GB, GiB, TB, TiB",
     "scalar-unit.time": "d, h, m, s, ms, us, ns",
     "scalar-unit.frequency": "Hz, kHz, MHz, GHz",
-    "scalar-unit.bitrate": "bps, Kbps, Kibps, Mbps, Mibps, Gbps, Gibps, Tbps, Tibps (Bps... for bytes)",
+    "scalar-unit.bitrate": "bps, Kbps, Kibps, Mbps, Mibps, Gbps, Gibps, Tbps, Tibps "
+    "(Bps... for bytes)",
 }
-_SCALAR = re.compile(r"\s*([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*\Z")
+_SCALAR = re.compile(
+    r"\s*([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*\Z"
+)
 _VERSION = re.compile(r"[0-9]+\.[0-9]+(?:\.[0-9]+(?:\.[A-Za-z0-9_]+(?:-[0-9]+)?)?)?\Z")
 _LOOSE_VERSION = re.compile(r"[0-9]+(?:\.[0-9A-Za-z_]+)*(?:[-+][0-9A-Za-z_.-]+)?\Z")
 _TIMESTAMP = re.compile(
@@ -142,8 +172,12 @@ def parse_scalar_unit(kind: str, value: Any) -> float:
 
 
 def _example(kind: str) -> str:
-    return {"scalar-unit.size": "4 GB", "scalar-unit.time": "30 s",
-            "scalar-unit.frequency": "2 GHz", "scalar-unit.bitrate": "10 Mbps"}[kind]
+    return {
+        "scalar-unit.size": "4 GB",
+        "scalar-unit.time": "30 s",
+        "scalar-unit.frequency": "2 GHz",
+        "scalar-unit.bitrate": "10 Mbps",
+    }[kind]
 
 
 def parse_version(value: Any, *, loose: bool = False) -> tuple[Any, ...]:
@@ -152,9 +186,7 @@ def parse_version(value: Any, *, loose: bool = False) -> tuple[Any, ...]:
         raise Invalid(f"expected a version like '1.2.0', got {_describe(value)}")
     pattern = _LOOSE_VERSION if loose else _VERSION
     if not pattern.match(text):
-        raise Invalid(
-            f"'{text}' is not a TOSCA version (major.minor[.fix[.qualifier[-build]]])"
-        )
+        raise Invalid(f"'{text}' is not a TOSCA version (major.minor[.fix[.qualifier[-build]]])")
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-]", text))
 
 
@@ -204,7 +236,9 @@ def coerce_primitive(kind: str, value: Any) -> Any:
     if kind == "timestamp":
         if isinstance(value, str) and _TIMESTAMP.match(value):
             return value
-        raise Invalid(f"expected an ISO 8601 timestamp like '2024-01-31T12:00:00Z', got {_describe(value)}")
+        raise Invalid(
+            f"expected an ISO 8601 timestamp like '2024-01-31T12:00:00Z', got {_describe(value)}"
+        )
     if kind == "version":
         return parse_version(value)
     if kind == "null":
@@ -220,7 +254,9 @@ def coerce_primitive(kind: str, value: Any) -> Any:
         if upper == UNBOUNDED:
             return (lower, math.inf)
         if not isinstance(upper, int) or isinstance(upper, bool):
-            raise Invalid(f"range upper bound must be an integer or UNBOUNDED, got {_describe(upper)}")
+            raise Invalid(
+                f"range upper bound must be an integer or UNBOUNDED, got {_describe(upper)}"
+            )
         if upper < lower:
             raise Invalid(f"range upper bound {upper} is below its lower bound {lower}")
         return (lower, upper)
@@ -253,8 +289,12 @@ class Schema:
 class ValueChecker:
     """Checks values against schemas; compiles each definition once."""
 
-    def __init__(self, registry: TypeRegistry, reporter: Reporter,
-                 check_function: Callable[[Any, Where, Any], None]):
+    def __init__(
+        self,
+        registry: TypeRegistry,
+        reporter: Reporter,
+        check_function: Callable[[Any, Where, Any], None],
+    ):
         self.registry = registry
         self.reporter = reporter
         self.check_function = check_function
@@ -297,8 +337,9 @@ class ValueChecker:
                     constraints.append((op, operand, where / "constraints" / i / op))
         entry = key = None
         if "entry_schema" in definition:
-            entry = self._compile(_as_definition(definition["entry_schema"]),
-                                  where / "entry_schema")
+            entry = self._compile(
+                _as_definition(definition["entry_schema"]), where / "entry_schema"
+            )
         if "key_schema" in definition:
             key = self._compile(_as_definition(definition["key_schema"]), where / "key_schema")
         if datatype is not None and entry is None and primitive in ("list", "map"):
@@ -378,7 +419,9 @@ class ValueChecker:
         datatype = schema.datatype
         assert datatype is not None
         if not isinstance(value, dict):
-            raise Invalid(f"expected a map of the fields of {datatype.name}, got {_describe(value)}")
+            raise Invalid(
+                f"expected a map of the fields of {datatype.name}, got {_describe(value)}"
+            )
         fields = self.registry.members(datatype, "properties")
         for name, item in value.items():
             found = fields.get(name)
@@ -392,7 +435,7 @@ class ValueChecker:
                 )
                 continue
             definition, owner = found
-            sub = self.schema_of(definition, lambda: owner.where / "properties" / name)
+            sub = self.schema_of(definition, lambda o=owner, n=name: o.where / "properties" / n)
             if sub is not None:
                 self.check(item, sub, where / name, context)
         if not self.require_fields:
@@ -407,8 +450,16 @@ class ValueChecker:
                     f"missing required field '{name}' of data type {datatype.name}",
                 )
 
-    def _check_constraint(self, op: str, operand: Any, cwhere: Where, normal: Any,
-                          value: Any, schema: Schema, where: Where) -> None:
+    def _check_constraint(
+        self,
+        op: str,
+        operand: Any,
+        cwhere: Where,
+        normal: Any,
+        value: Any,
+        schema: Schema,
+        where: Where,
+    ) -> None:
         if is_function(operand):
             return
         try:
@@ -426,7 +477,11 @@ class ValueChecker:
         primitive = schema.primitive
         if primitive in (None, "list", "map", "range") or primitive not in PRIMITIVES:
             return operand
-        if primitive in _UNITS and isinstance(operand, (int, float)) and not isinstance(operand, bool):
+        if (
+            primitive in _UNITS
+            and isinstance(operand, (int, float))
+            and not isinstance(operand, bool)
+        ):
             return float(operand)  # a bare number bound is in the base unit (bytes, seconds, ...)
         return coerce_primitive(primitive, operand)
 
@@ -467,8 +522,11 @@ class ValueChecker:
             if not isinstance(operand, int) or not hasattr(value, "__len__"):
                 raise Invalid(op)
             size = len(value)
-            return {"length": size == operand, "min_length": size >= operand,
-                    "max_length": size <= operand}[op]
+            return {
+                "length": size == operand,
+                "min_length": size >= operand,
+                "max_length": size <= operand,
+            }[op]
         if op == "pattern":
             if not isinstance(operand, str) or not isinstance(normal, str):
                 raise Invalid(op)
@@ -482,14 +540,22 @@ class ValueChecker:
     def check_constraint_clause(self, clause: Any, where: Where, schema: Schema | None) -> None:
         """A constraint as written in a definition: a known operator with a fitting operand."""
         if not isinstance(clause, dict) or len(clause) != 1:
-            self.reporter.error("constraint.shape", where,
-                                "a constraint is a map with one operator",
-                                "valid operators: " + ", ".join(CONSTRAINT_OPERATORS))
+            self.reporter.error(
+                "constraint.shape",
+                where,
+                "a constraint is a map with one operator",
+                "valid operators: " + ", ".join(CONSTRAINT_OPERATORS),
+            )
             return
         ((op, operand),) = clause.items()
         if op not in CONSTRAINT_OPERATORS:
-            self.reporter.error("constraint.unknown", where / op, f"unknown constraint operator '{op}'",
-                                did_you_mean(str(op), CONSTRAINT_OPERATORS), key=True)
+            self.reporter.error(
+                "constraint.unknown",
+                where / op,
+                f"unknown constraint operator '{op}'",
+                did_you_mean(str(op), CONSTRAINT_OPERATORS),
+                key=True,
+            )
             return
         if is_function(operand) or schema is None:
             return
@@ -515,8 +581,7 @@ class ValueChecker:
             elif op != "schema":
                 self._operand(operand, schema)
         except Invalid as exc:
-            self.reporter.error("constraint.operand", where / op,
-                                f"bad operand for {op}: {exc}")
+            self.reporter.error("constraint.operand", where / op, f"bad operand for {op}: {exc}")
         except re.error as exc:
             self.reporter.error("constraint.operand", where / op, f"invalid pattern: {exc}")
 

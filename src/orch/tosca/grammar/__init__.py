@@ -69,8 +69,13 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "null": lambda v: v is None,
 }
 _TYPE_WORDS = {
-    "object": "a map", "array": "a list", "string": "a string", "integer": "an integer",
-    "number": "a number", "boolean": "a boolean", "null": "null",
+    "object": "a map",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
 }
 
 
@@ -136,8 +141,17 @@ class _Compiler:
             checks.append(self._enum([node["const"]], label))
         if "pattern" in node:
             checks.append(self._pattern(node["pattern"], label))
-        if any(k in node for k in ("properties", "additionalProperties", "patternProperties",
-                                   "required", "minProperties", "maxProperties")):
+        if any(
+            k in node
+            for k in (
+                "properties",
+                "additionalProperties",
+                "patternProperties",
+                "required",
+                "minProperties",
+                "maxProperties",
+            )
+        ):
             checks.append(self._object(node, label))
         if any(k in node for k in ("items", "minItems", "maxItems")):
             checks.append(self._array(node, label))
@@ -172,8 +186,15 @@ class _Compiler:
             for test in tests:
                 if test(value):
                     return
-            out.append((path, "grammar.type", f"{label} must be {words}, not {_kind_of(value)}",
-                        None, False))
+            out.append(
+                (
+                    path,
+                    "grammar.type",
+                    f"{label} must be {words}, not {_kind_of(value)}",
+                    None,
+                    False,
+                )
+            )
 
         return check
 
@@ -184,8 +205,15 @@ class _Compiler:
             for choice in choices:
                 if value == choice and isinstance(value, bool) == isinstance(choice, bool):
                     return
-            out.append((path, "grammar.enum", f"'{value}' is not a valid {label}",
-                        f"valid: {shown}", False))
+            out.append(
+                (
+                    path,
+                    "grammar.enum",
+                    f"'{value}' is not a valid {label}",
+                    f"valid: {shown}",
+                    False,
+                )
+            )
 
         return check
 
@@ -194,8 +222,15 @@ class _Compiler:
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if isinstance(value, str) and not regex.search(value):
-                out.append((path, "grammar.pattern", f"'{value}' is not a valid {label}",
-                            f"expected the form {pattern}", False))
+                out.append(
+                    (
+                        path,
+                        "grammar.pattern",
+                        f"'{value}' is not a valid {label}",
+                        f"expected the form {pattern}",
+                        False,
+                    )
+                )
 
         return check
 
@@ -204,8 +239,10 @@ class _Compiler:
         for k, v in node.get("properties", {}).items():
             compiled = self.compile(v, _child_label(k, v))
             properties[k] = None if compiled is _accept else compiled
-        patterns = [(re.compile(p), self.compile(v, label)) for p, v in
-                    node.get("patternProperties", {}).items()]
+        patterns = [
+            (re.compile(p), self.compile(v, label))
+            for p, v in node.get("patternProperties", {}).items()
+        ]
         additional = node.get("additionalProperties", True)
         extra: Check | None = None
         if isinstance(additional, dict):
@@ -238,22 +275,49 @@ class _Compiler:
                 if extra is not None:
                     extra(item, (*path, key), out)
                 elif closed:
-                    out.append(((*path, key), "grammar.unknown-key",
-                                f"unknown key '{key}' in {label}",
-                                _LazyHint(str(key), known), True))
+                    out.append(
+                        (
+                            (*path, key),
+                            "grammar.unknown-key",
+                            f"unknown key '{key}' in {label}",
+                            _LazyHint(str(key), known),
+                            True,
+                        )
+                    )
             for key in required:
                 if key not in value:
-                    out.append((path, "grammar.missing-key",
-                                f"{label} is missing required key '{key}'", None, False))
+                    out.append(
+                        (
+                            path,
+                            "grammar.missing-key",
+                            f"{label} is missing required key '{key}'",
+                            None,
+                            False,
+                        )
+                    )
             if min_props is not None and len(value) < min_props:
-                out.append((path, "grammar.size",
-                            f"{label} needs at least {min_props} entr{'y' if min_props == 1 else 'ies'}",
-                            None, False))
+                out.append(
+                    (
+                        path,
+                        "grammar.size",
+                        f"{label} needs at least {min_props} "
+                        f"entr{'y' if min_props == 1 else 'ies'}",
+                        None,
+                        False,
+                    )
+                )
             if max_props is not None and len(value) > max_props:
-                out.append((path, "grammar.size",
-                            f"{label} takes at most {max_props} entr{'y' if max_props == 1 else 'ies'}",
-                            "each entry of this list is a map with a single key"
-                            if max_props == 1 else None, False))
+                out.append(
+                    (
+                        path,
+                        "grammar.size",
+                        f"{label} takes at most {max_props} entr{'y' if max_props == 1 else 'ies'}",
+                        "each entry of this list is a map with a single key"
+                        if max_props == 1
+                        else None,
+                        False,
+                    )
+                )
 
         return check
 
@@ -270,11 +334,13 @@ class _Compiler:
                 for i, item in enumerate(value):
                     item_check(item, (*path, i), out)
             if low is not None and len(value) < low:
-                out.append((path, "grammar.size", f"{label} needs at least {low} items",
-                            None, False))
+                out.append(
+                    (path, "grammar.size", f"{label} needs at least {low} items", None, False)
+                )
             if high is not None and len(value) > high:
-                out.append((path, "grammar.size", f"{label} takes at most {high} items",
-                            None, False))
+                out.append(
+                    (path, "grammar.size", f"{label} takes at most {high} items", None, False)
+                )
 
         return check
 
@@ -287,7 +353,7 @@ class _Compiler:
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             best: list[Finding] | None = None
             best_rank: tuple[int, int] | None = None
-            for branch, shape in zip(compiled, shapes):
+            for branch, shape in zip(compiled, shapes, strict=False):
                 trial: list[Finding] = []
                 branch(value, path, trial)
                 if not trial:
@@ -318,9 +384,23 @@ def _child_label(key: str, node: dict[str, Any]) -> str:
     return f"'{key}'"
 
 
-_VALIDATING = ("type", "enum", "const", "pattern", "properties", "additionalProperties",
-               "patternProperties", "required", "minProperties", "maxProperties", "items",
-               "minItems", "maxItems", "anyOf", "oneOf")
+_VALIDATING = (
+    "type",
+    "enum",
+    "const",
+    "pattern",
+    "properties",
+    "additionalProperties",
+    "patternProperties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "anyOf",
+    "oneOf",
+)
 
 
 def _accept(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
