@@ -47,12 +47,16 @@ def _only_listing(ctx: click.Context) -> bool:
 class Settings:
     """Global options, handed to commands through ``ctx.obj``."""
 
-    def __init__(self, verbosity: int, color: bool):
+    def __init__(self, verbosity: int, color: str):
         self.verbosity = verbosity
-        self.color = color
+        self.color_choice = color
+
+    def color_for(self, stream: Any) -> bool:
+        """Whether to colour what goes to ``stream`` (always, never, or auto: a terminal)."""
+        return use_color(self.color_choice, stream)
 
 
-def _use_color(choice: str, stream: Any) -> bool:
+def use_color(choice: str, stream: Any) -> bool:
     if choice == "always":
         return True
     if choice == "never" or os.environ.get("NO_COLOR"):
@@ -82,7 +86,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int, color: str) -> None:
     Shell completion (bash; zsh and fish alike):
       eval "$(_ORCH_COMPLETE=bash_source orch)"
     """
-    ctx.obj = Settings(verbose - quiet, _use_color(color, sys.stderr))
+    ctx.obj = Settings(verbose - quiet, color)
 
 
 _format_help = cli.format_help

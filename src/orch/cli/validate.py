@@ -74,7 +74,7 @@ def validate(
     if fmt == "text":
         stream = sys.stdout if output is None else None
         is_tty = bool(stream and stream.isatty())
-        color = bool(getattr(obj, "color", False)) and is_tty
+        color = output is None and hasattr(obj, "color_for") and obj.color_for(sys.stdout)
 
         def source_line(file: str, line: int) -> str | None:
             loaded = sources.get(file)
@@ -88,11 +88,12 @@ def validate(
             source_line=source_line if is_tty or os.environ.get("ORCH_SNIPPETS") else None,
         )
     else:
+        color = False
         report = render(fmt, diagnostics, files)
     if output is not None:
         output.write_text(report, "utf-8")
     else:
-        click.echo(report, nl=False)
+        click.echo(report, nl=False, color=color)  # click strips colour codes unless told
     if any(d.rule == INTERNAL_RULE for d in diagnostics):
         sys.exit(exitcodes.INTERNAL)
     failing = Severity.WARNING if strict else Severity.ERROR

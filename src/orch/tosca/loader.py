@@ -156,11 +156,22 @@ def load_bytes(raw: bytes, path: str) -> LoadedFile:
                 "save the file as UTF-8",
             )
         ) from None
-    if not _needs_reference_path(raw):
-        fast = _load_fast(raw, path)
-        if fast is not None:
-            return fast
-    return _load_reference(raw, path)
+    try:
+        if not _needs_reference_path(raw):
+            fast = _load_fast(raw, path)
+            if fast is not None:
+                return fast
+        return _load_reference(raw, path)
+    except RecursionError:
+        raise YamlError(
+            Diagnostic(
+                "yaml.too-deep",
+                Severity.ERROR,
+                "the document nests collections too deeply to be read",
+                Location(path, 1, 1),
+                "flatten the structure; TOSCA documents need far less nesting",
+            )
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +248,8 @@ def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
             ryml.parse_in_place(buffer, tree)
         if tree.size() <= 1 or tree.is_stream(tree.root_id()):
             return None  # empty or multi-document: let the reference path explain it
-        emitted = ryml.emit_json(tree)
+        with _quiet_stderr():  # its emitter also complains on stderr about deep nesting
+            emitted = ryml.emit_json(tree)
         del tree, buffer  # free the C++ tree before the Python objects are built: lower peak
         data = json.loads(emitted, object_pairs_hook=_pairs_hook, parse_float=YamlFloat)
     except Exception:  # any disagreement: the reference path decides, with exact messages
@@ -463,6 +475,8 @@ def _construct(
 
     start = node.start_mark
     kmark = key_mark or start
+    if key_mark is not None and node.value == "" and node.tag == _PLAIN_TAG:
+        start = key_mark  # an empty value ('key:') is placed at its key, as on the fast path
     positions[here] = (kmark.line + 1, kmark.column + 1, start.line + 1, start.column + 1)
     if isinstance(node, yaml.ScalarNode):
         return _construct_scalar(node)
@@ -486,9 +500,10 @@ def _construct(
         result: dict[Any, Any] = {}
         seen: dict[Any, Any] = {}
         for key_node, value_node in _merged_pairs(node):
-            key = _construct_scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None and not isinstance(key_node, yaml.ScalarNode):
-                key = str(key_node.value)
+            if isinstance(key_node, yaml.ScalarNode):
+                key = _construct_scalar(key_node)
+            else:  # a complex key ({a: 1}: x): keep readable text, as in the source
+                key = _flow_text(_construct(key_node, (), {}, [], path, active))
             if not isinstance(key, str):
                 key = scalar_text(key)
             if key in seen:
@@ -514,6 +529,15 @@ def _construct(
         return result
     finally:
         active.discard(id(node))
+
+
+def _flow_text(value: Any) -> str:
+    """A value in YAML flow style, for complex mapping keys."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow_text(v) for v in value) + "]"
+    return scalar_text(value) if not isinstance(value, str) else value
 
 
 def _merged_pairs(node: Any) -> list[tuple[Any, Any]]:

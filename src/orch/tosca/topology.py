@@ -228,8 +228,7 @@ class TopologyChecker:
             f"node type {node_type.name}",
             required=True,
             label="property",
-            abstract="substitute" in (body.get("directives") or [])
-            or "select" in (body.get("directives") or []),
+            abstract=bool({"substitute", "select"} & _names(body.get("directives"))),
         )
         self._assignments(
             body.get("attributes"),
@@ -389,6 +388,8 @@ class TopologyChecker:
         for req_name, count in counts.items():
             definition = declared[req_name][0]
             occurrences = definition.get("occurrences") if isinstance(definition, dict) else None
+            # Without explicit occurrences the spec implies [1, 1], but its own tutorials (and
+            # Puccini) assign such requirements several times: only explicit bounds are enforced.
             if isinstance(occurrences, list) and len(occurrences) == 2:
                 upper = occurrences[1]
                 if upper != UNBOUNDED and isinstance(upper, int) and count > upper:
@@ -725,7 +726,9 @@ class TopologyChecker:
                     allowed = owner.body["members"]
                     break
             for i, member in enumerate(members):
-                if member not in self.nodes and member not in self.groups:
+                if not isinstance(member, str) or (
+                    member not in self.nodes and member not in self.groups
+                ):
                     self.reporter.error(
                         "topology.unknown-member",
                         where / "members" / i,
@@ -771,7 +774,9 @@ class TopologyChecker:
             targets = body.get("targets")
             if isinstance(targets, list):
                 for j, target in enumerate(targets):
-                    if target not in self.nodes and target not in self.groups:
+                    if not isinstance(target, str) or (
+                        target not in self.nodes and target not in self.groups
+                    ):
                         self.reporter.error(
                             "topology.unknown-target",
                             at / "targets" / j,
@@ -800,7 +805,7 @@ class TopologyChecker:
                 {k: v for k, v in definition.items() if k != "value"}, where
             )
             schema = (
-                self.values.schema_of({"type": definition["type"]}, where)
+                self.values.schema_of(definition["type"], where)
                 if self.values.resolves(definition["type"])
                 else None
             )
@@ -808,11 +813,10 @@ class TopologyChecker:
                 self.values.check(value, schema, where / "value", context)
                 return
         if value is not None:
-            self.functions.check_value(
-                {"v": value} if is_function(value) else value,
-                where / "value" if not is_function(value) else where,
-                context,
-            )
+            if is_function(value):
+                self.functions.check(value, where / "value", context)
+            else:
+                self.functions.check_value(value, where / "value", context)
 
     def _substitution(self, mapping: dict[str, Any], where: Where) -> None:
         node_type_name = mapping.get("node_type")
@@ -840,7 +844,7 @@ class TopologyChecker:
                     )
                 if isinstance(target, list) and len(target) >= 2:
                     node, member = target[0], target[1]
-                    if node not in self.nodes:
+                    if not isinstance(node, str) or node not in self.nodes:
                         self.reporter.error(
                             "topology.substitution",
                             where / section / name / 0,
@@ -887,7 +891,7 @@ class TopologyChecker:
                 refs = [refs] if isinstance(refs, str) else refs
                 if isinstance(refs, list):
                     for i, ref in enumerate(refs):
-                        if ref not in steps:
+                        if not isinstance(ref, str) or ref not in steps:
                             self.reporter.error(
                                 "workflow.unknown-step",
                                 at / key / i if isinstance(step.get(key), list) else at / key,
@@ -945,6 +949,11 @@ class TopologyChecker:
                     f"inline refers to unknown workflow '{name}'",
                     did_you_mean(name, workflows),
                 )
+
+
+def _names(value: Any) -> set[str]:
+    """The strings of a list (directives, ...); anything else has none."""
+    return {v for v in value if isinstance(v, str)} if isinstance(value, list) else set()
 
 
 def _operation_names(body: dict[str, Any]) -> set[str]:

@@ -40,7 +40,6 @@ TOSCA_VERSIONS = (
     "tosca_simple_yaml_1_3",
     "http://docs.oasis-open.org/tosca/ns/simple/yaml/1.0",
     "tosca_simple_profile_for_nfv_1_0",
-    "tosca_simple_profile_for_nfv_1_0_0",
     "yorc_tosca_simple_yaml_1_0",
 )
 _ALIEN = re.compile(r"alien_dsl_[0-9]+_[0-9]+_[0-9]+\Z")
@@ -72,6 +71,8 @@ class _Run:
         self.registry = TypeRegistry(self.reporter)
         self.files: dict[str, LoadedFile] = {}
         self.typedefs: list[TypeDef] = []
+        self.by_file: dict[str, list[TypeDef]] = {}
+        self._current_key = ""
         self.alien = False
 
     # ------------------------------------------------------------------ loading
@@ -86,6 +87,9 @@ class _Run:
     ) -> LoadedFile | None:
         key = str(path.resolve()) if path.exists() else str(path)
         if key in self.files:
+            if prefix:  # imported again, now with a namespace prefix: register those names too
+                for typedef in self.by_file.get(key, ()):
+                    self.registry.add(typedef, prefix)
             return self.files[key]
         try:
             loaded = preloaded or (load_import(path) if imported_from else load_file(str(path)))
@@ -109,10 +113,12 @@ class _Run:
             )
             return None
         self.files[key] = loaded
+        self._current_key = key
         self._check_file(loaded, builtin=builtin, prefix=prefix)
         return loaded
 
     def _check_file(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None) -> None:
+        file_key = self._current_key
         root = Where(loaded, ())
         data = loaded.data
         if data is None:
@@ -156,6 +162,12 @@ class _Run:
                     key=True,
                 )
         for path, rule, message, hint, key in grammar.check_document(data):
+            if path[:1] == ("tosca_definitions_version",) or (
+                rule == "grammar.missing-key"
+                and not path
+                and "tosca_definitions_version" in message
+            ):
+                continue  # document.* above says it better
             self.reporter.error(rule, Where(loaded, path), message, hint, key=key)
         for warning in loaded.warnings:
             self.reporter.add(warning)
@@ -173,6 +185,7 @@ class _Run:
                         continue
                 typedef = TypeDef(kind, str(name), body, root / kind / name, builtin=builtin)
                 self.registry.add(typedef, prefix)
+                self.by_file.setdefault(file_key, []).append(typedef)
                 if not builtin:
                     self.typedefs.append(typedef)
 

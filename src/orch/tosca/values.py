@@ -298,7 +298,8 @@ class ValueChecker:
         self.registry = registry
         self.reporter = reporter
         self.check_function = check_function
-        self._compiled: dict[int, Schema | None] = {}
+        # id(definition) -> (definition, schema); holding the definition keeps its id unique
+        self._compiled: dict[Any, tuple[Any, Schema | None]] = {}
         self.require_fields = True  # off in the Alien4Cloud dialect, which fills them in later
         self._datatype_chain: dict[int, tuple[str | None, tuple[tuple[str, Any, Where], ...]]] = {}
 
@@ -308,11 +309,12 @@ class ValueChecker:
 
         ``where`` may be a function: it is only needed the first time a definition is seen.
         """
-        key = id(definition)
-        if key in self._compiled:
-            return self._compiled[key]
+        key = definition if isinstance(definition, str) else id(definition)
+        found = self._compiled.get(key)
+        if found is not None:
+            return found[1]
         schema = self._compile(definition, where if isinstance(where, Where) else where())
-        self._compiled[key] = schema
+        self._compiled[key] = (definition, schema)
         return schema
 
     def _compile(self, definition: Any, where: Where) -> Schema | None:
