@@ -123,7 +123,7 @@ def corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus_catalog(corpus: Path):  # noqa: ANN201 - a Catalog
+def corpus_catalog(corpus: Path):
     from orch.tosca.imports import default_catalog
 
     saved = os.environ.pop("ORCH_CATALOG", None)

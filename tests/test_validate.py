@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import Blueprints, at
 
+from conftest import Blueprints, at
 from orch.tosca.diagnostics import Severity
 from orch.tosca.imports import default_catalog
 from orch.tosca.validator import validate
@@ -67,7 +67,7 @@ def test_wrong_shape(bp: Blueprints) -> None:
     assert "description must be a string" in diagnostic.message
 
 
-# ------------------------------------------------------------------------------ tosca_definitions_version
+# ---------------------------------------------------------------------- tosca_definitions_version
 def test_missing_definitions_version(bp: Blueprints) -> None:
     checked = bp.check("description: none\n", header=False)
     diagnostic = checked.one("document.missing-version")
@@ -115,9 +115,6 @@ def test_supported_definitions_versions(bp: Blueprints, version: str) -> None:
     assert checked.diagnostics == [], checked.describe()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one problem, two diagnostics: a missing or wrong tosca_definitions_version is reported by "
-    "the grammar (grammar.missing-key / grammar.pattern) and by document.* at the same place"))
 @pytest.mark.parametrize("text", [
     "description: none\n",
     "tosca_definitions_version: tosca_simple_yaml_9_9\n",
@@ -482,7 +479,8 @@ SCALARS = """
         properties:
           size: {type: scalar-unit.size, required: false, constraints: [{in_range: [100 MB, 1 TB]}]}
           time: {type: scalar-unit.time, required: false, constraints: [{less_than: 1 h}]}
-          freq: {type: scalar-unit.frequency, required: false, constraints: [{greater_or_equal: 1 GHz}]}
+          freq: {type: scalar-unit.frequency, required: false,
+                 constraints: [{greater_or_equal: 1 GHz}]}
           rate: {type: scalar-unit.bitrate, required: false, constraints: [{greater_than: 1 Mbps}]}
 """
 
@@ -664,7 +662,7 @@ def test_nested_complex_values_report_each_field(bp: Blueprints) -> None:
     missing = checked.all("value.missing-field")
     assert {d.location.line for d in missing} >= {checked.pos("s: no n here")[0],
                                                    checked.pos("k: {q: 1}")[0]}
-    assert all("missing required field 'n' of data type my.Inner" == d.message for d in missing)
+    assert all(d.message == "missing required field 'n' of data type my.Inner" for d in missing)
     unknown = checked.all("value.unknown-field")
     assert all(d.hint == "valid: n, s" for d in unknown)
 
@@ -797,7 +795,8 @@ def test_requirement_occurrences_upper_bound(bp: Blueprints) -> None:
 
 @pytest.mark.xfail(strict=True, reason=(
     "orch bug: a requirement definition without occurrences defaults to [1, 1] (TOSCA 1.3, "
-    "3.7.3), but only explicit occurrences are enforced: 'host' may be assigned twice"))
+    "3.7.3; Puccini's requirements-and-capabilities.yaml: 'the implied default is the range of "
+    "[ 1, 1 ]'), but only explicit occurrences are enforced: 'host' may be assigned twice"))
 def test_requirement_default_occurrences_is_one(bp: Blueprints) -> None:
     checked = bp.check("""
         topology_template:
@@ -1051,9 +1050,6 @@ def test_outputs_with_bad_functions(bp: Blueprints, value: str) -> None:
     assert checked.diagnostics[0].rule.startswith("function.")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orch bug: a function in an output is checked as {'v': call} (topology._output), so its "
-    "diagnostics point at the output's name instead of the call or its argument"))
 def test_output_function_diagnostics_point_at_the_call(bp: Blueprints) -> None:
     checked = bp.check(OUTPUTS + """
         bad:
@@ -1071,7 +1067,7 @@ def test_output_value_of_wrong_type(bp: Blueprints) -> None:
     assert at(checked.one("value.type")) == checked.pos("many")
 
 
-# ------------------------------------------------------------------------------ interfaces, artifacts
+# -------------------------------------------------------------------------- interfaces, artifacts
 def test_missing_implementation_artifact_is_a_warning(bp: Blueprints) -> None:
     (bp.root / "scripts").mkdir()
     (bp.root / "scripts" / "create.sh").write_text("#!/bin/sh\n")
@@ -1099,7 +1095,8 @@ def test_missing_implementation_artifact_is_a_warning(bp: Blueprints) -> None:
                                         checked.pos("lib/helper.py")}
     assert all(d.severity is Severity.WARNING for d in missing)
     assert checked.ok
-    assert "implementation artifact 'scripts/configure.sh' not found" in min(missing, key=at).message
+    first = min(missing, key=at)
+    assert "implementation artifact 'scripts/configure.sh' not found" in first.message
 
 
 def test_unknown_operation_of_an_interface(bp: Blueprints) -> None:
@@ -1246,9 +1243,6 @@ def test_namespace_prefix(bp: Blueprints) -> None:
     assert at(checked.one("types.unknown")) == checked.pos("dd:my.C")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orch bug: a file already loaded without a prefix is returned from the cache when it is "
-    "imported again with namespace_prefix, so the prefixed names are never registered"))
 def test_namespace_prefix_on_a_file_imported_twice(bp: Blueprints) -> None:
     bp.write(_types("my.C"), "lib/c.yaml")
     checked = bp.check("""
@@ -1415,6 +1409,12 @@ WRONG_SHAPES = {
                               "topology_template:\n  substitution_mappings:\n    node_type: T\n"
                               "    capabilities:\n      feature: [{a: 1}, feature]\n",
                               "topology._substitution"),
+    "substitution_member_map": ("topology_template:\n  substitution_mappings:\n"
+                                "    node_type: tosca.nodes.SoftwareComponent\n"
+                                "    capabilities:\n      feature: [n, {a: 1}]\n"
+                                "  node_templates:\n    n: {type: tosca.nodes.SoftwareComponent,"
+                                " requirements: [{host: tosca.nodes.Compute}]}\n",
+                                "topology._substitution (the mapped member)"),
     "workflow_step_list": ("topology_template:\n  node_templates:\n    n: {type: Compute}\n"
                            "  workflows:\n    w:\n      steps:\n        s1:\n          target: n\n"
                            "          on_success: [[s2]]\n", "topology._workflow"),
@@ -1426,15 +1426,14 @@ WRONG_SHAPES = {
 }
 
 
-# Still crashing (reported as internal.error by the checker's safety net, or raised).
-STILL_CRASHING = {"directives_int", "group_member_list", "policy_target_map",
-                  "substitution_node_map", "workflow_step_list"}
+# Still crashing (reported as internal.error by the checker's safety net).
+STILL_CRASHING = {"substitution_member_map"}
 
 
 @pytest.mark.parametrize("case", [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        f"orch bug: TypeError in {where} (a list/map/int where a name is expected is used as "
-        "a dict key or with 'in'); validate() must report, not raise"))
+        f"orch bug: TypeError in {where} (a list or map where a name is expected is used as "
+        "a dict key or with 'in'); validate() must report, not crash"))
         if name in STILL_CRASHING else ())
     for name, (_text, where) in WRONG_SHAPES.items()
 ])
@@ -1450,12 +1449,11 @@ def test_empty_file_is_a_diagnostic(bp: Blueprints, text: str) -> None:
     assert checked.rules() == ["document.empty"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orch bug: ~500 nested flow lists raise RecursionError in loader._construct"))
-def test_deep_nesting_is_not_a_crash(bp: Blueprints) -> None:
-    depth = 600
-    checked = bp.check("metadata:\n  x: " + "[" * depth + "]" * depth + "\n")
-    assert isinstance(checked.diagnostics, list)
+@pytest.mark.parametrize("depth", [600, 5000])
+def test_deep_nesting_is_not_a_crash(bp: Blueprints, depth: int) -> None:
+    checked = bp.check("dsl_definitions:\n  x: " + "[" * depth + "]" * depth + "\n")
+    assert "internal.error" not in checked.rules()
+    assert all(d.location.line >= 1 and d.message for d in checked.diagnostics)
 
 
 def test_moderate_nesting_is_fine(bp: Blueprints) -> None:
