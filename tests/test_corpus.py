@@ -90,19 +90,9 @@ KNOWN_LIBRARY_FAILURES: dict[str, str] = {
         "derives from org.ystia.docker.* (docker-types), which it does not import and which "
         "is not in the corpus",
 }
-_NORMATIVE_BUG = (
-    "orch resolves Yorc's '<normative-types.yml>' to its own TOSCA 1.3 normative types, which "
-    "lack the names Yorc's normative-types.yml defines and these files use "
-    "(tosca.nodes.Network, tosca.nodes.BlockStorage, tosca.relationships.AttachTo, "
-    "tosca.relationships.Network, tosca.capabilities.Connectivity)")
 LIBRARY_BUGS: dict[str, str] = {
-    "ystia/yorc/data/tosca/yorc-aws-types.yml": _NORMATIVE_BUG,
-    "ystia/yorc/data/tosca/yorc-google-types.yml": _NORMATIVE_BUG,
     "ystia/yorc/data/tosca/yorc-openstack-types.yml":
-        _NORMATIVE_BUG + "; it also uses org.alien4cloud.policies.* without importing them",
-    "eflows4hpc/pycompss-yorc-plugin/tosca/yorc/types.yaml":
-        "template_version '1.2.0-SNAPSHOT' is rejected in the Yorc dialect "
-        "(yorc_tosca_simple_yaml_1_0); the Maven-style version leniency applies to alien_dsl only",
+        "uses org.alien4cloud.policies.* without importing them",
 }
 LIBRARY_ROOTS = ("alien4cloud", "ystia/yorc/data/tosca", "eflows4hpc")
 YORC_SAMPLES_SOURCE = "yorc-a4c-plugin"

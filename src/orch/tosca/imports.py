@@ -66,12 +66,12 @@ class Catalog:
 
     def find_file(self, basename: str) -> Path | None:
         """A catalog file by its name (Yorc's ``<name.yml>`` built-in imports)."""
-        if basename == "normative-types.yml":
-            return builtin_types_dir() / NORMATIVE_FILE
         for root in self.roots:
             for path in _yaml_files(root):
                 if path.name == basename:
                     return path
+        if basename == "normative-types.yml":
+            return builtin_types_dir() / NORMATIVE_FILE
         return None
 
     def versions_of(self, name: str) -> list[str]:

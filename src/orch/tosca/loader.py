@@ -179,7 +179,7 @@ def load_bytes(raw: bytes, path: str) -> LoadedFile:
 # What the fast path cannot reproduce exactly: tags, anchors, aliases and merge keys, and plain
 # scalars whose rapidyaml/JSON typing differs from YAML 1.2 core. Found with bytes.find (memchr
 # speed) and a look at the neighbouring bytes; a false positive only costs speed.
-_SIGILS = (b"!", b"&", b"*", b"<<")
+_SIGILS = (b"!", b"&", b"*", b"<<", b"@", b"`")
 _WORDS = (
     b"~",
     b"True",
@@ -194,6 +194,8 @@ _WORDS = (
     b".nan",
     b".NaN",
     b".NAN",
+    b"inf",
+    b"nan",
     b"0x",
     b"0o",
 )
@@ -219,6 +221,17 @@ def _needs_reference_path(raw: bytes) -> bool:
             ):
                 return True
             pos = find(word, end)
+    # plain numbers with leading zeros (017): rapidyaml keeps them as text, YAML 1.2 reads ints
+    for lead in (b" 0", b"[0"):
+        pos = find(lead)
+        while pos >= 0:
+            end = pos + 2
+            if lead == b"[0" or (pos > 0 and raw[pos - 1] in b":-,[{"):
+                while end < size and 48 <= raw[end] <= 57:
+                    end += 1
+                if end > pos + 2 and (end >= size or raw[end] in _AFTER):
+                    return True
+            pos = find(lead, end)
     return False
 
 
@@ -417,7 +430,7 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        raise YamlError(_yaml_error_diagnostic(exc, path)) from None
+        raise YamlError(_yaml_error_diagnostic(exc, path, text)) from None
     except yaml.YAMLError as exc:
         raise YamlError(
             Diagnostic("yaml.syntax", Severity.ERROR, str(exc), Location(path, 1, 1))
@@ -448,14 +461,16 @@ def yaml_error_diagnostics(error: YamlError) -> list[Diagnostic]:
     return list(getattr(error, "diagnostics", [error.diagnostic]))
 
 
-def _yaml_error_diagnostic(exc: Any, path: str) -> Diagnostic:
+def _yaml_error_diagnostic(exc: Any, path: str, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem:
         problem = f"{exc.problem} ({exc.context})"
     hint = None
-    if "tab" in problem.lower():
+    lines = text.splitlines()
+    nearby = lines[max(line - 2, 0) : line] if lines else []
+    if "tab" in problem.lower() or any(t.startswith("\t") or "\t" in t[:8] for t in nearby):
         hint = "YAML indentation must use spaces, not tabs"
     elif "mapping values are not allowed" in problem:
         hint = "a value that contains ': ' must be quoted"
@@ -475,8 +490,12 @@ def _construct(
 
     start = node.start_mark
     kmark = key_mark or start
-    if key_mark is not None and node.value == "" and node.tag == _PLAIN_TAG:
-        start = key_mark  # an empty value ('key:') is placed at its key, as on the fast path
+    if key_mark is not None and (
+        not isinstance(node, yaml.ScalarNode) or (node.value == "" and node.tag == _PLAIN_TAG)
+    ):
+        start = (
+            key_mark  # collections and empty values are placed at their key, as on the fast path
+        )
     positions[here] = (kmark.line + 1, kmark.column + 1, start.line + 1, start.column + 1)
     if isinstance(node, yaml.ScalarNode):
         return _construct_scalar(node)

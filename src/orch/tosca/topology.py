@@ -853,7 +853,10 @@ class TopologyChecker:
                         )
                         continue
                     ntype = self.node_type_of(node)
-                    if ntype is not None and member not in self.registry.members(ntype, members):
+                    if ntype is not None and (
+                        not isinstance(member, str)
+                        or member not in self.registry.members(ntype, members)
+                    ):
                         self.reporter.error(
                             "topology.substitution",
                             where / section / name / 1,

@@ -196,7 +196,8 @@ class _Run:
         try:
             parse_version(
                 metadata["template_version"],
-                loose=isinstance(version, str) and bool(_ALIEN.match(version)),
+                loose=isinstance(version, str)
+                and (bool(_ALIEN.match(version)) or version.startswith("yorc_")),
             )
         except Invalid as exc:
             self.reporter.error(
