@@ -6,7 +6,14 @@ from typing import Any
 
 from orch.tosca.context import Reporter, Where
 from orch.tosca.diagnostics import did_you_mean
-from orch.tosca.types import KIND_LABEL, ROOT_TYPES, TypeDef, TypeRegistry, entries
+from orch.tosca.types import (
+    KIND_LABEL,
+    ROOT_TYPES,
+    TypeDef,
+    TypeRegistry,
+    entries,
+    interface_operations,
+)
 from orch.tosca.values import PRIMITIVES, UNBOUNDED, ValueChecker
 
 
@@ -204,24 +211,7 @@ class DefinitionChecker:
 
     def _interface_types(self, typedef: TypeDef) -> None:
         body = typedef.body
-        operations = (
-            body.get("operations")
-            if isinstance(body.get("operations"), dict)
-            else {
-                k: v
-                for k, v in body.items()
-                if k
-                not in (
-                    "derived_from",
-                    "version",
-                    "metadata",
-                    "description",
-                    "inputs",
-                    "notifications",
-                    "operations",
-                )
-            }
-        )
+        operations = interface_operations(body)
         for name, operation in operations.items():
             if isinstance(operation, dict) and "implementation" in operation:
                 self.reporter.warning(

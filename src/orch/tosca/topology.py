@@ -11,7 +11,7 @@ from orch.tosca.definitions import DefinitionChecker
 from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.functions import FunctionChecker, FunctionContext
 from orch.tosca.imports import read_zip_member
-from orch.tosca.types import TypeDef, TypeRegistry, entries
+from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
 NODE_STATES = (
@@ -604,15 +604,7 @@ class TopologyChecker:
             if not isinstance(body, dict):
                 continue
             known = self._operations(found[0], None, iname)
-            operations = (
-                body.get("operations")
-                if isinstance(body.get("operations"), dict)
-                else {
-                    k: v
-                    for k, v in body.items()
-                    if k not in ("inputs", "description", "type", "notifications", "operations")
-                }
-            )
+            operations = interface_operations(body)
             op_base = where / iname / "operations" if "operations" in body else where / iname
             inputs = body.get("inputs")
             if isinstance(inputs, dict):
@@ -960,24 +952,7 @@ def _names(value: Any) -> set[str]:
 
 
 def _operation_names(body: dict[str, Any]) -> set[str]:
-    if isinstance(body.get("operations"), dict):
-        return {k for k in body["operations"] if isinstance(k, str)}
-    return {
-        k
-        for k, v in body.items()
-        if k
-        not in (
-            "derived_from",
-            "version",
-            "metadata",
-            "description",
-            "inputs",
-            "notifications",
-            "type",
-            "operations",
-        )
-        and isinstance(k, str)
-    }
+    return set(interface_operations(body))
 
 
 def _as_path(path: str) -> Any:

@@ -265,6 +265,28 @@ def _entries(section: Any) -> list[tuple[str, Any]]:
     return []
 
 
+_INTERFACE_KEYNAMES = frozenset(
+    {
+        "derived_from",
+        "version",
+        "metadata",
+        "description",
+        "inputs",
+        "notifications",
+        "type",
+        "operations",
+    }
+)
+
+
+def interface_operations(body: dict[str, Any]) -> dict[str, Any]:
+    """An interface's operations: TOSCA 1.3's ``operations`` map, or (1.0-1.2) its other keys."""
+    operations = body.get("operations")
+    if isinstance(operations, dict):
+        return operations
+    return {k: v for k, v in body.items() if isinstance(k, str) and k not in _INTERFACE_KEYNAMES}
+
+
 def entries(section: Any) -> list[tuple[str, Any]]:
     return _entries(section)
 
