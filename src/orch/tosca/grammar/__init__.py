@@ -141,19 +141,9 @@ class _Compiler:
             checks.append(self._enum([node["const"]], label))
         if "pattern" in node:
             checks.append(self._pattern(node["pattern"], label))
-        if any(
-            k in node
-            for k in (
-                "properties",
-                "additionalProperties",
-                "patternProperties",
-                "required",
-                "minProperties",
-                "maxProperties",
-            )
-        ):
+        if any(k in node for k in _OBJECT_KEYWORDS):
             checks.append(self._object(node, label))
-        if any(k in node for k in ("items", "minItems", "maxItems")):
+        if any(k in node for k in _ARRAY_KEYWORDS):
             checks.append(self._array(node, label))
         for word in ("anyOf", "oneOf"):
             if word in node:
@@ -384,20 +374,22 @@ def _child_label(key: str, node: dict[str, Any]) -> str:
     return f"'{key}'"
 
 
-_VALIDATING = (
-    "type",
-    "enum",
-    "const",
-    "pattern",
+_OBJECT_KEYWORDS = (
     "properties",
     "additionalProperties",
     "patternProperties",
     "required",
     "minProperties",
     "maxProperties",
-    "items",
-    "minItems",
-    "maxItems",
+)
+_ARRAY_KEYWORDS = ("items", "minItems", "maxItems")
+_VALIDATING = (
+    "type",
+    "enum",
+    "const",
+    "pattern",
+    *_OBJECT_KEYWORDS,
+    *_ARRAY_KEYWORDS,
     "anyOf",
     "oneOf",
 )
