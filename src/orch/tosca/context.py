@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from orch.tosca.diagnostics import Diagnostic, Path, Severity
+from orch.tosca.diagnostics import Diagnostic, Path, Severity, did_you_mean
 from orch.tosca.loader import LoadedFile
 
 INTERNAL_RULE = "internal.error"
@@ -80,6 +80,12 @@ class Reporter:
         self, rule: str, where: Where, message: str, hint: str | None = None, *, key: bool = False
     ) -> None:
         self.report(rule, where, message, hint, key=key, severity=Severity.WARNING)
+
+    def unknown(
+        self, rule: str, where: Where, message: str, name: object, choices: Iterable[str]
+    ) -> None:
+        """An unknown keyname, reported at the key with the nearest valid names as the hint."""
+        self.report(rule, where, message, did_you_mean(str(name), choices), key=True)
 
     def add(self, diagnostic: Diagnostic) -> None:
         self.diagnostics.append(diagnostic)

@@ -7,7 +7,6 @@ from typing import Any
 from orch.tosca.context import Reporter, Where
 from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.types import (
-    KIND_LABEL,
     ROOT_TYPES,
     TypeDef,
     TypeRegistry,
@@ -329,7 +328,3 @@ class DefinitionChecker:
                 where,
                 "occurrences must be [min, max] with 0 <= min <= max (max may be UNBOUNDED)",
             )
-
-
-def kind_label(kind: str) -> str:
-    return KIND_LABEL[kind]

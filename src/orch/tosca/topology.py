@@ -4,6 +4,7 @@ requirements, groups, policies, substitution mappings, workflows, inputs and out
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from orch.tosca.context import Reporter, Where
@@ -325,12 +326,12 @@ class TopologyChecker:
         declared = self.registry.members(node_type, "capabilities")
         for cap_name, body in assigned.items():
             if cap_name not in declared:
-                self.reporter.error(
+                self.reporter.unknown(
                     "topology.unknown-capability",
                     where / cap_name,
                     f"unknown capability '{cap_name}' for node type {node_type.name}",
-                    did_you_mean(str(cap_name), declared),
-                    key=True,
+                    cap_name,
+                    declared,
                 )
                 continue
             captype = self.capability_type_of(node_type, cap_name)
@@ -375,12 +376,12 @@ class TopologyChecker:
                 req_name = body["type_requirement"]  # Alien4Cloud names each assignment apart
             found = declared.get(req_name)
             if found is None:
-                self.reporter.error(
+                self.reporter.unknown(
                     "topology.unknown-requirement",
                     at,
                     f"unknown requirement '{req_name}' for node type {node_type.name}",
-                    did_you_mean(str(req_name), declared),
-                    key=True,
+                    req_name,
+                    declared,
                 )
                 continue
             counts[req_name] = counts.get(req_name, 0) + 1
@@ -593,12 +594,12 @@ class TopologyChecker:
                         None,
                     )  # type: ignore[assignment]
                 else:
-                    self.reporter.error(
+                    self.reporter.unknown(
                         "topology.unknown-interface",
                         where / iname,
                         f"unknown interface '{iname}' for {owner}",
-                        did_you_mean(str(iname), declared),
-                        key=True,
+                        iname,
+                        declared,
                     )
                     continue
             if not isinstance(body, dict):
@@ -611,12 +612,12 @@ class TopologyChecker:
                 self.functions.check_value(inputs, where / iname / "inputs", context)
             for op_name, op in operations.items():
                 if known and op_name not in known:
-                    self.reporter.error(
+                    self.reporter.unknown(
                         "topology.unknown-operation",
                         op_base / op_name,
                         f"interface '{iname}' has no operation '{op_name}'",
-                        did_you_mean(str(op_name), known),
-                        key=True,
+                        op_name,
+                        known,
                     )
                     continue
                 self._operation(op, op_base / op_name, context, node)
@@ -662,7 +663,7 @@ class TopologyChecker:
         path = os.path.join(base, file)
         found = self._existing.get(path)
         if found is None:
-            found = os.path.exists(path) or read_zip_member(_as_path(path)) is not None
+            found = os.path.exists(path) or read_zip_member(Path(path)) is not None
             self._existing[path] = found
         if found:
             return
@@ -953,9 +954,3 @@ def _names(value: Any) -> set[str]:
 
 def _operation_names(body: dict[str, Any]) -> set[str]:
     return set(interface_operations(body))
-
-
-def _as_path(path: str) -> Any:
-    from pathlib import Path
-
-    return Path(path)

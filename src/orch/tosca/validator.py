@@ -320,14 +320,3 @@ def _validate(
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(diagnostics, key=Diagnostic.sort_key)
-
-
-def source_of(result: ValidationResult, file: str) -> LoadedFile | None:
-    for loaded in result.files:
-        if loaded.path == file:
-            return loaded
-    return None
-
-
-def _unused(*_: Any) -> None:  # pragma: no cover - keeps linters quiet about re-exports
-    return None

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from orch.tosca.context import Reporter, Where
-from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.loader import YamlFloat, scalar_text
 from orch.tosca.types import TypeDef, TypeRegistry
 
@@ -428,12 +427,12 @@ class ValueChecker:
         for name, item in value.items():
             found = fields.get(name)
             if found is None:
-                self.reporter.error(
+                self.reporter.unknown(
                     "value.unknown-field",
                     where / name,
                     f"unknown field '{name}' for data type {datatype.name}",
-                    did_you_mean(str(name), fields),
-                    key=True,
+                    name,
+                    fields,
                 )
                 continue
             definition, owner = found
@@ -551,12 +550,12 @@ class ValueChecker:
             return
         ((op, operand),) = clause.items()
         if op not in CONSTRAINT_OPERATORS:
-            self.reporter.error(
+            self.reporter.unknown(
                 "constraint.unknown",
                 where / op,
                 f"unknown constraint operator '{op}'",
-                did_you_mean(str(op), CONSTRAINT_OPERATORS),
-                key=True,
+                op,
+                CONSTRAINT_OPERATORS,
             )
             return
         if is_function(operand) or schema is None:
