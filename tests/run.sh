@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh machine: installs orch with its test extras into .venv and
-# runs pytest. Later suites start sshd, Slurm and podman from their own fixtures; what they need
-# from the system is installed here.
+# The whole test suite from a fresh machine: installs what the integration tests start (an
+# OpenSSH server), orch with its test extras into .venv, then runs ruff and pytest. The fixtures
+# start and stop the servers themselves, on 127.0.0.1, in temporary folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+need=()
+command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    # keep apt from starting the stock daemons: the tests start their own
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "tests/run.sh: missing ${need[*]}; install them (as root) or the SSH tests will skip" >&2
+  fi
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"

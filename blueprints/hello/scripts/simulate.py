@@ -11,3 +11,6 @@ estimate = 4.0 * inside / samples
 with open(os.path.join(work_dir, "pi.txt"), "w") as out:
     out.write(f"{estimate}\n")
 print(f"pi ~ {estimate} from {samples} samples")
+# operation outputs: KEY=VALUE lines in $ORCH_OUTPUTS (the blueprint maps PI to an attribute)
+with open(os.environ["ORCH_OUTPUTS"], "a") as outputs:
+    outputs.write(f"PI={estimate}\n")

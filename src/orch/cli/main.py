@@ -20,6 +20,15 @@ from orch.cli import exitcodes
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("orch.cli.validate", "validate", "Check blueprints and report every problem."),
     "schema": ("orch.cli.schema", "schema", "Print the TOSCA grammar as JSON Schema."),
+    "plan": ("orch.cli.deploy", "plan", "Show the steps a deploy would run, in order."),
+    "graph": ("orch.cli.deploy", "graph", "Write the plan as a DOT or Mermaid graph."),
+    "deploy": ("orch.cli.deploy", "deploy", "Deploy a blueprint (run it again to resume)."),
+    "undeploy": ("orch.cli.deploy", "undeploy", "Undo what a deployment deployed."),
+    "run": ("orch.cli.deploy", "run_workflow", "Run a blueprint's imperative workflow."),
+    "list": ("orch.cli.inspect", "list_deployments", "List the deployments."),
+    "status": ("orch.cli.inspect", "status", "Show a deployment's instances and operations."),
+    "outputs": ("orch.cli.inspect", "outputs", "Print a deployment's outputs."),
+    "logs": ("orch.cli.inspect", "logs", "Print (or follow) a deployment's operation logs."),
 }
 
 

@@ -1,0 +1,346 @@
+"""``orch deploy / undeploy / run / plan / graph``: flags in, one call to ``orch.deployments``,
+progress and results out, errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orch.cli import exitcodes
+
+STATE_DIR_HELP = "Folder of orch's state (default: $ORCH_STATE_DIR, else ./.orch)."
+
+
+def state_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="ORCH_STATE_DIR",
+        default=".orch",
+        show_envvar=True,
+        help=STATE_DIR_HELP,
+    )(func)
+
+
+def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags shared by the commands that run operations."""
+    options = [
+        click.option("-w", "--workers", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="Operations run at the same time."),
+        click.option("--fail-fast", is_flag=True,
+                     help="Stop everything at the first failure (default: independent "
+                     "branches go on)."),
+        click.option("--timeout", "default_timeout", type=click.FloatRange(min=0.001),
+                     help="Seconds an operation may run when its blueprint sets no timeout."),
+        click.option("--known-hosts", "known_hosts", multiple=True,
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="known_hosts file for SSH host keys (repeatable; default "
+                     "~/.ssh/known_hosts)."),
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Trust SSH hosts seen for the first time and remember their keys "
+                     "(changed keys are always refused)."),
+        click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]),
+                     default="text", show_default=True,
+                     help="text: live view or plain lines on stderr; json: one event per line "
+                     "on stdout."),
+        state_dir_option,
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _engine_options(
+    workers: int,
+    fail_fast: bool,
+    default_timeout: float | None,
+    known_hosts: tuple[Path, ...],
+    accept_new_host_keys: bool,
+) -> Any:
+    from orch.engine.runner import EngineOptions
+    from orch.transport.base import HostKeyPolicy
+
+    files = [str(p) for p in known_hosts]
+    policy = HostKeyPolicy(
+        known_hosts_files=files,
+        accept_new=accept_new_host_keys,
+        known_hosts_file=files[0] if files else None,
+    )
+    return EngineOptions(
+        workers=workers, fail_fast=fail_fast, default_timeout=default_timeout, host_keys=policy
+    )
+
+
+def _open_store(state_dir: Path) -> Any:
+    from orch.state import StateError, Store
+
+    try:
+        return Store.open(state_dir)
+    except StateError as exc:
+        click.echo(f"orch: {exc}", err=True)
+        sys.exit(exitcodes.CONFIG)
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Map the use cases' exceptions to messages and exit codes: never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from orch.deployments import BlueprintProblems, DeploymentError
+        from orch.engine.runner import EngineError
+        from orch.plan import WorkflowError
+        from orch.state import DeploymentBusy, StateError
+
+        try:
+            return func(*args, **kwargs)
+        except BlueprintProblems as exc:
+            _show_diagnostics(exc.diagnostics, kwargs.get("fmt", "text"))
+            sys.exit(exitcodes.FINDINGS)
+        except DeploymentBusy as exc:
+            click.echo(f"orch: {exc}", err=True)
+            sys.exit(exitcodes.BUSY)
+        except (DeploymentError, WorkflowError, EngineError, StateError) as exc:
+            click.echo(f"orch: {exc}", err=True)
+            sys.exit(exitcodes.CONFIG)
+
+    return wrapper
+
+
+def _show_diagnostics(diagnostics: list[Any], fmt: str) -> None:
+    from orch.cli.render import render
+
+    files = sorted({d.location.file for d in diagnostics})
+    if fmt == "json":
+        click.echo(render("json", diagnostics, files), nl=False)
+    else:
+        use_color = click.get_current_context().obj.color_for(sys.stderr)
+        click.echo(render("text", diagnostics, files, color=use_color), nl=False, err=True,
+                   color=use_color)  # fmt: skip
+
+
+def _listener(fmt: str) -> Any:
+    from orch.cli.progress import make_listener
+
+    settings = click.get_current_context().obj
+    return make_listener(fmt, color=settings.color_for(sys.stderr), verbosity=settings.verbosity)
+
+
+def _finish(outcome: Any, fmt: str, verb: str) -> None:
+    """The closing report: failures on stderr, the result (json) on stdout, the exit code."""
+    summary = outcome.summary
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "version": 1,
+                    "kind": "result",
+                    "deployment": outcome.name,
+                    "status": summary.status,
+                    "deployment_status": outcome.status,
+                    "outputs": outcome.outputs,
+                    "failures": [f.__dict__ for f in summary.failures],
+                },
+                default=str,
+            )
+        )
+    else:
+        for failure in summary.failures:
+            rc = f" (exit status {failure.rc})" if failure.rc is not None else ""
+            click.echo(
+                f"orch: {failure.title} failed on {failure.host}{rc}: {failure.message}",
+                err=True,
+            )
+            for line in failure.tail:
+                click.echo(f"    | {line}", err=True)
+        counts = (
+            f"{summary.succeeded} operation(s) ok, {summary.failed} failed, "
+            f"{summary.skipped} skipped, {summary.done_before} already done"
+        )
+        click.echo(
+            f"orch: {verb} '{outcome.name}': {summary.status} in {summary.elapsed:.2f}s; {counts}",
+            err=True,
+        )
+        if summary.status == "ok" and outcome.outputs:
+            for name, value in outcome.outputs.items():
+                click.echo(f"  {name}: {_show(value)}", err=True)
+        if summary.status == "failed":
+            click.echo(
+                f"orch: fix the cause and run the same command again to resume; "
+                f"`orch status {outcome.name}` and `orch logs {outcome.name}` show details",
+                err=True,
+            )
+    if summary.status == "cancelled":
+        sys.exit(exitcodes.INTERRUPTED)
+    if summary.status != "ok":
+        sys.exit(exitcodes.OPERATION_FAILED)
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _inputs_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-i",
+        "--inputs",
+        "input_specs",
+        multiple=True,
+        metavar="FILE|NAME=VALUE",
+        help="Inputs: a YAML file of name: value, or one name=value (repeatable).",
+    )(func)
+
+
+# ---------------------------------------------------------------------------- commands
+@click.command()
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@_inputs_option
+@click.option("-n", "--name", help="Deployment name (default: the blueprint's template_name, "
+              "else its file or folder name).")  # fmt: skip
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path),
+              help="Folder of type libraries for 'name:version' imports (repeatable).")  # fmt: skip
+@_run_options
+@_handle_errors
+def deploy(
+    blueprint: Path,
+    input_specs: tuple[str, ...],
+    name: str | None,
+    catalogs: tuple[Path, ...],
+    fmt: str,
+    state_dir: Path,
+    **run: Any,
+) -> None:
+    """Deploy BLUEPRINT: validate it and its inputs, then run the deploy workflow.
+
+    Run the same command again after a failure or an interruption: it resumes, running only
+    what is not done yet. Exit status: 0 deployed, 1 blueprint or input errors, 4 an operation
+    failed, 5 the deployment is busy, 130 interrupted.
+    """
+    from orch import deployments
+
+    prepared = deployments.prepare(str(blueprint), list(input_specs), [str(c) for c in catalogs])
+    deployment_name = deployments.safe_name(name) if name else deployments.default_name(prepared)
+    store = _open_store(state_dir)
+    listener = _listener(fmt)
+    try:
+        outcome = deployments.deploy(
+            store, prepared, deployment_name, _engine_options(**run), listener
+        )
+    finally:
+        listener.close()
+    _finish(outcome, fmt, "deploy")
+
+
+@click.command()
+@click.argument("name")
+@_inputs_option
+@_run_options
+@_handle_errors
+def undeploy(
+    name: str, input_specs: tuple[str, ...], fmt: str, state_dir: Path, **run: Any
+) -> None:
+    """Undeploy NAME: stop and delete what its deploy created, and only that.
+
+    Uses the blueprint and inputs as deployed (secret inputs must be given again with -i).
+    """
+    from orch import deployments
+
+    store = _open_store(state_dir)
+    listener = _listener(fmt)
+    try:
+        outcome = deployments.undeploy(
+            store, name, _engine_options(**run), listener, list(input_specs)
+        )
+    finally:
+        listener.close()
+    _finish(outcome, fmt, "undeploy")
+
+
+@click.command("run")
+@click.argument("workflow")
+@click.option("-n", "--name", help="The deployment (default: the only one in the state folder).")
+@_inputs_option
+@_run_options
+@_handle_errors
+def run_workflow(
+    workflow: str,
+    name: str | None,
+    input_specs: tuple[str, ...],
+    fmt: str,
+    state_dir: Path,
+    **run: Any,
+) -> None:
+    """Run WORKFLOW, an imperative workflow of a deployment's blueprint (-i: its inputs)."""
+    from orch import deployments
+
+    store = _open_store(state_dir)
+    if name is None:
+        names = [d.name for d in store.deployments()]
+        if len(names) != 1:
+            raise deployments.DeploymentError(
+                "say which deployment with -n NAME (deployments: "
+                + (", ".join(names) or "none")
+                + ")"
+            )
+        name = names[0]
+    listener = _listener(fmt)
+    try:
+        outcome = deployments.run_workflow(
+            store, name, workflow, _engine_options(**run), listener, list(input_specs)
+        )
+    finally:
+        listener.close()
+    _finish(outcome, fmt, f"run {workflow} on")
+
+
+@click.command()
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@_inputs_option
+@click.option("--undeploy", "action", flag_value="undeploy", help="Show the undeploy plan.")
+@click.option("--workflow", help="Show the plan of this imperative workflow.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)  # fmt: skip
+@_handle_errors
+def plan(
+    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None,
+    fmt: str,
+) -> None:  # fmt: skip
+    """Show what deploying BLUEPRINT would run, in order, and what runs concurrently."""
+    from orch import deployments
+    from orch.cli.views import plan_view
+
+    prepared = deployments.prepare(str(blueprint), list(input_specs))
+    the_plan = deployments.plan_for(prepared.model, action or "deploy", workflow)
+    click.echo(plan_view(the_plan, fmt), nl=False)
+
+
+@click.command()
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@_inputs_option
+@click.option("--undeploy", "action", flag_value="undeploy", help="Graph the undeploy plan.")
+@click.option("--workflow", help="Graph this imperative workflow.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot",
+              show_default=True)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to a file instead of stdout.")  # fmt: skip
+@_handle_errors
+def graph(
+    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None,
+    fmt: str, output: Path | None,
+) -> None:  # fmt: skip
+    """Write the plan of BLUEPRINT as a graph: Graphviz DOT or Mermaid."""
+    from orch import deployments
+    from orch.cli.views import graph_dot, graph_mermaid
+
+    prepared = deployments.prepare(str(blueprint), list(input_specs))
+    the_plan = deployments.plan_for(prepared.model, action or "deploy", workflow)
+    text = graph_dot(the_plan) if fmt == "dot" else graph_mermaid(the_plan)
+    if output is not None:
+        output.write_text(text, "utf-8")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,332 @@
+"""TOSCA functions evaluated at run time, nested to any depth, against live instance data.
+
+The validator already checked each call's shape; this module only looks values up. Entities:
+SELF, SOURCE, TARGET, HOST (the HostedOn chain, nearest first) and node names (one value, or a
+list when the node has several instances).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.plan.steps import Instance, Link
+from orch.tosca.model import FileRef, Model, Node
+from orch.tosca.values import FUNCTION_NAMES
+
+_MISSING = object()
+
+
+class EvaluationError(Exception):
+    """A function cannot be evaluated (missing attribute, unknown entity...)."""
+
+
+def link_key(link: Link) -> str:
+    return f"{link.source}>{link.target}#{link.requirement}"
+
+
+@dataclass
+class Scope:
+    """Where a value is evaluated: the instance SELF is, or the relationship between two."""
+
+    instance: str | None = None
+    link: Link | None = None
+    workflow_inputs: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[FileRef] = field(default_factory=list)
+    """Artifacts named by get_artifact: the executor copies them into the work directory."""
+
+
+class Evaluator:
+    def __init__(
+        self,
+        model: Model,
+        instances: dict[str, Instance],
+        inputs: dict[str, Any],
+        attributes: dict[str, dict[str, Any]],
+        outputs: dict[tuple[str, str, str], dict[str, Any]],
+    ):
+        self.model = model
+        self.instances = instances
+        self.inputs = inputs
+        self.attributes = attributes
+        """instance id (or link key) -> live attribute values."""
+        self.outputs = outputs
+        """(instance id or link key, interface, operation) -> outputs of its last success."""
+        self.by_node: dict[str, list[str]] = {}
+        for instance in instances.values():
+            self.by_node.setdefault(instance.node, []).append(instance.id)
+
+    # ------------------------------------------------------------------ entry point
+    def value(self, value: Any, scope: Scope) -> Any:
+        if isinstance(value, dict):
+            if len(value) == 1:
+                ((name, args),) = value.items()
+                if name in FUNCTION_NAMES:
+                    return self.call(str(name), args, scope)
+            return {k: self.value(v, scope) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, scope) for v in value]
+        return value
+
+    def call(self, name: str, args: Any, scope: Scope) -> Any:
+        handler = getattr(self, "_" + name, None)
+        if handler is None:
+            raise EvaluationError(f"{name} cannot be evaluated by orch")
+        return handler(args, scope)
+
+    # ------------------------------------------------------------------ inputs
+    def _get_input(self, args: Any, scope: Scope, *, required: bool = True) -> Any:
+        path = args if isinstance(args, list) else [args]
+        name = self.value(path[0], scope)
+        if name in scope.workflow_inputs:
+            value = scope.workflow_inputs[name]
+        elif name in self.inputs:
+            value = self.inputs[name]
+        elif required:
+            raise EvaluationError(f"get_input: no value for input '{name}'")
+        else:
+            return None
+        return _walk(value, [self.value(a, scope) for a in path[1:]], f"input '{name}'")
+
+    def _get_input_nf(self, args: Any, scope: Scope) -> Any:
+        return self._get_input(args, scope, required=False)
+
+    # ------------------------------------------------------------------ properties, attributes
+    def _get_property(self, args: Any, scope: Scope) -> Any:
+        return self._member(args, scope, "properties", "get_property")
+
+    def _get_attribute(self, args: Any, scope: Scope) -> Any:
+        return self._member(args, scope, "attributes", "get_attribute")
+
+    def _member(self, args: Any, scope: Scope, section: str, fname: str) -> Any:
+        if not isinstance(args, list) or len(args) < 2:
+            raise EvaluationError(f"{fname} needs [entity, name, ...]")
+        args = [self.value(a, scope) for a in args]
+        entity, rest = str(args[0]), args[1:]
+        if entity == "SELF" and scope.instance is None and scope.link is not None:
+            return self._link_member(scope.link, rest, section, fname)
+        if entity == "HOST":
+            return self._host_member(scope, rest, section, fname)
+        owners = self._entity(entity, scope, fname)
+        values = [self._instance_member(owner, rest, section, fname) for owner in owners]
+        return values[0] if len(values) == 1 else values
+
+    def _entity(self, entity: str, scope: Scope, fname: str) -> list[str]:
+        """Instance ids an entity names."""
+        if entity == "SELF":
+            if scope.instance is None:
+                raise EvaluationError(f"{fname}: SELF has no instance here")
+            return [scope.instance]
+        if entity in ("SOURCE", "TARGET"):
+            if scope.link is None:
+                raise EvaluationError(
+                    f"{fname}: {entity} is only defined in relationship operations"
+                )
+            return [scope.link.source if entity == "SOURCE" else scope.link.target]
+        if entity in self.by_node:
+            return self.by_node[entity]
+        if entity in self.model.nodes:
+            return [f"{entity}/0"]  # a node with zero instances: read its template
+        raise EvaluationError(f"{fname}: no node template '{entity}'")
+
+    def _host_member(self, scope: Scope, rest: list[Any], section: str, fname: str) -> Any:
+        start = scope.instance
+        if start is None and scope.link is not None:
+            start = scope.link.source if scope.link.side == "source" else scope.link.target
+        current = self.instances.get(start or "")
+        host = current.host if current else None
+        while host is not None:
+            found = self._instance_member(host, rest, section, fname, missing_ok=True)
+            if found is not _MISSING:
+                return found
+            host = self.instances[host].host
+        raise EvaluationError(f"{fname}: no host of '{start}' has {_what(section)} '{rest[0]}'")
+
+    def _instance_member(
+        self, instance_id: str, rest: list[Any], section: str, fname: str, missing_ok: bool = False
+    ) -> Any:
+        node_name = instance_id.rsplit("/", 1)[0]
+        node = self.model.nodes[node_name]
+        name = rest[0]
+        if len(rest) >= 2 and isinstance(name, str):
+            nested = self._capability_or_requirement(node, instance_id, rest, section)
+            if nested is not _MISSING:
+                return nested
+        value = self._lookup(node, instance_id, str(name), section)
+        if value is _MISSING:
+            if missing_ok:
+                return _MISSING
+            raise EvaluationError(f"{fname}: node '{node_name}' has no {_what(section)} '{name}'")
+        return _walk(value, rest[1:], f"{node_name}.{name}")
+
+    def _lookup(self, node: Node, instance_id: str, name: str, section: str) -> Any:
+        if section == "attributes":
+            live = self.attributes.get(instance_id, {})
+            if name in live:
+                return live[name]
+            if name == "tosca_id":
+                return instance_id
+            if name == "tosca_name":
+                return node.name
+            if name in node.attributes:
+                return self.value(node.attributes[name], Scope(instance=instance_id))
+        if name in node.properties:
+            return self.value(node.properties[name], Scope(instance=instance_id))
+        return _MISSING
+
+    def _capability_or_requirement(
+        self, node: Node, instance_id: str, rest: list[Any], section: str
+    ) -> Any:
+        first, name = rest[0], rest[1]
+        capability = node.capabilities.get(first)
+        if capability is not None:
+            for key in (section, "properties"):
+                if name in capability.get(key, {}):
+                    value = self.value(capability[key][name], Scope(instance=instance_id))
+                    return _walk(value, rest[2:], f"{node.name}.{first}.{name}")
+        for requirement in node.requirements:
+            if requirement.name == first:
+                target = self.model.nodes.get(requirement.target)
+                if target is None:
+                    break
+                target_instance = self.by_node.get(target.name, [f"{target.name}/0"])[0]
+                if requirement.capability in target.capabilities:
+                    found = self._capability_or_requirement(
+                        target, target_instance, [requirement.capability, *rest[1:]], section
+                    )
+                    if found is not _MISSING:
+                        return found
+                value = self._lookup(target, target_instance, str(name), section)
+                if value is not _MISSING:
+                    return _walk(value, rest[2:], f"{target.name}.{name}")
+        return _MISSING
+
+    def _link_member(self, link: Link, rest: list[Any], section: str, fname: str) -> Any:
+        requirement = self.model.nodes[link.source.rsplit("/", 1)[0]].requirements[link.requirement]
+        name = rest[0]
+        live = self.attributes.get(link_key(link), {})
+        if section == "attributes" and name in live:
+            value = live[name]
+        elif section == "attributes" and name in requirement.attributes:
+            value = self.value(requirement.attributes[name], Scope(link=link))
+        elif name in requirement.properties:
+            value = self.value(requirement.properties[name], Scope(link=link))
+        else:
+            raise EvaluationError(
+                f"{fname}: relationship '{requirement.name}' has no {_what(section)} '{name}'"
+            )
+        return _walk(value, rest[1:], f"{requirement.name}.{name}")
+
+    # ------------------------------------------------------------------ operation outputs
+    def _get_operation_output(self, args: Any, scope: Scope) -> Any:
+        if not isinstance(args, list) or len(args) != 4:
+            raise EvaluationError("get_operation_output needs [entity, interface, operation, name]")
+        entity, interface, operation, name = (str(self.value(a, scope)) for a in args)
+        if entity == "SELF" and scope.instance is None and scope.link is not None:
+            owners = [link_key(scope.link)]
+        else:
+            owners = self._entity(entity, scope, "get_operation_output")
+        values = []
+        for owner in owners:
+            found = self._find_outputs(owner, interface, operation)
+            if found is None or name not in found:
+                raise EvaluationError(
+                    f"get_operation_output: {owner} {interface}.{operation} has no output "
+                    f"'{name}' (has it run? outputs: {', '.join(sorted(found or {})) or 'none'})"
+                )
+            values.append(found[name])
+        return values[0] if len(values) == 1 else values
+
+    def _find_outputs(self, owner: str, interface: str, operation: str) -> dict[str, Any] | None:
+        short = interface.rsplit(".", 1)[-1]
+        for (key, iface, op), outputs in self.outputs.items():
+            if key == owner and op == operation and iface.rsplit(".", 1)[-1] == short:
+                return outputs
+        return None
+
+    # ------------------------------------------------------------------ strings, lists
+    def _concat(self, args: Any, scope: Scope) -> str:
+        parts = args if isinstance(args, list) else [args]
+        return "".join(_text(self.value(p, scope)) for p in parts)
+
+    def _join(self, args: Any, scope: Scope) -> str:
+        if not isinstance(args, list) or not args:
+            raise EvaluationError("join needs [[values...], delimiter]")
+        values = self.value(args[0], scope)
+        delimiter = _text(self.value(args[1], scope)) if len(args) > 1 else ""
+        values = values if isinstance(values, list) else [values]
+        return delimiter.join(_text(v) for v in values)
+
+    def _token(self, args: Any, scope: Scope) -> str:
+        if not isinstance(args, list) or len(args) != 3:
+            raise EvaluationError("token needs [string, separators, index]")
+        text, separators, index = (self.value(a, scope) for a in args)
+        pieces = re.split("[" + re.escape(_text(separators)) + "]", _text(text))
+        try:
+            return pieces[int(index)]
+        except (IndexError, ValueError, TypeError):
+            raise EvaluationError(
+                f"token: index {index} out of range: '{text}' has {len(pieces)} pieces"
+            ) from None
+
+    def _get_nodes_of_type(self, args: Any, scope: Scope) -> list[str]:
+        wanted = str(self.value(args[0] if isinstance(args, list) else args, scope))
+        short = wanted.rsplit(".", 1)[-1].split(":")[-1]
+        return [
+            name
+            for name, node in self.model.nodes.items()
+            if wanted in node.types or any(t.rsplit(".", 1)[-1] == short for t in node.types)
+        ]
+
+    def _get_artifact(self, args: Any, scope: Scope) -> str:
+        if not isinstance(args, list) or len(args) < 2:
+            raise EvaluationError("get_artifact needs [entity, artifact_name]")
+        entity, name = str(self.value(args[0], scope)), str(self.value(args[1], scope))
+        owner = self._entity(entity, scope, "get_artifact")[0]
+        node = self.model.nodes[owner.rsplit("/", 1)[0]]
+        artifact = node.artifacts.get(name)
+        if artifact is None:
+            known = ", ".join(sorted(node.artifacts)) or "none"
+            raise EvaluationError(
+                f"get_artifact: node '{node.name}' has no artifact '{name}'; it has: {known}"
+            )
+        scope.artifacts.append(artifact)
+        return artifact.name
+
+    def _get_secret(self, args: Any, scope: Scope) -> Any:
+        raise EvaluationError(
+            "get_secret needs a secret store, which orch does not have: pass the value as an "
+            "input instead (inputs named like *password*, *token*, *secret* are never stored)"
+        )
+
+
+def _walk(value: Any, path: list[Any], what: str) -> Any:
+    for key in path:
+        size = len(value) if isinstance(value, list) else 0
+        in_list = isinstance(key, int) and not isinstance(key, bool) and -size <= key < size
+        if in_list or (isinstance(value, dict) and key in value):
+            value = value[key]
+        else:
+            raise EvaluationError(f"{what} has no field {key!r}")
+    return value
+
+
+def _what(section: str) -> str:
+    return "attribute" if section == "attributes" else "property"
+
+
+def _text(value: Any) -> str:
+    """A value as an environment variable holds it: JSON for structures, true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+as_text = _text
+"""Public name of the rendering used for environment variables."""

@@ -1,0 +1,97 @@
+"""Which machine an operation runs on: the Compute its node is HostedOn, reached over SSH, or
+the orchestrator's own machine.
+
+A Compute is remote when it has an address other than ``localhost``: the ``address`` property
+(orch types), else its ``public_address``, ``private_address`` or ``ip_address`` attribute. The
+port and the credentials come from its ``endpoint`` capability (``port``; ``credentials`` as
+Yorc writes them, or ``credential``): ``user``, ``token`` with ``token_type`` password or
+private_key (key text or a key file), or ``keys`` naming key files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from orch.engine.evaluate import EvaluationError, Evaluator, Scope
+from orch.executors.base import Host
+from orch.tosca.model import COMPUTE
+
+LOCAL = Host("localhost")
+_ADDRESS_ATTRIBUTES = ("public_address", "private_address", "ip_address")
+
+
+def compute_of(evaluator: Evaluator, instance_id: str) -> str | None:
+    """The nearest Compute instance along the HostedOn chain, the instance itself included."""
+    current: str | None = instance_id
+    while current is not None:
+        instance = evaluator.instances[current]
+        if evaluator.model.nodes[instance.node].is_a(COMPUTE):
+            return current
+        current = instance.host
+    return None
+
+
+def host_for(evaluator: Evaluator, instance_id: str) -> Host:
+    compute = compute_of(evaluator, instance_id)
+    if compute is None:
+        return LOCAL
+    node = evaluator.model.nodes[evaluator.instances[compute].node]
+    scope = Scope(instance=compute)
+    address = _address(evaluator, node, compute, scope)
+    if not address or address == "localhost":
+        return Host(compute)
+    endpoint = node.capabilities.get("endpoint", {}).get("properties", {})
+    endpoint = evaluator.value(endpoint, scope)
+    port = endpoint.get("port") or 22
+    credentials = endpoint.get("credentials") or endpoint.get("credential") or {}
+    if not isinstance(credentials, dict):
+        credentials = {}
+    user = credentials.get("user")
+    token = credentials.get("token")
+    token_type = str(credentials.get("token_type") or ("password" if token else ""))
+    identity_file = private_key = password = None
+    if token and token_type in ("private_key", "key", "ssh_key"):
+        if str(token).lstrip().startswith("-----BEGIN"):
+            private_key = str(token)
+        else:
+            identity_file = os.path.expanduser(str(token))
+    elif token and token_type == "password":
+        password = str(token)
+    keys = credentials.get("keys")
+    if identity_file is None and private_key is None and isinstance(keys, dict):
+        for value in keys.values():
+            if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+                private_key = value
+                break
+            if isinstance(value, str) and value:
+                identity_file = os.path.expanduser(value)
+                break
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise EvaluationError(
+            f"Compute '{node.name}': endpoint port '{port}' is not a number"
+        ) from None
+    return Host(
+        compute,
+        address=str(address),
+        port=port,
+        user=str(user) if user else None,
+        identity_file=identity_file,
+        private_key=private_key,
+        password=password,
+    )
+
+
+def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any:
+    if node.properties.get("address"):
+        return evaluator.value(node.properties["address"], scope)
+    live = evaluator.attributes.get(compute, {})
+    for name in _ADDRESS_ATTRIBUTES:
+        value = live.get(name)
+        if value is None and name in node.attributes:
+            value = evaluator.value(node.attributes[name], scope)
+        if value:
+            return value
+    return None

@@ -1,0 +1,802 @@
+"""Runs a Plan: ready-set scheduling over the step graph with bounded workers.
+
+A step starts the moment its last dependency succeeds (not level by level, and nothing polls).
+One thread (the caller's) owns the state store and the listener; worker threads only run
+executors and hand results back through a queue. Every finished step is written to the store
+before anything depends on it, so a ``kill -9`` at any moment loses at most the operations that
+were running, which the next run executes again.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.engine.evaluate import EvaluationError, Evaluator, Scope, as_text, link_key
+from orch.engine.events import Event, Listener, ignore
+from orch.engine.hosts import host_for
+from orch.executors.base import (
+    Artifact,
+    Executor,
+    OperationResult,
+    RunContext,
+    Task,
+)
+from orch.plan.steps import Plan, Step
+from orch.state import Store
+from orch.tosca.model import FileRef, Model, Operation
+from orch.transport.base import HostKeyPolicy
+
+
+class EngineError(Exception):
+    """The plan cannot start (no executor for an implementation, ...)."""
+
+
+@dataclass
+class EngineOptions:
+    workers: int = 4
+    fail_fast: bool = False
+    default_timeout: float | None = None
+    remote_work_root: str = ".orch-work"
+    local_work_root: str | None = None
+    """Folder for local operations' work dirs (default: the deployment's state folder)."""
+    host_keys: HostKeyPolicy = field(default_factory=HostKeyPolicy)
+    retries_on_drop: int = 2
+    """How often an operation whose command never started (connection lost) is retried."""
+    secret_values: tuple[str, ...] = ()
+
+
+@dataclass
+class Failure:
+    step: str
+    title: str
+    node: str
+    instance: str
+    operation: str
+    host: str
+    status: str
+    rc: int | None
+    message: str
+    tail: list[str]
+
+
+@dataclass
+class RunSummary:
+    status: str
+    """ok, failed or cancelled."""
+    run_id: int
+    ran: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    done_before: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    elapsed: float = 0.0
+    connections: int = 0
+
+
+@dataclass
+class _Running:
+    step: Step
+    op_id: int
+    task: Task
+    executor: Executor
+    operation: Operation
+    attempt: int
+    started: float
+    cancel: threading.Event
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        deployment: str,
+        model: Model,
+        inputs: dict[str, Any],
+        executors: list[Executor],
+        options: EngineOptions | None = None,
+        listener: Listener = ignore,
+    ):
+        self.store = store
+        self.name = deployment
+        self.model = model
+        self.inputs = inputs
+        self.executors = executors
+        self.options = options or EngineOptions()
+        self.listener = listener
+        self._done: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stopping = False
+        self._cancelled = False
+        self._running: dict[str, _Running] = {}
+
+    # ------------------------------------------------------------------ public
+    def run(
+        self,
+        plan: Plan,
+        *,
+        action: str,
+        workflow: str | None = None,
+        workflow_inputs: dict[str, Any] | None = None,
+    ) -> RunSummary:
+        self.plan = plan
+        self.workflow_inputs = workflow_inputs or {}
+        self._load_state(plan)
+        self._preflight(plan)
+        run_id = self.store.begin_run(self.name, action, workflow)
+        self.run_id = run_id
+        summary = RunSummary("ok", run_id)
+        started = time.monotonic()
+        previous = self._install_signals()
+        from orch.transport.ssh import TransportPool
+
+        self.pool = TransportPool(self.options.host_keys)
+        try:
+            self._schedule(plan, summary)
+        finally:
+            self._restore_signals(previous)
+            summary.connections = self.pool.connections_opened
+            self.pool.close_all()
+        summary.elapsed = time.monotonic() - started
+        if self._cancelled or (self._stopping and summary.failed == 0 and self._left):
+            summary.status = "cancelled"
+        elif summary.failed or summary.skipped:
+            summary.status = "failed"
+        self.store.end_run(run_id, summary.status)
+        self._emit(
+            Event(
+                "run-end",
+                self.name,
+                data={
+                    "status": summary.status,
+                    "ran": summary.ran,
+                    "succeeded": summary.succeeded,
+                    "failed": summary.failed,
+                    "skipped": summary.skipped,
+                    "done_before": summary.done_before,
+                    "elapsed": round(summary.elapsed, 3),
+                },
+            ),
+            store=True,
+        )
+        return summary
+
+    def outputs(self) -> dict[str, Any]:
+        """The blueprint's outputs, evaluated now; a value that cannot be evaluated is None."""
+        values: dict[str, Any] = {}
+        for name, definition in self.model.outputs.items():
+            try:
+                values[name] = self.evaluator.value(definition.get("value"), Scope())
+            except EvaluationError:
+                values[name] = None
+        return values
+
+    def stop(self, *, cancel: bool = False) -> None:
+        """Start no new step; with ``cancel``, also stop the running ones now.
+
+        Safe to call from a signal handler: it only sets flags and wakes the scheduler, which
+        tells the listener."""
+        first = not self._stopping
+        self._stopping = True
+        if cancel:
+            self._cancelled = True
+            for running in list(self._running.values()):
+                running.cancel.set()
+        if first or cancel:
+            self._done.put(("signal", cancel))
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self, plan: Plan) -> None:
+        rows = {row.id: row for row in self.store.instances(self.name)}
+        new = [
+            _instance_row(self.name, i.id, i.node)
+            for i in plan.instances.values()
+            if i.id not in rows
+        ]
+        if new:
+            self.store.save_instances(self.name, new)
+            rows.update({row.id: row for row in new})
+        self.states = {iid: row.state for iid, row in rows.items()}
+        attributes = {iid: dict(row.attributes) for iid, row in rows.items()}
+        outputs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for op in self.store.operations(self.name):
+            if op.status == "ok":
+                outputs[(op.instance, op.interface, op.operation)] = op.outputs
+        self.evaluator = Evaluator(self.model, plan.instances, self.inputs, attributes, outputs)
+        self.done = self.store.done_steps(self.name, plan.kind)
+        interrupted = self.store.interrupt_stale(self.name)
+        for op in interrupted:
+            self._emit(
+                Event(
+                    "message",
+                    self.name,
+                    node=op.node,
+                    instance=op.instance,
+                    step=op.step,
+                    message=f"{op.instance} {op.interface}.{op.operation} was interrupted "
+                    "by the previous run: it runs again",
+                )
+            )
+
+    def _preflight(self, plan: Plan) -> None:
+        problems = []
+        for step in plan.operations():
+            if step.id in self.done:
+                continue
+            operation = self._operation(step)
+            if operation is None or operation.implementation is None:
+                continue
+            if self._executor_for(operation.implementation) is None:
+                problems.append(
+                    f"{step.instance} {step.interface}.{step.operation}: no executor runs "
+                    f"'{operation.implementation.name}' (supported: .sh, .bash, .py scripts)"
+                )
+        if problems:
+            raise EngineError("; ".join(problems))
+
+    def _executor_for(self, implementation: FileRef) -> Executor | None:
+        for executor in self.executors:
+            if executor.accepts(implementation.name, implementation.type):
+                return executor
+        return None
+
+    def _operation(self, step: Step) -> Operation | None:
+        node = self.model.nodes[step.node]
+        if step.link is not None:
+            source = self.model.nodes[step.link.source.rsplit("/", 1)[0]]
+            requirement = source.requirements[step.link.requirement]
+            for operations in requirement.interfaces.values():
+                if step.operation in operations:
+                    return operations[step.operation]
+            return None
+        return node.operation(step.interface or "", step.operation or "")
+
+    # ------------------------------------------------------------------ scheduling
+    def _schedule(self, plan: Plan, summary: RunSummary) -> None:
+        dependents = plan.dependents()
+        waiting = {sid: len(s.deps) for sid, s in plan.steps.items()}
+        watching = {sid: len(s.on_failure_of) for sid, s in plan.steps.items()}
+        failed_before: dict[str, bool] = {}
+        self.outcome: dict[str, str] = {}
+        ready: deque[str] = deque()
+        self._emit(
+            Event(
+                "run-start",
+                self.name,
+                data={
+                    "action": plan.kind,
+                    "steps": len(plan.steps),
+                    "operations": len(plan.operations()),
+                    "done": len([s for s in plan.steps if s in self.done]),
+                    "workers": self.options.workers,
+                },
+            ),
+            store=True,
+        )
+
+        def finished(step_id: str, outcome: str) -> None:
+            self.outcome[step_id] = outcome
+            for child in dependents[step_id]:
+                step = plan.steps[child]
+                if step_id in step.on_failure_of:
+                    watching[child] -= 1
+                    failed_before[child] = failed_before.get(child, False) or outcome == "failed"
+                if step_id in step.deps:
+                    waiting[child] -= 1
+                    if outcome != "ok":
+                        failed_before.setdefault(f"blocked:{child}", True)
+                if waiting[child] == 0 and watching[child] == 0:
+                    release(child)
+
+        def release(step_id: str) -> None:
+            step = plan.steps[step_id]
+            blocked = failed_before.get(f"blocked:{step_id}", False)
+            if step.on_failure_of and not failed_before.get(step_id, False):
+                blocked = True  # a failure handler whose steps all succeeded
+            if blocked:
+                summary.skipped += 1 if step.on_failure_of == [] else 0
+                self._emit(
+                    Event(
+                        "step-skip",
+                        self.name,
+                        node=step.node,
+                        instance=step.instance,
+                        step=step.id,
+                        message=step.title,
+                        data={"reason": "a step it needs did not succeed"},
+                    )
+                )
+                finished(step_id, "skipped")
+            else:
+                ready.append(step_id)
+
+        for sid, step in plan.steps.items():
+            if not step.deps and not step.on_failure_of:
+                ready.append(sid)
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers))
+        try:
+            while ready or self._running:
+                while ready and len(self._running) < self.options.workers:
+                    step_id = ready.popleft()
+                    if self._stopping:
+                        continue
+                    step = plan.steps[step_id]
+                    if step_id in self.done:
+                        summary.done_before += 1
+                        finished(step_id, "ok")
+                        continue
+                    if (
+                        step.kind == "state"
+                        or self._operation(step) is None
+                        or (
+                            self._operation(step).implementation is None  # type: ignore[union-attr]
+                        )
+                    ):
+                        self._state_step(step)
+                        finished(step_id, "ok")
+                        continue
+                    outcome = self._start(step, pool, attempt=1)
+                    if outcome is not None:  # could not even start (evaluation error)
+                        summary.ran += 1
+                        summary.failed += 1
+                        summary.failures.append(outcome)
+                        finished(step_id, "failed")
+                        if self.options.fail_fast:
+                            self.stop()
+                if not self._running:
+                    if self._stopping:
+                        self._drain_signals()
+                        break
+                    continue
+                kind, payload = self._next_message()
+                if kind == "line":
+                    step_id, stream, line = payload
+                    running = self._running.get(step_id)
+                    if running is not None:
+                        self._emit(
+                            Event(
+                                "output",
+                                self.name,
+                                node=running.step.node,
+                                instance=running.step.instance,
+                                step=step_id,
+                                message=line,
+                                data={"stream": stream},
+                            )
+                        )
+                    continue
+                if kind == "signal":
+                    self._announce_stop(cancelling=payload)
+                    continue
+                step_id, result = payload
+                running = self._running.pop(step_id)
+                if (
+                    not result.ok
+                    and not result.started
+                    and running.attempt <= self.options.retries_on_drop
+                    and not self._stopping
+                ):
+                    self._record(running, result)
+                    self._emit(
+                        Event(
+                            "message",
+                            self.name,
+                            node=running.step.node,
+                            instance=running.step.instance,
+                            step=step_id,
+                            message=f"{running.step.title}: {result.message}; "
+                            f"retrying on a new connection (attempt {running.attempt + 1})",
+                        ),
+                        store=True,
+                    )
+                    self._start(running.step, pool, attempt=running.attempt + 1)
+                    continue
+                summary.ran += 1
+                failure = self._record(running, result)
+                if result.ok:
+                    summary.succeeded += 1
+                    finished(step_id, "ok")
+                else:
+                    summary.failed += 1
+                    if failure is not None:
+                        summary.failures.append(failure)
+                    finished(step_id, "failed")
+                    if self.options.fail_fast:
+                        self.stop()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._left = [s for s in plan.steps if s not in self.outcome]
+        if self._stopping:
+            summary.skipped += 0  # steps never started are simply not done: resume runs them
+
+    def _drain_signals(self) -> None:
+        while True:
+            try:
+                kind, payload = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "signal":
+                self._announce_stop(cancelling=payload)
+
+    def _announce_stop(self, *, cancelling: bool) -> None:
+        count = len(self._running)
+        message = (
+            f"cancelling {count} running operation(s)"
+            if cancelling
+            else f"stopping: waiting for {count} running operation(s) "
+            "(interrupt again to cancel them)"
+        )
+        self._emit(Event("message", self.name, message=message), store=True)
+
+    def _next_message(self) -> tuple[str, Any]:
+        while True:
+            try:
+                return self._done.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    # ------------------------------------------------------------------ one step
+    def _state_step(self, step: Step) -> None:
+        updates = {}
+        if step.state_after is not None:
+            updates[step.instance] = self._state_update(step.instance, step.state_after)
+        self.store.mark_step_done(self.name, self.plan.kind, step.id, updates or None)
+        if step.state_after is not None:
+            self._emit_state(step, step.state_after)
+
+    def _state_update(self, instance: str, state: str) -> dict[str, Any]:
+        self.states[instance] = state
+        self.evaluator.attributes.setdefault(instance, {})["state"] = state
+        return {"state": state, "attributes": {"state": state}}
+
+    def _emit_state(self, step: Step, state: str) -> None:
+        self._emit(
+            Event(
+                "state",
+                self.name,
+                node=step.node,
+                instance=step.instance,
+                step=step.id,
+                data={"state": state},
+            )
+        )
+
+    def _start(self, step: Step, pool: ThreadPoolExecutor, attempt: int) -> Failure | None:
+        operation = self._operation(step)
+        assert operation is not None and operation.implementation is not None
+        try:
+            task = self._task(step, operation)
+        except EvaluationError as exc:
+            op_id = self.store.begin_operation(
+                self.run_id,
+                self.name,
+                step.id,
+                step.node,
+                self._owner(step),
+                step.interface or "",
+                step.operation or "",
+                "-",
+                attempt,
+            )
+            message = f"cannot evaluate the inputs: {exc}"
+            self.store.finish_operation(
+                op_id,
+                status="failed",
+                rc=None,
+                outputs={},
+                stdout_tail=[],
+                stderr_tail=[],
+                message=message,
+            )
+            self._emit_end(step, "failed", None, 0.0, message, [], "-")
+            return Failure(
+                step.id,
+                step.title,
+                step.node,
+                step.instance,
+                f"{step.interface}.{step.operation}",
+                "-",
+                "failed",
+                None,
+                message,
+                [],
+            )
+        executor = self._executor_for(operation.implementation)
+        assert executor is not None
+        op_id = self.store.begin_operation(
+            self.run_id,
+            self.name,
+            step.id,
+            step.node,
+            self._owner(step),
+            step.interface or "",
+            step.operation or "",
+            task.host.describe(),
+            attempt,
+        )
+        if step.state_before is not None and step.link is None:
+            self.store.update_instances(
+                self.name, {step.instance: self._state_update(step.instance, step.state_before)}
+            )
+            self._emit_state(step, step.state_before)
+        cancel = threading.Event()
+        running = _Running(
+            step, op_id, task, executor, operation, attempt, time.monotonic(), cancel
+        )
+        self._running[step.id] = running
+        self._emit(
+            Event(
+                "step-start",
+                self.name,
+                node=step.node,
+                instance=step.instance,
+                step=step.id,
+                message=step.title,
+                data={
+                    "interface": step.interface,
+                    "operation": step.operation,
+                    "host": task.host.describe(),
+                    "attempt": attempt,
+                    "operation_id": op_id,
+                },
+            ),
+            store=True,
+        )
+        log_path = self.store.log_path(self.name, op_id)
+        pool.submit(self._work, running, log_path)
+        return None
+
+    def _work(self, running: _Running, log_path: Path) -> None:
+        """Runs in a worker thread: the executor, the log file, and nothing else."""
+        step_id = running.step.id
+        with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+
+            def sink(stream: str, line: str) -> None:
+                log.write(f"{stream[:3]} {line}\n")
+                log.flush()
+                self._done.put(("line", (step_id, stream, line)))
+
+            context = RunContext(
+                transport=self.pool.get,
+                cancel=running.cancel,
+                log=sink,
+                work_root=(
+                    self.options.remote_work_root
+                    if not running.task.host.is_local
+                    else self._local_work_root()
+                ),
+            )
+            try:
+                result = running.executor.run(running.task, context)
+            except Exception as exc:  # an executor bug must not kill the run
+                result = OperationResult(
+                    "failed",
+                    message=f"internal error in the {running.executor.name} "
+                    f"executor: {type(exc).__name__}: {exc}",
+                )
+        self._done.put(("done", (step_id, result)))
+
+    def _local_work_root(self) -> str:
+        if self.options.local_work_root:
+            return self.options.local_work_root
+        return str(self.store.log_path(self.name, 0).parent.parent / "work")
+
+    def _record(self, running: _Running, result: OperationResult) -> Failure | None:
+        step = running.step
+        elapsed = time.monotonic() - running.started
+        updates: dict[str, dict[str, Any]] = {}
+        if result.ok:
+            owner = self._owner(step)
+            key = (owner, step.interface or "", step.operation or "")
+            self.evaluator.outputs[key] = dict(result.outputs)
+            updates = self._attribute_mappings(step, running.operation, result.outputs)
+            if step.state_after is not None and step.link is None:
+                update = self._state_update(step.instance, step.state_after)
+                merged = updates.setdefault(step.instance, {})
+                merged["state"] = update["state"]
+                merged.setdefault("attributes", {}).update(update["attributes"])
+        self.store.finish_operation(
+            running.op_id,
+            status=result.status,
+            rc=result.rc,
+            outputs=result.outputs,
+            stdout_tail=result.stdout_tail,
+            stderr_tail=result.stderr_tail,
+            message=result.message,
+            instance_updates=updates or None,
+            done_step=(self.plan.kind, step.id) if result.ok else None,
+        )
+        tail = result.stderr_tail[-5:] or result.stdout_tail[-5:]
+        self._emit_end(
+            step,
+            result.status,
+            result.rc,
+            elapsed,
+            result.message,
+            tail,
+            running.task.host.describe(),
+            outputs=result.outputs,
+        )
+        if result.ok:
+            if step.state_after is not None and step.link is None:
+                self._emit_state(step, step.state_after)
+            return None
+        return Failure(
+            step.id,
+            step.title,
+            step.node,
+            step.instance,
+            f"{step.interface}.{step.operation}",
+            running.task.host.describe(),
+            result.status,
+            result.rc,
+            result.message or result.status,
+            (result.stdout_tail + result.stderr_tail)[-10:],
+        )
+
+    def _emit_end(
+        self,
+        step: Step,
+        status: str,
+        rc: int | None,
+        elapsed: float,
+        message: str,
+        tail: list[str],
+        host: str,
+        outputs: dict[str, Any] | None = None,
+    ) -> None:
+        self._emit(
+            Event(
+                "step-end",
+                self.name,
+                node=step.node,
+                instance=step.instance,
+                step=step.id,
+                message=message or step.title,
+                data={
+                    "title": step.title,
+                    "status": status,
+                    "rc": rc,
+                    "elapsed": round(elapsed, 3),
+                    "host": host,
+                    "tail": tail,
+                    "outputs": sorted(outputs or {}),
+                },
+            ),
+            store=True,
+        )
+
+    def _attribute_mappings(
+        self, step: Step, operation: Operation, outputs: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """TOSCA 1.3 operation ``outputs``: an output's value becomes an attribute."""
+        updates: dict[str, dict[str, Any]] = {}
+        for name, target in operation.outputs.items():
+            if name not in outputs or not isinstance(target, list) or len(target) < 2:
+                continue
+            entity, attribute = str(target[0]), str(target[1])
+            if entity == "SELF" and step.link is not None:
+                owner = link_key(step.link)
+            elif entity == "SOURCE" and step.link is not None:
+                owner = step.link.source
+            elif entity == "TARGET" and step.link is not None:
+                owner = step.link.target
+            else:
+                owner = step.instance
+            self.evaluator.attributes.setdefault(owner, {})[attribute] = outputs[name]
+            updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = outputs[name]
+        return updates
+
+    def _owner(self, step: Step) -> str:
+        return link_key(step.link) if step.link is not None else step.instance
+
+    def _task(self, step: Step, operation: Operation) -> Task:
+        scope = Scope(
+            instance=None if step.link is not None else step.instance,
+            link=step.link,
+            workflow_inputs=self.workflow_inputs,
+        )
+        inputs = {
+            name: as_text(self.evaluator.value(value, scope))
+            for name, value in operation.inputs.items()
+        }
+        host = host_for(self.evaluator, step.instance)
+        instance = self.plan.instances[step.instance]
+        environment = {
+            "NODE": step.node,
+            "INSTANCE": _env_instance(step.instance),
+            "INSTANCES": ",".join(
+                _env_instance(i) for i in self.evaluator.by_node.get(step.node, [])
+            ),
+            "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
+            "DEPLOYMENT_ID": self.name,
+        }
+        if instance.host is not None:
+            environment["HOST"] = instance.host.rsplit("/", 1)[0]
+        if step.link is not None:
+            for side, iid in (("SOURCE", step.link.source), ("TARGET", step.link.target)):
+                node = iid.rsplit("/", 1)[0]
+                environment[f"{side}_NODE"] = node
+                environment[f"{side}_INSTANCE"] = _env_instance(iid)
+                environment[f"{side}_INSTANCES"] = ",".join(
+                    _env_instance(i) for i in self.evaluator.by_node.get(node, [])
+                )
+        dependencies = [self._artifact(ref) for ref in operation.dependencies]
+        dependencies.extend(self._artifact(ref) for ref in scope.artifacts)
+        assert operation.implementation is not None
+        secrets = list(self.options.secret_values)
+        secrets.extend(s for s in (host.password, host.private_key) if s)
+        return Task(
+            deployment=self.name,
+            node=step.node,
+            instance=step.instance,
+            interface=step.interface or "",
+            operation=step.operation or "",
+            implementation=self._artifact(operation.implementation),
+            dependencies=tuple(dependencies),
+            inputs=inputs,
+            environment=environment,
+            host=host,
+            timeout=operation.timeout or self.options.default_timeout,
+            secret_values=tuple(secrets),
+        )
+
+    def _artifact(self, ref: FileRef) -> Artifact:
+        if ref.sha:
+            return Artifact(ref.name, self.store.blob_path(ref.sha, ref.name))
+        return Artifact(ref.name, Path(ref.path))
+
+    # ------------------------------------------------------------------ events, signals
+    def _emit(self, event: Event, *, store: bool = False) -> None:
+        if store:
+            self.store.add_event(
+                self.name,
+                getattr(self, "run_id", None),
+                event.kind,
+                node=event.node,
+                instance=event.instance,
+                step=event.step,
+                message=event.message,
+                data=event.data,
+            )
+        self.listener(event)
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def interrupt(signum: int, _frame: Any) -> None:
+            # a second interrupt, or SIGTERM, cancels the running operations
+            self.stop(cancel=signum == signal.SIGTERM or self._stopping)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, interrupt)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _env_instance(instance_id: str) -> str:
+    """Yorc's INSTANCE form: 'web_0' for instance 'web/0'."""
+    node, _, index = instance_id.rpartition("/")
+    return f"{node}_{index}"
+
+
+def _instance_row(deployment: str, instance_id: str, node: str) -> Any:
+    from orch.state import InstanceRow
+
+    return InstanceRow(deployment, instance_id, node, "initial", {})
+
+
+Callback = Callable[[Event], None]

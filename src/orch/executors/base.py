@@ -1,0 +1,146 @@
+"""The contract between the engine and every executor.
+
+An executor never sees the parser's structures: it gets plain values (``Task``), a place to run
+commands (``RunContext.transport``) and returns what happened (``OperationResult``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from orch.transport.base import Transport
+
+OperationStatus = Literal["ok", "failed", "timeout", "cancelled"]
+
+TAIL_LINES = 20
+"""How many last lines of stdout/stderr an operation record keeps."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where an operation runs: the orchestrator's own machine, or a host reached over SSH.
+
+    Secrets (``password``, ``private_key``) are excluded from ``repr`` so that they cannot reach
+    a log line by accident.
+    """
+
+    name: str
+    """The Compute node instance that hosts the operation ('localhost' when local)."""
+    address: str | None = None
+    """None: run on the orchestrator's machine."""
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    """PEM text of a private key (from a Credential token)."""
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def is_local(self) -> bool:
+        return self.address is None
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """One connection per (address, port, user)."""
+        return (self.address or "localhost", self.port, self.user or "")
+
+    def describe(self) -> str:
+        if self.address is None:
+            return "localhost"
+        return f"{self.user + '@' if self.user else ''}{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file the operation needs, copied into its work directory under ``name``."""
+
+    name: str
+    """Path relative to the operation's work directory (the blueprint-relative path)."""
+    local_path: Path
+    """Where the file is on the orchestrator's machine (a snapshot copy, never the user's)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One operation to run, with everything already evaluated."""
+
+    deployment: str
+    node: str
+    instance: str
+    """Instance id, e.g. 'web/0'."""
+    interface: str
+    """Short interface name, e.g. 'Standard', 'Configure'."""
+    operation: str
+    implementation: Artifact
+    dependencies: tuple[Artifact, ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)
+    """Operation inputs, already evaluated and rendered as strings (env variables)."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """orch's own variables: NODE, INSTANCE, HOST, DEPLOYMENT_ID, SOURCE_*, TARGET_*."""
+    host: Host = Host("localhost")
+    timeout: float | None = None
+    """Seconds; None = no limit."""
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
+    """Values that must never appear in logs or outputs (masked as '*****')."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.instance} {self.interface}.{self.operation}"
+
+
+@dataclass
+class OperationResult:
+    """What running one operation did; ``status`` says whether it succeeded."""
+
+    status: OperationStatus
+    rc: int | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    stdout_tail: list[str] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)
+    message: str = ""
+    """One line for the user: why it failed (empty when ok)."""
+    started: bool = True
+    """False when the command never started on the host (safe to retry on a new connection)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+LogSink = Callable[[str, str], None]
+"""``sink(stream, line)``: a line of an operation's output, stream 'stdout' or 'stderr'."""
+
+
+class TransportProvider(Protocol):
+    def __call__(self, host: Host) -> Transport: ...
+
+
+@dataclass
+class RunContext:
+    """What the engine lends an executor for one operation."""
+
+    transport: TransportProvider
+    """The pooled transport for a host (one connection per host per run)."""
+    cancel: threading.Event
+    """Set when the operation must stop now (timeout, or the user cancelled)."""
+    log: LogSink
+    """Streams output lines to the operation's log file as they come."""
+    work_root: str = ".orch-work"
+    """Folder (relative to the remote user's home, or absolute) for per-operation work dirs."""
+
+
+class Executor(Protocol):
+    """One implementation kind (script, ansible, slurm...)."""
+
+    name: str
+
+    def accepts(self, implementation: str, artifact_type: str | None) -> bool:
+        """Whether this executor runs this implementation file / artifact type."""
+        ...
+
+    def run(self, task: Task, context: RunContext) -> OperationResult: ...
+

@@ -1,0 +1,18 @@
+"""Which executors exist: the built-in ones, then any a plugin registers under the entry-point
+group ``orch.executors`` (a class or factory returning an Executor)."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "orch.executors"
+
+
+def load_executors() -> list[Any]:
+    from orch.executors.script import ScriptExecutor
+
+    executors: list[Any] = [ScriptExecutor()]
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        executors.append(entry.load()())
+    return executors

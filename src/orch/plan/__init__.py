@@ -1,0 +1,16 @@
+"""Plans: pure functions from a Model (and the deployment's instance states) to a step graph."""
+
+from orch.plan.lifecycle import deploy_plan, undeploy_plan
+from orch.plan.steps import Instance, Link, Plan, Step
+from orch.plan.workflow import WorkflowError, workflow_plan
+
+__all__ = [
+    "Instance",
+    "Link",
+    "Plan",
+    "Step",
+    "WorkflowError",
+    "deploy_plan",
+    "undeploy_plan",
+    "workflow_plan",
+]
