@@ -150,14 +150,12 @@ def _finish(outcome: Any, fmt: str, verb: str) -> None:
             )
         )
     else:
-        for failure in summary.failures:
+        for failure in summary.failures:  # their output's last lines were shown as they failed
             rc = f" (exit status {failure.rc})" if failure.rc is not None else ""
-            click.echo(
-                f"orch: {failure.title} failed on {failure.host}{rc}: {failure.message}",
-                err=True,
-            )
-            for line in failure.tail:
-                click.echo(f"    | {line}", err=True)
+            message = failure.message
+            if message.startswith(f"exit status {failure.rc}"):
+                message = message[len(f"exit status {failure.rc}") :].strip(" ;") or message
+            click.echo(f"orch: {failure.title} failed on {failure.host}{rc}: {message}", err=True)
         counts = (
             f"{summary.succeeded} operation(s) ok, {summary.failed} failed, "
             f"{summary.skipped} skipped, {summary.done_before} already done"

@@ -587,7 +587,7 @@ class Engine:
     def _local_work_root(self) -> str:
         if self.options.local_work_root:
             return self.options.local_work_root
-        return str(self.store.log_path(self.name, 0).parent.parent / "work")
+        return str((self.store.log_path(self.name, 0).parent.parent / "work").resolve())
 
     def _record(self, running: _Running, result: OperationResult) -> Failure | None:
         step = running.step
@@ -692,7 +692,10 @@ class Engine:
             else:
                 owner = step.instance
             self.evaluator.attributes.setdefault(owner, {})[attribute] = outputs[name]
-            updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = outputs[name]
+            if owner in self.plan.instances:  # a relationship's own attributes live in memory
+                updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = outputs[
+                    name
+                ]
         return updates
 
     def _owner(self, step: Step) -> str:

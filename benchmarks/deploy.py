@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Deploy benchmark: ``orch deploy`` of the shared generator's ``tree_N_sh`` blueprints (a
+one-line shell script per node), locally and over SSH to a loopback OpenSSH server.
+
+Prints a markdown table: wall time of the whole ``orch deploy`` process, time per operation,
+and orch's own overhead per operation (wall time at 1 worker minus the cost of running the same
+script N times in a bare loop, divided by N). Goals (issue 3): tree_100_sh locally <= 2 s and
+over SSH <= 4 s with 4 workers; overhead <= 10 ms per operation.
+
+Usage: benchmarks/deploy.py [--sizes 10,100,500] [--workers 1,4] [--repeat 3] [--no-ssh]
+Needs ../shared/bench/gen_deploy.py (or ORCH_SHARED) and, for SSH, /usr/sbin/sshd (run as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ORCH_SHARED", REPO.parent / "shared"))
+ORCH = [sys.executable, "-m", "orch"]
+
+
+def generate(out: Path, sizes: list[int]) -> None:
+    subprocess.run(
+        [sys.executable, str(SHARED / "bench" / "gen_deploy.py"), "--out", str(out),
+         "--validate-sizes", "10", "--deploy-sizes", ",".join(map(str, sizes))],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def over_ssh(source: Path, target: Path, port: int, key: Path) -> Path:
+    """The same tree, every node hosted on a Compute reached over SSH at 127.0.0.1:port."""
+    import yaml
+
+    shutil.copytree(source.parent, target, dirs_exist_ok=True)
+    data = yaml.safe_load(source.read_text())
+    data["node_types"]["bench.nodes.Thing"]["derived_from"] = "tosca.nodes.SoftwareComponent"
+    nodes = data["topology_template"]["node_templates"]
+    for node in nodes.values():
+        node["requirements"] = [{"host": "server"}, *node.get("requirements", [])]
+    data["imports"] = ["orch-types:1.0.0"]
+    server = {
+        "type": "orch.nodes.Host",
+        "properties": {"address": "127.0.0.1"},
+        "capabilities": {
+            "endpoint": {
+                "properties": {
+                    "port": port,
+                    "credentials": {"user": "root", "token_type": "private_key",
+                                    "token": str(key)},
+                }
+            }
+        },
+    }  # fmt: skip
+    data["topology_template"]["node_templates"] = {"server": server, **nodes}
+    path = target / "service.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def deploy_time(blueprint: Path, workers: int, extra: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as state:
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [*ORCH, "deploy", str(blueprint), "--state-dir", state, "-w", str(workers), *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"orch deploy {blueprint} failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed
+
+
+def bare_script_time(script: Path, n: int = 50) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["/bin/sh", str(script)], stdout=subprocess.DEVNULL, check=True)
+    return (time.perf_counter() - started) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,500")
+    parser.add_argument("--workers", default="1,4")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-ssh", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    root = Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    generate(root, sizes)
+    server = None
+    if not args.no_ssh and Path("/usr/sbin/sshd").exists() and os.geteuid() == 0:
+        sys.path.insert(0, str(REPO))
+        from tests.sites.sshd import SshServer
+
+        server = SshServer(root / "sshd", SshServer.free_port())
+        server.start()
+    rows = []
+    try:
+        bare = bare_script_time(root / "deploy" / f"tree_{sizes[0]}_sh" / "scripts" / "create.sh")
+        for n in sizes:
+            local = root / "deploy" / f"tree_{n}_sh" / "service.yaml"
+            targets = [("local", local, [])]
+            if server is not None:
+                remote = over_ssh(local, root / "deploy" / f"tree_{n}_ssh", server.port,
+                                  server.client_key)  # fmt: skip
+                targets.append(("ssh", remote, ["--known-hosts", str(server.known_hosts)]))
+            for where, blueprint, extra in targets:
+                for workers in worker_counts:
+                    times = [deploy_time(blueprint, workers, extra) for _ in range(args.repeat)]
+                    wall = statistics.median(times)
+                    overhead = (wall - n * bare) / n if workers == 1 and where == "local" else None
+                    rows.append((f"tree_{n}_sh", where, workers, wall, wall / n, overhead))
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"bare `sh create.sh`: {bare * 1000:.1f} ms per run\n")
+    print("| blueprint | where | workers | orch deploy (wall) | per operation | overhead per op |")
+    print("|---|---|---|---|---|---|")
+    for name, where, workers, wall, per_op, overhead in rows:
+        extra = f"{overhead * 1000:.1f} ms" if overhead is not None else ""
+        print(f"| {name} | {where} | {workers} | {wall:.2f} s | {per_op * 1000:.1f} ms | {extra} |")
+    print("\nGoals: tree_100_sh local <= 2 s, ssh <= 4 s (4 workers); overhead <= 10 ms/op.")
+
+
+if __name__ == "__main__":
+    main()

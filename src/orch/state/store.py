@@ -1,0 +1,805 @@
+"""The state store: one SQLite database per state dir, safe against ``kill -9`` at any moment.
+
+Every method that writes is one ``BEGIN IMMEDIATE`` transaction, committed before it returns, so
+whatever a caller was told is done survives the process dying right after. WAL with
+``synchronous=NORMAL`` keeps commits cheap (no fsync per commit); it can lose the last commits on
+a power cut, never on a process crash, and never corrupts the database.
+
+``BEGIN IMMEDIATE`` rather than Python's implicit transactions: it takes the write lock up front,
+so a read-modify-write (merging instance attributes) is atomic and concurrent writers wait on
+``busy_timeout`` instead of failing with "database is locked" when they upgrade a read lock.
+
+One ``Store`` per thread that writes; other processes open their own. JSON columns round-trip
+through ``json``: tuples come back as lists and dict keys as strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.state import lock as locking
+from orch.state.lock import DeploymentBusy, DeploymentLock, StateError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0
+"""Seconds a write waits for another process's transaction before giving up."""
+
+RUN_ACTIONS = frozenset({"deploy", "undeploy", "run"})
+RUN_ENDS = frozenset({"ok", "failed", "cancelled", "interrupted"})
+OPERATION_ENDS = frozenset({"ok", "failed", "timeout", "cancelled", "interrupted"})
+INITIAL_STATE = "initial"
+"""The TOSCA state of an instance saved without one."""
+CREATED = "created"
+"""The status of a deployment just created."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""Deployment names become file names (locks, logs): no separators, no leading dot."""
+
+_V1 = (
+    """CREATE TABLE deployments (
+        name TEXT PRIMARY KEY,
+        blueprint TEXT NOT NULL,
+        model TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        outputs TEXT NOT NULL DEFAULT '{}'
+    )""",
+    """CREATE TABLE instances (
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        PRIMARY KEY (deployment, id)
+    ) WITHOUT ROWID""",
+    # AUTOINCREMENT: an id, once handed out, never names another run, operation or event (log
+    # files and followers polling by id outlive a deleted-then-recreated deployment)
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        action TEXT NOT NULL,
+        workflow TEXT,
+        started REAL NOT NULL,
+        ended REAL,
+        status TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        UNIQUE (id, deployment)
+    )""",
+    "CREATE INDEX runs_by_deployment ON runs (deployment, status)",
+    """CREATE TABLE operations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        node TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        interface TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        host TEXT NOT NULL,
+        status TEXT NOT NULL,
+        rc INTEGER,
+        started REAL NOT NULL,
+        ended REAL,
+        outputs TEXT NOT NULL,
+        stdout_tail TEXT NOT NULL,
+        stderr_tail TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        FOREIGN KEY (run_id, deployment) REFERENCES runs (id, deployment) ON DELETE CASCADE
+    )""",
+    "CREATE INDEX operations_by_run ON operations (run_id, deployment, status)",
+    "CREATE INDEX operations_by_deployment ON operations (deployment, id)",
+    """CREATE TABLE done_steps (
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        plan_kind TEXT NOT NULL,
+        step TEXT NOT NULL,
+        time REAL NOT NULL,
+        PRIMARY KEY (deployment, plan_kind, step)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        run_id INTEGER,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        node TEXT,
+        instance TEXT,
+        step TEXT,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX events_by_deployment ON events (deployment, id)",
+    """CREATE TABLE blobs (
+        sha TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL
+    )""",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+"""``_MIGRATIONS[v]`` brings a database from ``user_version`` v to v + 1."""
+
+
+@dataclass
+class Deployment:
+    name: str
+    blueprint: str
+    """The blueprint path as the user gave it."""
+    model: dict[str, Any]
+    inputs: dict[str, Any]
+    status: str
+    created: float
+    updated: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InstanceRow:
+    deployment: str
+    id: str
+    """e.g. 'web/0'."""
+    node: str
+    state: str | None = None
+    """Always set when read. When saving, None keeps the stored state ('initial' for new rows)."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRow:
+    id: int
+    deployment: str
+    action: str
+    workflow: str | None
+    started: float
+    ended: float | None
+    status: str
+    pid: int
+
+
+@dataclass
+class OperationRow:
+    id: int
+    run_id: int
+    deployment: str
+    step: str
+    node: str
+    instance: str
+    interface: str
+    operation: str
+    host: str
+    status: str
+    rc: int | None
+    started: float
+    ended: float | None
+    outputs: dict[str, Any]
+    stdout_tail: list[str]
+    stderr_tail: list[str]
+    message: str
+    attempt: int
+
+
+@dataclass
+class EventRow:
+    id: int
+    deployment: str
+    run_id: int | None
+    time: float
+    kind: str
+    node: str | None
+    instance: str | None
+    step: str | None
+    message: str
+    data: dict[str, Any]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a deployment (it becomes a file name), else ``StateError``."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise StateError(
+            f"invalid deployment name {name!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (at most 128)"
+        )
+    return name
+
+
+def _private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as 0700; an existing folder is left as it is."""
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)  # whatever the umask
+    return path
+
+
+_DEPLOYMENT = "name, blueprint, model, inputs, status, created, updated, outputs"
+_RUN = "id, deployment, action, workflow, started, ended, status, pid"
+_OPERATION = (
+    "id, run_id, deployment, step, node, instance, interface, operation, host, status, rc, "
+    "started, ended, outputs, stdout_tail, stderr_tail, message, attempt"
+)
+_EVENT = "id, deployment, run_id, time, kind, node, instance, step, message, data"
+
+
+def _deployment(r: Sequence[Any]) -> Deployment:
+    return Deployment(
+        r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5], r[6], json.loads(r[7])
+    )
+
+
+def _operation(r: Sequence[Any]) -> OperationRow:
+    return OperationRow(
+        *r[:13], json.loads(r[13]), json.loads(r[14]), json.loads(r[15]), r[16], r[17]
+    )
+
+
+def _event(r: Sequence[Any]) -> EventRow:
+    return EventRow(*r[:9], json.loads(r[9]))
+
+
+class Store:
+    """The state of every deployment in one state dir. Open with ``Store.open``."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection):
+        self.root = root
+        self.db_path = root / "state.db"
+        self._conn = conn
+        # guards the connection should it be handed between threads; one writer thread is the rule
+        self._mutex = threading.RLock()
+        self._held: dict[str, DeploymentLock] = {}
+        self._my_runs: set[int] = set()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: str | Path, *, create: bool = True) -> Store:
+        """Open (and with ``create``, make) the state in ``state_dir``; upgrade an older schema,
+        refuse a newer one."""
+        root = Path(state_dir)
+        db = root / "state.db"
+        if not db.exists():
+            if not create:
+                raise StateError(f"no orch state in {root} (no state.db)")
+            _private_dir(root)
+            # created here so it is 0600 from the start; SQLite gives -wal and -shm the same mode
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            conn = sqlite3.connect(
+                db, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StateError(f"cannot open {db}: {e}") from e
+        store = cls(root, conn)
+        try:
+            with store._mutex:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                store._migrate()
+        except sqlite3.Error as e:
+            conn.close()
+            raise StateError(f"cannot use {db}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.db_path} was written by a newer orch (state schema {version}, this orch "
+                f"knows up to {SCHEMA_VERSION}); upgrade orch or use another state dir"
+            )
+        with self._tx() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Release the locks this store holds, then close the database. Idempotent."""
+        for held in list(self._held.values()):
+            held.release()
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on leaving, rolled back on any exception."""
+        with self._mutex:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StateError(f"cannot write {self.db_path}: {e}") from e
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise StateError(f"cannot write {self.db_path}: {e}") from e
+                raise
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._mutex:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StateError(f"cannot read {self.db_path}: {e}") from e
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _changed(cursor: sqlite3.Cursor, what: str) -> None:
+        if cursor.rowcount == 0:
+            raise StateError(f"no {what}")
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def create_deployment(
+        self, name: str, blueprint: str, model: dict[str, Any], inputs: dict[str, Any]
+    ) -> Deployment:
+        check_name(name)
+        row = (name, blueprint, _dump(model), _dump(inputs), CREATED)
+        now = time.time()
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
+                raise StateError(f"deployment '{name}' already exists")
+            c.execute(
+                f"INSERT INTO deployments ({_DEPLOYMENT}) VALUES (?, ?, ?, ?, ?, ?, ?, '{{}}')",
+                (*row, now, now),
+            )
+        # what a deleted namesake left behind when it was killed mid-delete
+        shutil.rmtree(self._deployment_dir(name), ignore_errors=True)
+        return Deployment(name, blueprint, model, inputs, CREATED, now, now, {})
+
+    def update_snapshot(
+        self, name: str, blueprint: str, model: dict[str, Any], inputs: dict[str, Any]
+    ) -> None:
+        """Replace what the deployment was deployed from (a re-deploy of a changed blueprint)."""
+        params = (blueprint, _dump(model), _dump(inputs), time.time(), name)
+        with self._tx() as c:
+            cursor = c.execute(
+                "UPDATE deployments SET blueprint = ?, model = ?, inputs = ?, updated = ? "
+                "WHERE name = ?",
+                params,
+            )
+            self._changed(cursor, f"deployment '{name}'")
+
+    def deployment(self, name: str) -> Deployment | None:
+        row = self._one(f"SELECT {_DEPLOYMENT} FROM deployments WHERE name = ?", (name,))
+        return None if row is None else _deployment(row)
+
+    def deployments(self) -> list[Deployment]:
+        rows = self._all(f"SELECT {_DEPLOYMENT} FROM deployments ORDER BY name")
+        return [_deployment(r) for r in rows]
+
+    def set_status(self, name: str, status: str) -> None:
+        with self._tx() as c:
+            cursor = c.execute(
+                "UPDATE deployments SET status = ?, updated = ? WHERE name = ?",
+                (status, time.time(), name),
+            )
+            self._changed(cursor, f"deployment '{name}'")
+
+    def set_outputs(self, name: str, outputs: dict[str, Any]) -> None:
+        with self._tx() as c:
+            cursor = c.execute(
+                "UPDATE deployments SET outputs = ?, updated = ? WHERE name = ?",
+                (_dump(outputs), time.time(), name),
+            )
+            self._changed(cursor, f"deployment '{name}'")
+
+    def delete_deployment(self, name: str) -> None:
+        """Remove the deployment's rows, folder and lock file. Idempotent, so that a delete
+        killed half way can be run again. ``DeploymentBusy`` if another process holds its lock
+        (take the lock through this store first to delete at the end of an undeploy)."""
+        check_name(name)
+        held = self._held.get(name)
+        taken = None if held is not None else self.lock(name, "delete")
+        try:
+            with self._tx() as c:
+                c.execute("DELETE FROM deployments WHERE name = ?", (name,))
+            shutil.rmtree(self._deployment_dir(name), ignore_errors=True)
+            # safe while held: whoever opened the old file finds it unlinked and opens anew
+            with contextlib.suppress(FileNotFoundError):
+                self._lock_path(name).unlink()
+        finally:
+            if taken is not None:
+                taken.release()
+
+    def _deployment_dir(self, name: str) -> Path:
+        return self.root / "deployments" / check_name(name)
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> str:
+        """Keep ``data`` once, under its sha256 (hex), which is returned."""
+        sha = hashlib.sha256(data).hexdigest()
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO blobs (sha, size, data) VALUES (?, ?, ?)",
+                (sha, len(data), data),
+            )
+        return sha
+
+    def blob(self, sha: str) -> bytes:
+        row = self._one("SELECT data FROM blobs WHERE sha = ?", (sha,))
+        if row is None:
+            raise StateError(f"no blob {sha} in {self.db_path}")
+        return bytes(row[0])
+
+    def blob_path(self, sha: str, name: str) -> Path:
+        """A file holding the blob, named after the basename of ``name`` (executors copy it as
+        is), written once under ``blobs/<sha>/`` and reused while its size matches."""
+        basename = Path(name).name
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise StateError(f"invalid blob id {sha!r}")
+        if basename in ("", ".", ".."):
+            raise StateError(f"invalid artifact file name {name!r}")
+        size = self._one("SELECT size FROM blobs WHERE sha = ?", (sha,))
+        if size is None:
+            raise StateError(f"no blob {sha} in {self.db_path}")
+        path = self.root / "blobs" / sha / basename
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == size[0]:
+                return path
+        folder = _private_dir(_private_dir(path.parent.parent) / sha)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(self.blob(sha))
+            os.replace(tmp, path)  # never a half-written file under the final name
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+
+    # -- instances --------------------------------------------------------------------------
+
+    def save_instances(self, name: str, rows: list[InstanceRow]) -> None:
+        """Insert or update instances. For rows already stored, a None ``state`` keeps the
+        stored one and ``attributes`` are merged into the stored ones."""
+        with self._tx() as c:
+            for row in rows:
+                if row.deployment != name:
+                    raise ValueError(f"instance {row.id} is of {row.deployment!r}, not {name!r}")
+                old = c.execute(
+                    "SELECT state, attributes FROM instances WHERE deployment = ? AND id = ?",
+                    (name, row.id),
+                ).fetchone()
+                if old is None:
+                    state, attributes = row.state or INITIAL_STATE, row.attributes
+                else:
+                    state = row.state or old[0]
+                    attributes = {**json.loads(old[1]), **row.attributes}
+                c.execute(
+                    "INSERT OR REPLACE INTO instances (deployment, id, node, state, attributes) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, row.id, row.node, state, _dump(attributes)),
+                )
+
+    def instances(self, name: str) -> list[InstanceRow]:
+        rows = self._all(
+            "SELECT deployment, id, node, state, attributes FROM instances "
+            "WHERE deployment = ? ORDER BY id",
+            (name,),
+        )
+        return [InstanceRow(*r[:4], json.loads(r[4])) for r in rows]
+
+    def reset_instances(self, name: str) -> None:
+        """After a complete undeploy: every instance back to its initial state, no attributes."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE instances SET state = ?, attributes = '{}' WHERE deployment = ?",
+                (INITIAL_STATE, name),
+            )
+
+    def update_instances(self, name: str, instance_updates: dict[str, dict[str, Any]]) -> None:
+        """Apply ``{instance id: {"state": ..., "attributes": {...}}}`` (both optional)."""
+        with self._tx() as c:
+            self._apply(c, name, instance_updates)
+
+    @staticmethod
+    def _apply(c: sqlite3.Connection, name: str, updates: dict[str, dict[str, Any]]) -> None:
+        for instance, update in updates.items():
+            unknown = set(update) - {"state", "attributes"}
+            if unknown:
+                raise ValueError(f"unknown instance update keys {sorted(unknown)}")
+            old = c.execute(
+                "SELECT state, attributes FROM instances WHERE deployment = ? AND id = ?",
+                (name, instance),
+            ).fetchone()
+            if old is None:
+                raise StateError(f"deployment '{name}' has no instance '{instance}'")
+            attributes = json.loads(old[1])
+            attributes.update(update.get("attributes") or {})
+            c.execute(
+                "UPDATE instances SET state = ?, attributes = ? WHERE deployment = ? AND id = ?",
+                (update.get("state") or old[0], _dump(attributes), name, instance),
+            )
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def begin_run(self, name: str, action: str, workflow: str | None = None) -> int:
+        if action not in RUN_ACTIONS:
+            raise ValueError(f"run action {action!r} is not one of {sorted(RUN_ACTIONS)}")
+        with self._tx() as c:
+            if not c.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
+                raise StateError(f"no deployment '{name}'")
+            cursor = c.execute(
+                "INSERT INTO runs (deployment, action, workflow, started, status, pid) "
+                "VALUES (?, ?, ?, ?, 'running', ?)",
+                (name, action, workflow, time.time(), os.getpid()),
+            )
+        run_id = int(cursor.lastrowid or 0)
+        self._my_runs.add(run_id)
+        return run_id
+
+    def end_run(self, run_id: int, status: str) -> None:
+        if status not in RUN_ENDS:
+            raise ValueError(f"run status {status!r} is not one of {sorted(RUN_ENDS)}")
+        with self._tx() as c:
+            cursor = c.execute(
+                "UPDATE runs SET status = ?, ended = ? WHERE id = ?", (status, time.time(), run_id)
+            )
+            self._changed(cursor, f"run {run_id}")
+        self._my_runs.discard(run_id)
+
+    def runs(self, name: str) -> list[RunRow]:
+        rows = self._all(f"SELECT {_RUN} FROM runs WHERE deployment = ? ORDER BY id", (name,))
+        return [RunRow(*r) for r in rows]
+
+    def interrupt_stale(self, name: str) -> list[OperationRow]:
+        """Mark "interrupted" the runs left "running" by a process that is gone, and their
+        running operations, which are returned.
+
+        A run is stale when no one holds the deployment's lock (or this store holds it and did
+        not begin the run), when the lock's holder is another process, or when its pid is dead.
+        The running runs are read before the lock is probed: a run begun later is by a holder
+        that wrote its pid first, so a holder read afterwards is never older than the runs.
+        """
+        running = self._all(
+            "SELECT id, pid FROM runs WHERE deployment = ? AND status = 'running'", (name,)
+        )
+        if not running:
+            return []
+        if name in self._held:
+            stale = [rid for rid, _ in running if rid not in self._my_runs]
+        elif locking.is_free(self._lock_path(name)):
+            stale = [rid for rid, _ in running]
+        else:
+            holder = locking.read_holder(self._lock_path(name))
+            stale = [
+                rid
+                for rid, pid in running
+                if not locking.pid_alive(pid) or (holder is not None and pid != holder.pid)
+            ]
+        if not stale:
+            return []
+        now = time.time()
+        interrupted: list[OperationRow] = []
+        with self._tx() as c:
+            for rid in stale:
+                cursor = c.execute(
+                    "UPDATE runs SET status = 'interrupted', ended = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (now, rid),
+                )
+                if cursor.rowcount == 0:
+                    continue  # ended meanwhile
+                pid = next(p for r, p in running if r == rid)
+                message = f"interrupted: the orch process (pid {pid}) stopped during the operation"
+                ids = [
+                    r[0]
+                    for r in c.execute(
+                        "SELECT id FROM operations WHERE run_id = ? AND status = 'running'", (rid,)
+                    )
+                ]
+                for op_id in ids:
+                    c.execute(
+                        "UPDATE operations SET status = 'interrupted', ended = ?, message = ? "
+                        "WHERE id = ?",
+                        (now, message, op_id),
+                    )
+                    row = c.execute(
+                        f"SELECT {_OPERATION} FROM operations WHERE id = ?", (op_id,)
+                    ).fetchone()
+                    interrupted.append(_operation(row))
+        return interrupted
+
+    # -- operations -------------------------------------------------------------------------
+
+    def begin_operation(
+        self,
+        run_id: int,
+        name: str,
+        step: str,
+        node: str,
+        instance: str,
+        interface: str,
+        operation: str,
+        host: str,
+        attempt: int = 1,
+    ) -> int:
+        params = (run_id, name, step, node, instance, interface, operation, host, time.time())
+        with self._tx() as c:
+            cursor = c.execute(
+                "INSERT INTO operations (run_id, deployment, step, node, instance, interface, "
+                "operation, host, status, started, outputs, stdout_tail, stderr_tail, message, "
+                "attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, '{}', '[]', '[]', '', ?)",
+                (*params, attempt),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_operation(
+        self,
+        op_id: int,
+        *,
+        status: str,
+        rc: int | None,
+        outputs: dict[str, Any],
+        stdout_tail: list[str],
+        stderr_tail: list[str],
+        message: str,
+        instance_updates: dict[str, dict[str, Any]] | None = None,
+        done_step: tuple[str, str] | None = None,
+    ) -> None:
+        """Record the end of an operation, with the instance changes it made and (for resume)
+        its step done, all or nothing."""
+        if status not in OPERATION_ENDS:
+            raise ValueError(f"operation status {status!r} is not one of {sorted(OPERATION_ENDS)}")
+        now = time.time()
+        params = (status, rc, now, _dump(outputs), _dump(stdout_tail), _dump(stderr_tail))
+        with self._tx() as c:
+            row = c.execute("SELECT deployment FROM operations WHERE id = ?", (op_id,)).fetchone()
+            if row is None:
+                raise StateError(f"no operation {op_id}")
+            c.execute(
+                "UPDATE operations SET status = ?, rc = ?, ended = ?, outputs = ?, "
+                "stdout_tail = ?, stderr_tail = ?, message = ? WHERE id = ?",
+                (*params, message, op_id),
+            )
+            if instance_updates:
+                self._apply(c, row[0], instance_updates)
+            if done_step is not None:
+                self._done(c, row[0], done_step[0], done_step[1], now)
+
+    def operations(self, name: str, run_id: int | None = None) -> list[OperationRow]:
+        if run_id is None:
+            sql, params = "deployment = ?", (name,)
+        else:
+            sql, params = "deployment = ? AND run_id = ?", (name, run_id)
+        rows = self._all(f"SELECT {_OPERATION} FROM operations WHERE {sql} ORDER BY id", params)
+        return [_operation(r) for r in rows]
+
+    def operation(self, op_id: int) -> OperationRow | None:
+        row = self._one(f"SELECT {_OPERATION} FROM operations WHERE id = ?", (op_id,))
+        return None if row is None else _operation(row)
+
+    def log_path(self, name: str, op_id: int) -> Path:
+        """Where the executor writes the operation's full output; the folder is created."""
+        folder = self._deployment_dir(name) / "logs"
+        if not folder.is_dir():
+            _private_dir(folder.parent)
+            _private_dir(folder)
+        return folder / f"{int(op_id)}.log"
+
+    # -- steps done -------------------------------------------------------------------------
+
+    def done_steps(self, name: str, plan_kind: str) -> set[str]:
+        rows = self._all(
+            "SELECT step FROM done_steps WHERE deployment = ? AND plan_kind = ?", (name, plan_kind)
+        )
+        return {r[0] for r in rows}
+
+    def mark_step_done(
+        self,
+        name: str,
+        plan_kind: str,
+        step: str,
+        instance_updates: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """For steps without an operation (state changes): the updates and the mark, atomically."""
+        with self._tx() as c:
+            if instance_updates:
+                self._apply(c, name, instance_updates)
+            self._done(c, name, plan_kind, step, time.time())
+
+    @staticmethod
+    def _done(c: sqlite3.Connection, name: str, plan_kind: str, step: str, now: float) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO done_steps (deployment, plan_kind, step, time) "
+            "VALUES (?, ?, ?, ?)",
+            (name, plan_kind, step, now),
+        )
+
+    def clear_done_steps(self, name: str, plan_kind: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM done_steps WHERE deployment = ? AND plan_kind = ?", (name, plan_kind)
+            )
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        name: str,
+        run_id: int | None,
+        kind: str,
+        *,
+        node: str | None = None,
+        instance: str | None = None,
+        step: str | None = None,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        params = (name, run_id, time.time(), kind, node, instance, step, message, _dump(data or {}))
+        with self._tx() as c:
+            cursor = c.execute(
+                "INSERT INTO events (deployment, run_id, time, kind, node, instance, step, "
+                "message, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+        return int(cursor.lastrowid or 0)
+
+    def events(self, name: str, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
+        """Events with an id above ``after_id``, oldest first: a follower passes its last id."""
+        rows = self._all(
+            f"SELECT {_EVENT} FROM events WHERE deployment = ? AND id > ? ORDER BY id LIMIT ?",
+            (name, after_id, -1 if limit is None else limit),
+        )
+        return [_event(r) for r in rows]
+
+    # -- lock -------------------------------------------------------------------------------
+
+    def lock(self, name: str, action: str) -> DeploymentLock:
+        """Take the deployment's lock now (use as a context manager to release it);
+        ``DeploymentBusy`` at once if anyone holds it, this process included."""
+        held = self._held.get(name)
+        if held is not None:
+            raise DeploymentBusy(name, os.getpid(), held.action, held.since)
+        taken = locking.acquire(self._lock_path(name), name, action)
+        self._held[name] = taken
+        taken.on_release(lambda lk: self._held.pop(lk.name, None))
+        return taken
+
+    def _lock_path(self, name: str) -> Path:
+        return _private_dir(self.root / "locks") / f"{check_name(name)}.lock"

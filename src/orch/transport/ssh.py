@@ -1,0 +1,683 @@
+"""Hosts reached over SSH (paramiko): one connection per host, many channels on it at once.
+
+Commands run under ``setsid`` on the host and report their process group first (a marker line
+on stderr), so a timeout or cancel kills the whole remote tree over a second channel instead of
+only closing ours (sshd does not signal a command whose channel closes without a pty). A
+connection found dead is re-opened once, transparently, when nothing had started on it yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import hashlib
+import io
+import logging
+import os
+import re
+import secrets
+import selectors
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+
+from orch.executors.base import Host
+from orch.transport.base import (
+    CommandResult,
+    HostKeyError,
+    HostKeyPolicy,
+    LineSink,
+    Transport,
+    TransportError,
+)
+from orch.transport.local import KILL_GRACE, TICK, LineSplitter, LocalTransport
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+# paramiko logs dropped connections at ERROR: without a handler Python would print them
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+END_GRACE = 2.0
+"""How long to wait for the end markers once the exit status came without them."""
+
+MAX_CHANNELS = 6
+"""Commands running at once on one connection. sshd's MaxSessions defaults to 10 sessions per
+connection, SFTP and the kill commands of timed-out operations included."""
+
+_PGID_LINE = re.compile(rb"(?:^|\n)(__orch_pgid__=(\d+)\n)")
+# run by setsid: report the new process group, then become the command
+_LAUNCH = 'printf "%s\\n" "__orch_pgid__=$$" >&2; exec /bin/sh -c "$1"'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_KEY_CLASSES = ("Ed25519Key", "ECDSAKey", "RSAKey")
+_KNOWN_HOSTS_WRITE = threading.Lock()
+
+
+def end_marker(token: str) -> bytes:
+    return b"\x1eorch-end-" + token.encode() + b"\x1e"
+
+
+def remote_command(command: str, env: dict[str, str] | None, cwd: str | None,
+                   token: str, *, stdin: bool = False) -> str:
+    """The line sent to sshd: exports (sshd usually refuses setenv), cd, the command in its own
+    session, then ``end_marker(token)`` on both streams once it is done.
+
+    sshd may send the exit status before the last output, and a background child may keep the
+    streams open for ever: the markers say when everything the command wrote has arrived.
+    Without ``stdin`` the command reads /dev/null, so that the channel needs no EOF from us.
+    Names that are not shell identifiers cannot be exported and are skipped."""
+    lines = [f"export {name}={shlex.quote(value)}"
+             for name, value in (env or {}).items() if _ENV_NAME.match(name)]
+    if cwd:
+        lines.append(f"cd {shlex.quote(cwd)} || exit 1")
+    end = f"'\\036orch-end-{token}\\036'"
+    lines += [
+        "_orch_s=setsid; command -v setsid >/dev/null 2>&1 || _orch_s=",
+        # not the last command, so bash cannot exec it: setsid must run as a child (not a
+        # group leader), else it forks and returns at once
+        f"$_orch_s /bin/sh -c {shlex.quote(_LAUNCH)} orch {shlex.quote(command)}"
+        + ("" if stdin else " </dev/null"),
+        "_orch_rc=$?",
+        f"printf {end}; printf {end} >&2",
+        "exit $_orch_rc",
+    ]
+    return "\n".join(lines)
+
+
+def kill_command(pgid: int) -> str:
+    """TERM the process group, KILL it if still there after ``KILL_GRACE``; returns when gone.
+
+    Members are looked up with ps, ignoring zombies: where PID 1 reaps orphans slowly (plain
+    containers), ``kill -0`` would see the dead for seconds."""
+    rounds = int(KILL_GRACE / 0.05)
+    return (
+        f"P={pgid}\n"
+        "alive() { ps -eo pgid=,stat= | awk -v p=\"$P\" '$1==p && $2!~/^Z/{f=1} END{exit !f}'; }\n"
+        "command -v ps >/dev/null 2>&1 || alive() { kill -0 -$P 2>/dev/null; }\n"
+        "kill -TERM -$P 2>/dev/null || kill -TERM $P 2>/dev/null || exit 0\n"
+        "i=0\n"
+        "while alive; do\n"
+        f"  i=$((i+1)); if [ $i -gt {rounds} ]; then kill -KILL -$P 2>/dev/null; exit 0; fi\n"
+        "  sleep 0.05\n"
+        "done\n"
+    )
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _EndFilter:
+    """Passes a stream on until orch's end marker; what comes after (a background child's
+    late output) is dropped."""
+
+    def __init__(self, marker: bytes, sink):
+        self.marker = marker
+        self.sink = sink
+        self.held = b""
+        self.ended = False
+
+    def feed(self, data: bytes) -> None:
+        if self.ended:
+            return
+        data = self.held + data
+        self.held = b""
+        index = data.find(self.marker)
+        if index >= 0:
+            self.ended = True
+            data = data[:index]
+        else:
+            # hold back a tail that may be the start of a marker split across two chunks
+            start = data.rfind(self.marker[:1], max(0, len(data) - len(self.marker)))
+            if start >= 0 and self.marker.startswith(data[start:]):
+                data, self.held = data[:start], data[start:]
+        if data:
+            self.sink.feed(data)
+
+    def flush(self) -> None:
+        if self.held:
+            self.sink.feed(self.held)
+        self.held = b""
+
+
+class _StderrFilter:
+    """Takes the process-group marker line out of stderr before it reaches the splitter."""
+
+    def __init__(self, sink: _EndFilter):
+        self.sink = sink
+        self.held = b""
+        self.pgid: int | None = None
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            self.sink.feed(data)
+            return
+        self.held += data
+        found = _PGID_LINE.search(self.held)
+        if found is None:
+            if len(self.held) > 65536:  # no marker coming (no setsid line): stop holding
+                self.flush()
+            return
+        self.pgid = int(found.group(2))
+        rest = self.held[: found.start(1)] + self.held[found.end(1):]
+        self.held = b""
+        self.done = True
+        if rest:
+            self.sink.feed(rest)
+
+    def flush(self) -> None:
+        if self.held:
+            self.sink.feed(self.held)
+        self.held = b""
+        self.done = True
+
+
+class _Connection:
+    """One authenticated SSH connection, its lazily opened SFTP client and cached home."""
+
+    def __init__(self, client: paramiko.SSHClient):
+        self.client = client
+        transport = client.get_transport()
+        assert transport is not None
+        self.transport: paramiko.Transport = transport
+        self.sftp: paramiko.SFTPClient | None = None
+        # paramiko's SFTP client is one request stream: one thread at a time
+        self.sftp_lock = threading.Lock()
+        self.home: str | None = None
+
+    def alive(self) -> bool:
+        return self.transport.is_active()
+
+    def close(self) -> None:
+        try:
+            if self.sftp is not None:
+                self.sftp.close()
+        except Exception:  # the connection may be gone already
+            pass
+        self.client.close()
+
+
+class _MissingKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Unknown host key: refuse with instructions, or (accept_new) record it and go on."""
+
+    def __init__(self, owner: SshTransport):
+        self.owner = owner
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        owner = self.owner
+        policy = owner.policy
+        if not policy.accept_new:
+            where = ", ".join(owner.known_hosts_files()) or DEFAULT_KNOWN_HOSTS
+            raise HostKeyError(
+                f"{owner.host}: unknown SSH host key {key.get_name()} {fingerprint(key)} for "
+                f"{hostname} (not in {where}). If this is the right host, accept it with "
+                f"--accept-new-host-keys, or add it yourself: "
+                f"ssh-keyscan -p {owner.target.port} {owner.target.address} >> ~/.ssh/known_hosts",
+                host=owner.host,
+            )
+        path = Path(os.path.expanduser(policy.known_hosts_file or DEFAULT_KNOWN_HOSTS))
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _KNOWN_HOSTS_WRITE:
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a") as handle:
+                    handle.write(line)
+            except OSError as exc:
+                raise HostKeyError(
+                    f"{owner.host}: cannot record the new host key in {path}: "
+                    f"{exc.strerror or exc}", host=owner.host,
+                ) from exc
+
+
+def _load_key_text(text: str) -> paramiko.PKey | None:
+    for name in _KEY_CLASSES:
+        cls = getattr(paramiko, name)
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    return None
+
+
+class SshTransport:
+    """A host over SSH; the connection opens at first use and re-opens when found dead."""
+
+    def __init__(self, target: Host, policy: HostKeyPolicy, connect_timeout: float = 10.0,
+                 on_connect=None, max_channels: int = MAX_CHANNELS):
+        self.target = target
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self.user = target.user or getpass.getuser()
+        self.host = f"{self.user}@{target.address}:{target.port}"
+        self._on_connect = on_connect
+        self._lock = threading.Lock()
+        self._conn: _Connection | None = None
+        self._channels = threading.BoundedSemaphore(max_channels)
+
+    # -- connection -------------------------------------------------------------------------
+
+    def known_hosts_files(self) -> list[str]:
+        files = list(self.policy.known_hosts_files) or [DEFAULT_KNOWN_HOSTS]
+        if self.policy.accept_new:
+            files.append(self.policy.known_hosts_file or DEFAULT_KNOWN_HOSTS)
+        return [os.path.expanduser(f) for f in dict.fromkeys(files)]
+
+    def _error(self, cause: str, started: bool = False) -> TransportError:
+        return TransportError(f"{self.host}: {cause}", host=self.host, started=started)
+
+    def _auth(self) -> tuple[dict, str]:
+        """paramiko's auth arguments, and how they are described in errors (no secrets)."""
+        target = self.target
+        kwargs: dict = {}
+        means: list[str] = []
+        if target.identity_file:
+            path = os.path.expanduser(target.identity_file)
+            try:
+                kwargs["pkey"] = paramiko.PKey.from_path(path)
+            except paramiko.PasswordRequiredException:
+                raise self._error(f"key {path} is protected by a passphrase; "
+                                  "load it in an SSH agent instead") from None
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+                raise self._error(f"cannot read key {path}: {cause}") from None
+            means.append(f"key {path}")
+        elif target.private_key:
+            key = _load_key_text(target.private_key)
+            if key is None:
+                raise self._error("the private key given for this host is not an unencrypted "
+                                  "Ed25519, ECDSA or RSA key")
+            kwargs["pkey"] = key
+            means.append("the given private key")
+        if target.password:
+            kwargs["password"] = target.password
+            means.append("the given password")
+        if means:
+            kwargs.update(allow_agent=False, look_for_keys=False)
+            return kwargs, " and ".join(means)
+        kwargs.update(allow_agent=True, look_for_keys=True)
+        return kwargs, "the SSH agent and the default keys in ~/.ssh"
+
+    def _socket(self) -> socket.socket:
+        """A TCP connection with Nagle off: paramiko leaves it on, and Nagle with delayed ACKs
+        costs ~40 ms on each channel open."""
+        sock = socket.create_connection((self.target.address, self.target.port),
+                                        timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _open(self) -> _Connection:
+        auth, means = self._auth()
+        client = paramiko.SSHClient()
+        for path in self.known_hosts_files():
+            if os.path.isfile(path):
+                try:
+                    client.load_system_host_keys(path)
+                except (OSError, paramiko.SSHException) as exc:
+                    raise HostKeyError(f"{self.host}: cannot read known_hosts {path}: {exc}",
+                                       host=self.host) from None
+        client.set_missing_host_key_policy(_MissingKeyPolicy(self))
+        timeout = self.connect_timeout
+        try:
+            sock = self._socket()
+            client.connect(
+                self.target.address, self.target.port, username=self.user, timeout=timeout,
+                banner_timeout=timeout, auth_timeout=timeout, sock=sock, **auth,
+            )
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"{self.host}: HOST KEY CHANGED! The host presents {exc.key.get_name()} "
+                f"{fingerprint(exc.key)} but known_hosts has {exc.expected_key.get_name()} "
+                f"{fingerprint(exc.expected_key)}. Someone may be intercepting the connection, "
+                "or the host was reinstalled; check with its administrators, then remove the "
+                "old entry (ssh-keygen -R) yourself. orch never replaces a known key.",
+                host=self.host,
+            ) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise self._error(f"authentication failed for user {self.user} with {means}") from None
+        except ConnectionRefusedError:
+            client.close()
+            raise self._error("connection refused") from None
+        except TimeoutError:
+            client.close()
+            raise self._error(f"connection timed out after {timeout:g} s") from None
+        except socket.gaierror:
+            client.close()
+            raise self._error(f"cannot resolve host name {self.target.address}") from None
+        except (paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise self._error(f"SSH handshake failed: {exc or type(exc).__name__}") from None
+        except OSError as exc:
+            client.close()
+            raise self._error(f"cannot connect: {exc.strerror or exc}") from None
+        conn = _Connection(client)
+        conn.transport.set_keepalive(30)
+        if self._on_connect is not None:
+            self._on_connect()
+        return conn
+
+    def _connection(self) -> tuple[_Connection, bool]:
+        """The live connection, and whether it was opened just now."""
+        with self._lock:
+            conn = self._conn
+            if conn is not None and conn.alive():
+                return conn, False
+            if conn is not None:
+                conn.close()
+                self._conn = None
+            self._conn = self._open()
+            return self._conn, True
+
+    def _drop(self, conn: _Connection) -> None:
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+        conn.close()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _start(self, line: str) -> tuple[_Connection, paramiko.Channel]:
+        """Open a channel and exec ``line``, re-opening a stale connection once."""
+        for attempt in range(2):
+            conn, fresh = self._connection()
+            try:
+                chan = conn.transport.open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if conn.alive() and fresh:
+                    raise self._error(f"cannot open a channel: {exc}") from None
+                self._drop(conn)
+                if fresh or attempt:
+                    raise self._error(f"connection lost: {exc}") from None
+                continue
+            try:
+                chan.exec_command(line)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                chan.close()
+                if conn.alive():  # the server refused the request: nothing ran
+                    raise self._error(f"the server refused to run the command: {exc}") from None
+                self._drop(conn)
+                raise self._error("connection lost while starting the command",
+                                  started=True) from None
+            return conn, chan
+        raise AssertionError("unreachable")
+
+    def run(
+        self,
+        command: str,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        on_line: LineSink | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        # wait for a channel slot; a cancel while waiting means the command never started
+        while not self._channels.acquire(timeout=TICK):
+            if cancel is not None and cancel.is_set():
+                return CommandResult(None, cancelled=True)
+        try:
+            return self._run(command, env, cwd, timeout, cancel, on_line, stdin)
+        finally:
+            self._channels.release()
+
+    def _run(self, command: str, env: dict[str, str] | None, cwd: str | None,
+             timeout: float | None, cancel: threading.Event | None, on_line: LineSink | None,
+             stdin: bytes | None) -> CommandResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        token = secrets.token_hex(8)
+        conn, chan = self._start(remote_command(command, env, cwd, token,
+                                                stdin=stdin is not None))
+        out_lines = LineSplitter("stdout", on_line)
+        err_lines = LineSplitter("stderr", on_line)
+        out = _EndFilter(end_marker(token), out_lines)
+        err = _StderrFilter(_EndFilter(end_marker(token), err_lines))
+        timed_out = cancelled = False
+        try:
+            if stdin is not None:
+                chan.sendall(stdin)
+                # paramiko sends this EOF outside its channel lock: if the command is already
+                # over, it can follow our CLOSE, and sshd drops the whole connection for it
+                # (paramiko#1705). Hence /dev/null, and no EOF, when there is no input.
+                if not (chan.closed or chan.eof_received or chan.exit_status_ready()):
+                    chan.shutdown_write()
+            timed_out, cancelled = self._pump(chan, out, err, deadline, cancel)
+            if timed_out or cancelled:
+                self._kill(conn, chan, err)
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # judged below from the state of the connection
+        finally:
+            chan.close()
+        err.flush()
+        err.sink.flush()
+        out.flush()
+        stdout, stderr = out_lines.close(), err_lines.close()
+        if timed_out or cancelled:
+            return CommandResult(None, stdout, stderr, timed_out=timed_out, cancelled=cancelled)
+        if chan.exit_status == -1 and self._lost(conn):
+            self._drop(conn)
+            raise self._error("connection lost while the command was running", started=True)
+        # -1: the server closed the channel without a status (the shell was killed by a signal)
+        return CommandResult(chan.exit_status, stdout, stderr)
+
+    @staticmethod
+    def _lost(conn: _Connection) -> bool:
+        """Whether the connection died (paramiko closes channels just before it says so)."""
+        until = time.monotonic() + 1.0
+        while conn.alive():
+            if time.monotonic() > until:
+                return False
+            time.sleep(0.01)
+        return True
+
+    @staticmethod
+    def _pump(chan: paramiko.Channel, out: _EndFilter, err: _StderrFilter,
+              deadline: float | None, cancel: threading.Event | None) -> tuple[bool, bool]:
+        """Read until both end markers (or EOF) and the exit status; returns (timed_out,
+        cancelled)."""
+
+        def drain() -> None:
+            while chan.recv_ready():
+                out.feed(chan.recv(65536))
+            while chan.recv_stderr_ready():
+                err.feed(chan.recv_stderr(65536))
+
+        exited_at: float | None = None
+        with selectors.DefaultSelector() as sel:
+            sel.register(chan.fileno(), selectors.EVENT_READ)
+            while True:
+                drain()
+                if cancel is not None and cancel.is_set():
+                    return False, True
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return True, False
+                wait = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
+                # paramiko's thread queues data before EOF, status and close: once one of those
+                # is seen, a last drain gets everything that came before it
+                if chan.closed:
+                    break
+                if chan.eof_received or (out.ended and err.sink.ended):
+                    if chan.exit_status_ready():
+                        break
+                    chan.status_event.wait(wait)
+                    continue
+                if chan.exit_status_ready():
+                    # a status but no end marker: the shell was killed; do not wait for ever
+                    if exited_at is None:
+                        exited_at = now
+                    elif now - exited_at > END_GRACE:
+                        break
+                sel.select(wait)
+        drain()
+        return False, False
+
+    def _kill(self, conn: _Connection, chan: paramiko.Channel, err: _StderrFilter) -> None:
+        """Kill the command's remote process group (waiting briefly for its marker)."""
+        until = time.monotonic() + 1.0
+        while err.pgid is None and not chan.closed and time.monotonic() < until:
+            if chan.recv_stderr_ready():
+                err.feed(chan.recv_stderr(65536))
+            else:
+                time.sleep(0.01)
+        if err.pgid is None or not conn.alive():
+            return
+        with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+            self._exec_raw(conn, kill_command(err.pgid), KILL_GRACE + self.connect_timeout)
+
+    def _exec_raw(self, conn: _Connection, line: str, timeout: float) -> tuple[int, bytes]:
+        """A short internal command on ``conn``: (exit status, stdout)."""
+        chan = conn.transport.open_session(timeout=self.connect_timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(line)  # no shutdown_write: see _run
+            data = b""
+            while True:
+                chunk = chan.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            if not chan.status_event.wait(timeout):
+                raise TimeoutError()
+            return chan.exit_status, data
+        finally:
+            chan.close()
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _sftp(self, what: str, path: str, action):
+        """Run ``action(sftp)`` on the connection's SFTP client; a stale connection is
+        re-opened once; file errors become TransportError naming the path."""
+        for attempt in range(2):
+            conn, fresh = self._connection()
+            try:
+                with conn.sftp_lock:
+                    if conn.sftp is None:
+                        conn.sftp = conn.client.open_sftp()
+                    return action(conn.sftp)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if conn.alive():
+                    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    raise self._error(f"cannot {what} {path}: {cause}") from exc
+                self._drop(conn)
+                if fresh or attempt:
+                    raise self._error(f"connection lost: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> None:
+        if mode is None:
+            try:
+                mode = os.stat(local_path).st_mode & 0o7777
+            except OSError as exc:
+                raise self._error(f"cannot read {local_path}: {exc.strerror}") from exc
+
+        def action(sftp: paramiko.SFTPClient) -> None:
+            with sftp.open(remote_path, "wb") as handle:
+                handle.set_pipelined(True)
+                handle.chmod(mode)
+                with open(local_path, "rb") as source:
+                    while chunk := source.read(32768):
+                        handle.write(chunk)
+
+        self._sftp("write", remote_path, action)
+
+    def put_bytes(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
+        def action(sftp: paramiko.SFTPClient) -> None:
+            with sftp.open(remote_path, "wb") as handle:
+                handle.set_pipelined(True)
+                if mode is not None:
+                    handle.chmod(mode)
+                handle.write(data)
+
+        self._sftp("write", remote_path, action)
+
+    def get_bytes(self, remote_path: str) -> bytes:
+        def action(sftp: paramiko.SFTPClient) -> bytes:
+            buffer = io.BytesIO()
+            sftp.getfo(remote_path, buffer)
+            return buffer.getvalue()
+
+        return self._sftp("read", remote_path, action)
+
+    def makedirs(self, remote_path: str) -> None:
+        def mkdirs(sftp: paramiko.SFTPClient, path: str) -> None:
+            try:
+                sftp.stat(path)
+                return
+            except FileNotFoundError:
+                pass
+            parent = path.rstrip("/").rsplit("/", 1)[0]
+            if parent and parent != path:
+                mkdirs(sftp, parent)
+            try:
+                sftp.mkdir(path)
+            except OSError:
+                sftp.stat(path)  # created meanwhile by another thread or process: fine
+
+        self._sftp("create", remote_path, lambda sftp: mkdirs(sftp, remote_path))
+
+    def remove_tree(self, remote_path: str) -> None:
+        result = self.run(f"rm -rf -- {shlex.quote(remote_path)}")
+        if result.rc != 0:
+            raise self._error(f"cannot remove {remote_path}: {result.stderr.strip()}")
+
+    def home(self) -> str:
+        """The login directory, asked once per connection (SFTP starts there)."""
+        conn, _ = self._connection()
+        if conn.home is None:
+            conn.home = self._sftp("find the home of", self.user,
+                                   lambda sftp: sftp.normalize("."))
+        return conn.home
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class TransportPool:
+    """One transport per host key (address, port, user) for a whole run; thread-safe."""
+
+    def __init__(self, policy: HostKeyPolicy, connect_timeout: float = 10.0,
+                 max_channels: int = MAX_CHANNELS):
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self.max_channels = max_channels
+        self.connections_opened = 0
+        self._lock = threading.Lock()
+        self._local = LocalTransport()
+        self._transports: dict[tuple[str, int, str], SshTransport] = {}
+
+    def _opened(self) -> None:
+        with self._lock:
+            self.connections_opened += 1
+
+    def get(self, host: Host) -> Transport:
+        if host.is_local:
+            return self._local
+        with self._lock:
+            transport = self._transports.get(host.key)
+            if transport is None:
+                transport = SshTransport(host, self.policy, self.connect_timeout, self._opened,
+                                         self.max_channels)
+                self._transports[host.key] = transport
+            return transport
+
+    def close_all(self) -> None:
+        with self._lock:
+            transports = list(self._transports.values())
+            self._transports.clear()
+        for transport in transports:
+            transport.close()
