@@ -36,7 +36,7 @@ def generate(out: Path, sizes: list[int]) -> None:
     )  # fmt: skip
 
 
-def over_ssh(source: Path, target: Path, port: int, key: Path) -> Path:
+def over_ssh(source: Path, target: Path, port: int, key: Path, user: str) -> Path:
     """The same tree, every node hosted on a Compute reached over SSH at 127.0.0.1:port."""
     import yaml
 
@@ -54,7 +54,7 @@ def over_ssh(source: Path, target: Path, port: int, key: Path) -> Path:
             "endpoint": {
                 "properties": {
                     "port": port,
-                    "credentials": {"user": "root", "token_type": "private_key",
+                    "credentials": {"user": user, "token_type": "private_key",
                                     "token": str(key)},
                 }
             }
@@ -99,10 +99,12 @@ def main() -> None:
     generate(root, sizes)
     server = None
     if not args.no_ssh and Path("/usr/sbin/sshd").exists() and os.geteuid() == 0:
-        sys.path.insert(0, str(REPO))
-        from tests.sites.sshd import SshServer
+        sys.path.insert(0, str(REPO / "tests"))
+        from sites.sshd import SshServer, free_port
 
-        server = SshServer(root / "sshd", SshServer.free_port())
+        sshd_root = Path(tempfile.mkdtemp(prefix="orch-bench-sshd-"))
+        sshd_root.chmod(0o755)  # sshd reads the authorized keys as the user
+        server = SshServer(sshd_root, free_port())
         server.start()
     rows = []
     try:
@@ -111,8 +113,10 @@ def main() -> None:
             local = root / "deploy" / f"tree_{n}_sh" / "service.yaml"
             targets = [("local", local, [])]
             if server is not None:
+                # as an unprivileged user: root's ~/.bashrc on this machine runs `pyenv init`
+                # (~100 ms for every command sshd starts), which says nothing about orch
                 remote = over_ssh(local, root / "deploy" / f"tree_{n}_ssh", server.port,
-                                  server.client_key)  # fmt: skip
+                                  server.client_key, server.unprivileged_user)  # fmt: skip
                 targets.append(("ssh", remote, ["--known-hosts", str(server.known_hosts)]))
             for where, blueprint, extra in targets:
                 for workers in worker_counts:

@@ -459,3 +459,107 @@ def test_ssh_server_restarted_during_deploy(orch: Orch, ssh_server, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert Path(f"{root}.remote").read_text().split() == ["first", "second"]
+
+
+# ---------------------------------------------------------------------------- more of the CLI
+WORKFLOW = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+interface_types:
+  demo.Backup:
+    derived_from: tosca.interfaces.Root
+    operations:
+      backup:
+        description: Save the job's data.
+node_types:
+  demo.Job:
+    derived_from: tosca.nodes.SoftwareComponent
+    interfaces:
+      Custom:
+        type: demo.Backup
+topology_template:
+  inputs:
+    api_password: {type: string}
+  node_templates:
+    job:
+      type: demo.Job
+      interfaces:
+        Standard:
+          create:
+            implementation: scripts/step.sh
+            inputs: {WHAT: created, SECRET: {get_input: api_password}}
+          start:
+            implementation: {primary: scripts/slow.sh, timeout: 0.5}
+        Custom:
+          operations:
+            backup:
+              implementation: scripts/step.sh
+              inputs: {WHAT: backed-up, SECRET: {get_input: api_password}}
+  workflows:
+    backup:
+      steps:
+        save:
+          target: job
+          activities:
+            - call_operation: Custom.backup
+            - set_state: stopped
+"""
+
+
+def _workflow_blueprint(orch: Orch) -> Path:
+    blueprint = orch.write("w/blueprint.yaml", WORKFLOW, 0o644)
+    orch.write("w/scripts/step.sh",
+               f'#!/bin/sh\necho "$WHAT with $SECRET" >> {orch.root}/steps.log\n'
+               'echo "using $SECRET"\nexport RESULT="$WHAT:$SECRET"\n')  # fmt: skip
+    orch.write("w/scripts/slow.sh", "#!/bin/sh\necho sleeping\nsleep 30\n")
+    return blueprint
+
+
+def test_timeout_secrets_json_events_and_workflow_run(orch: Orch):
+    blueprint = _workflow_blueprint(orch)
+    secret = "s3cr3t-value"
+    started = time.monotonic()
+    proc = orch("deploy", str(blueprint), "-n", "w", "-i", f"api_password={secret}",
+                "--format", "json", check=4)  # fmt: skip
+    assert time.monotonic() - started < 15  # the 30 s script was killed at its 0.5 s timeout
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "run-start" and kinds[-1] == "result" and "step-end" in kinds
+    ends = {e["step"]: e["data"]["status"] for e in events if e["kind"] == "step-end"}
+    assert ends == {"job/0:Standard.create": "ok", "job/0:Standard.start": "timeout"}
+    result = events[-1]
+    assert result["status"] == "failed" and "timed out" in result["failures"][0]["message"]
+    # the secret reached the script but was never stored nor shown
+    assert (orch.root / "steps.log").read_text() == f"created with {secret}\n"
+    assert secret not in proc.stdout + proc.stderr
+    logs = orch("logs", "w").stdout
+    assert "using *****" in logs and secret not in logs
+    for path in orch.state.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    # a stored deployment's secret inputs must be given again
+    refused = orch("run", "backup", "-n", "w", check=3)
+    assert "api_password" in refused.stderr and "-i api_password=" in refused.stderr
+    orch("run", "backup", "-n", "w", "-i", f"api_password={secret}")
+    assert (orch.root / "steps.log").read_text().splitlines()[-1] == f"backed-up with {secret}"
+    assert instance_states(orch, "w") == {"job/0": "stopped"}
+    # a workflow can run again: each run is its own set of records
+    orch("run", "backup", "-n", "w", "-i", f"api_password={secret}")
+    assert (orch.root / "steps.log").read_text().count("backed-up") == 2
+
+
+def test_logs_follow_streams_until_the_run_ends(orch: Orch):
+    blueprint = _blocking_chain(orch, 2, blocker=0)
+    orch.write("c/scripts/step.sh", (orch.root / "c/scripts/step.sh").read_text().replace(
+        "echo end", "echo output-of-$NODE; echo end"))  # fmt: skip
+    deploy = orch.start("deploy", str(blueprint), "--name", "follow")
+    try:
+        _wait(lambda: _counts(orch, "n0") == ["start"], what="n0 to start")
+        follower = orch.start("logs", "follow", "--follow")
+        time.sleep(0.5)
+        (orch.root / "go").touch()
+        out, err = follower.communicate(timeout=30)
+        assert follower.returncode == 0, err
+        assert "output-of-n0" in out and "output-of-n1" in out
+    finally:
+        (orch.root / "go").touch()
+        deploy.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import signal
@@ -144,11 +145,18 @@ def test_open_creates_a_private_dir_and_db_with_the_expected_pragmas(root: Path)
     try:
         store = Store.open(root)
         hello(store)
+        store.lock("hello", "deploy").release()
+        log = store.log_path("hello", 1)
+        log.touch(0o600)  # as executors do: the store gives the folder, not the file
+        blob = store.blob_path(store.put_blob(b"x"), "a.sh")
     finally:
         os.umask(old)
     assert mode(root) == 0o700
     assert mode(root / "state.db") == 0o600
     assert mode(root / "state.db-wal") == 0o600
+    assert mode(root / "locks") == 0o700 and mode(root / "locks" / "hello.lock") == 0o600
+    assert {mode(log.parent), mode(log.parent.parent), mode(root / "deployments")} == {0o700}
+    assert {mode(blob.parent), mode(root / "blobs")} == {0o700} and mode(blob) == 0o600
     with store._mutex:
         conn = store._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -359,6 +367,19 @@ def test_update_instances_is_all_or_nothing(store: Store) -> None:
     assert {r.state for r in store.instances("hello")} == {"initial"}
 
 
+def test_reset_instances_after_an_undeploy(store: Store) -> None:
+    hello(store)
+    store.create_deployment("other", "bp.yaml", {}, {})
+    store.save_instances("other", [InstanceRow("other", "x/0", "x", "started", {"k": 1})])
+    store.update_instances("hello", {"web/0": {"state": "deleted", "attributes": {"ip": "1"}}})
+    store.reset_instances("hello")
+    assert [(r.id, r.state, r.attributes) for r in store.instances("hello")] == [
+        ("web/0", "initial", {}),
+        ("web/1", "initial", {}),
+    ]
+    assert [(r.state, r.attributes) for r in store.instances("other")] == [("started", {"k": 1})]
+
+
 # -- runs and operations -------------------------------------------------------------------
 
 
@@ -514,7 +535,6 @@ def test_log_path_is_under_the_deployment_folder(store: Store, root: Path) -> No
     path = store.log_path("hello", 17)
     assert path == root / "deployments" / "hello" / "logs" / "17.log"
     assert path.parent.is_dir() and not path.exists()
-    assert mode(path.parent) == 0o700 and mode(path.parent.parent) == 0o700
 
 
 # -- steps done ----------------------------------------------------------------------------
@@ -765,6 +785,29 @@ def test_a_holder_that_wrote_nothing_is_reported_without_details(
     assert info.value.pid is None
     kill9(proc)
     store.lock("hello", "deploy").release()
+
+
+def test_a_dead_holder_and_a_probing_reader_do_not_refuse_the_lock(
+    store: Store, root: Path, hold: Hold
+) -> None:
+    hello(store)
+    proc, _, _ = hold()
+    proc.send_signal(signal.SIGKILL)  # not reaped: its pid stays, as a zombie
+    stat_file = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 10
+    while stat_file.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # its details are still in the lock file, and a reader (interrupt_stale) probes the lock
+    probe = os.open(root / "locks" / "hello.lock", os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    timer = threading.Timer(0.1, os.close, [probe])
+    timer.start()
+    try:
+        with store.lock("hello", "deploy") as held:
+            assert held.held
+    finally:
+        timer.join()
 
 
 # -- crashes -------------------------------------------------------------------------------

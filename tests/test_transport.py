@@ -276,8 +276,51 @@ def test_ssh_cancel_while_waiting_for_a_channel(ssh_policy, ssh_user_host):
     waited = time.monotonic() - start
     busy.join()
     pool.close_all()
+    flag.unlink()
     assert result.cancelled and result.rc is None and result.stdout == ""
     assert waited < 0.5, "a cancelled command must not wait for the busy channel"
+
+
+def test_ssh_env_values_stay_off_command_lines(ssh_pool, ssh_user_host, tmp_path):
+    # other users of a login node can read every command line with ps
+    secret = "orch-t-" + os.urandom(8).hex()
+    flag = Path(f"/tmp/orch-t-flag-{os.getpid()}")
+    flag.unlink(missing_ok=True)
+    seen: list[str] = []
+
+    def scan() -> None:
+        wait_for_file(flag)
+        for entry in Path("/proc").iterdir():
+            try:
+                if secret.encode() in (entry / "cmdline").read_bytes():
+                    seen.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue
+        flag.unlink()
+
+    scanner = threading.Thread(target=scan)
+    scanner.start()
+    result = ssh_pool.get(ssh_user_host).run(
+        f'echo x > {flag}; while [ -f {flag} ]; do sleep 0.02; done; echo "$TOKEN"',
+        env={"TOKEN": secret}, timeout=10)
+    scanner.join()
+    assert result.stdout == f"{secret}\n"
+    assert seen == []
+
+
+def test_ssh_bash_started_by_a_command_does_not_reread_bashrc(ssh_pool, ssh_user_host):
+    # sshd's bash reads ~/.bashrc; a bash started by the command must not read it again
+    bashrc = Path("/home/orchtest/.bashrc")
+    saved = bashrc.read_bytes() if bashrc.exists() else None
+    bashrc.write_text('export ORCH_T_READS="${ORCH_T_READS}x"\n' + (saved or b"").decode())
+    try:
+        result = ssh_pool.get(ssh_user_host).run("""bash -c 'echo "$ORCH_T_READS"'""")
+    finally:
+        if saved is None:
+            bashrc.unlink()
+        else:
+            bashrc.write_bytes(saved)
+    assert result.stdout == "x\n"
 
 
 def test_ssh_unprivileged_user(ssh_pool, ssh_user_host):
@@ -298,6 +341,7 @@ def test_ssh_timeout_kills_tree_of_unprivileged_user(ssh_pool, ssh_user_host):
     result = transport.run(TREE.format(pids=pids), timeout=0.5)
     assert result.timed_out
     children = [int(p) for p in Path(pids).read_text().split()]
+    Path(pids).unlink()
     assert len(children) == 2 and not [pid for pid in children if running(pid)]
 
 
@@ -426,6 +470,7 @@ def test_ssh_reconnects_after_server_restart(ssh_server_up, ssh_pool, ssh_host):
     ssh_server_up.restart()
     transport.put_bytes(b"y", "/tmp/orch-t-reconnect")  # SFTP re-opens too
     assert transport.get_bytes("/tmp/orch-t-reconnect") == b"y"
+    transport.remove_tree("/tmp/orch-t-reconnect")
     assert ssh_pool.connections_opened == 3
 
 

@@ -248,18 +248,22 @@ def run_workflow(
 ) -> Outcome:
     with store.lock(name, f"run {workflow}"):
         model, inputs, secrets = stored(store, name)
-        _require_secrets(name, inputs, secrets, model)
         plan = workflow_plan(model, workflow)
         given = read_inputs(list(input_specs))
-        definitions = model.workflows.get(workflow, {}).get("inputs") or {}
         if given.diagnostics:
             raise BlueprintProblems(given.diagnostics)
-        workflow_inputs = dict(given.values)
+        # -i values of the blueprint's inputs (secrets given again); the rest are the workflow's
+        workflow_inputs = {}
+        for input_name, value in given.values.items():
+            if input_name in model.inputs:
+                inputs[input_name] = value
+            else:
+                workflow_inputs[input_name] = value
+        _require_secrets(name, inputs, secrets, model)
+        definitions = model.workflows.get(workflow, {}).get("inputs") or {}
         for input_name, definition in definitions.items():
-            if (
-                input_name not in workflow_inputs
-                and isinstance(definition, dict)
-                and ("default" in definition)
+            if input_name not in workflow_inputs and isinstance(definition, dict) and (
+                "default" in definition
             ):
                 workflow_inputs[input_name] = definition["default"]
         options.secret_values = _secret_values(inputs, secrets)

@@ -560,7 +560,7 @@ class Engine:
         with open(log_path, "a", encoding="utf-8", errors="replace") as log:
 
             def sink(stream: str, line: str) -> None:
-                log.write(f"{stream[:3]} {line}\n")
+                log.write(f"{'err' if stream == 'stderr' else 'out'} {line}\n")
                 log.flush()
                 self._done.put(("line", (step_id, stream, line)))
 
@@ -691,11 +691,13 @@ class Engine:
                 owner = step.link.target
             else:
                 owner = step.instance
-            self.evaluator.attributes.setdefault(owner, {})[attribute] = outputs[name]
-            if owner in self.plan.instances:  # a relationship's own attributes live in memory
-                updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = outputs[
-                    name
-                ]
+            value = outputs[name]
+            if owner in self.plan.instances:
+                declared = self.model.nodes[self.plan.instances[owner].node].attribute_types
+                value = typed(value, declared.get(attribute))
+                updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = value
+            # (a relationship's own attributes live in memory only)
+            self.evaluator.attributes.setdefault(owner, {})[attribute] = value
         return updates
 
     def _owner(self, step: Step) -> str:
@@ -788,6 +790,27 @@ class Engine:
     def _restore_signals(self, previous: dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def typed(value: Any, type_name: str | None) -> Any:
+    """A script's output (text) as the attribute's declared type, when it reads as one."""
+    if not isinstance(value, str) or type_name is None:
+        return value
+    try:
+        if type_name == "integer":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if type_name in ("list", "map"):
+            import json
+
+            parsed = json.loads(value)
+            return parsed if isinstance(parsed, (list, dict)) else value
+    except ValueError:
+        return value
+    return value
 
 
 def _env_instance(instance_id: str) -> str:

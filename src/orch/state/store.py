@@ -305,20 +305,22 @@ class Store:
         return store
 
     def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
+        if self._version() == SCHEMA_VERSION:
             return
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.db_path} was written by a newer orch (state schema {version}, this orch "
-                f"knows up to {SCHEMA_VERSION}); upgrade orch or use another state dir"
-            )
         with self._tx() as c:
-            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have
+            version = self._version()  # again under the write lock: another process may have
+            if version > SCHEMA_VERSION:  # upgraded it meanwhile
+                raise StateError(
+                    f"{self.db_path} was written by a newer orch (state schema {version}, this "
+                    f"orch knows up to {SCHEMA_VERSION}); upgrade orch or use another state dir"
+                )
             for step in _MIGRATIONS[version:]:
                 for statement in step:
                     c.execute(statement)
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         """Release the locks this store holds, then close the database. Idempotent."""
@@ -480,7 +482,7 @@ class Store:
         with contextlib.suppress(OSError):
             if path.stat().st_size == size[0]:
                 return path
-        folder = _private_dir(_private_dir(path.parent.parent) / sha)
+        folder = self._dir("blobs", sha)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as out:
@@ -716,11 +718,7 @@ class Store:
 
     def log_path(self, name: str, op_id: int) -> Path:
         """Where the executor writes the operation's full output; the folder is created."""
-        folder = self._deployment_dir(name) / "logs"
-        if not folder.is_dir():
-            _private_dir(folder.parent)
-            _private_dir(folder)
-        return folder / f"{int(op_id)}.log"
+        return self._dir("deployments", check_name(name), "logs") / f"{int(op_id)}.log"
 
     # -- steps done -------------------------------------------------------------------------
 
@@ -802,4 +800,13 @@ class Store:
         return taken
 
     def _lock_path(self, name: str) -> Path:
-        return _private_dir(self.root / "locks") / f"{check_name(name)}.lock"
+        return self._dir("locks") / f"{check_name(name)}.lock"
+
+    def _dir(self, *parts: str) -> Path:
+        """The folder ``parts`` under the state dir, each level made 0700 if missing."""
+        path = self.root / Path(*parts)
+        if not path.is_dir():
+            level = self.root
+            for part in parts:
+                level = _private_dir(level / part)
+        return path

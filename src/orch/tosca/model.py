@@ -86,6 +86,8 @@ class Node:
     interfaces: dict[str, dict[str, Operation]] = field(default_factory=dict)
     artifacts: dict[str, FileRef] = field(default_factory=dict)
     default_instances: int = 1
+    attribute_types: dict[str, str] = field(default_factory=dict)
+    """Declared attribute types: script outputs (text) mapped to attributes take this type."""
 
     def is_a(self, type_name: str) -> bool:
         return type_name in self.types
@@ -263,6 +265,12 @@ class ModelBuilder:
         )
         node.requirements = self._requirements(name, typedef, body.get("requirements"))
         node.default_instances = _default_instances(capabilities)
+        if typedef is not None:
+            for attribute, (definition, _owner) in self.registry.members(
+                typedef, "attributes"
+            ).items():
+                if isinstance(definition, dict) and isinstance(definition.get("type"), str):
+                    node.attribute_types[attribute] = definition["type"]
         return node
 
     def _values(self, typedef: TypeDef | None, section: str, assigned: Any) -> dict[str, Any]:

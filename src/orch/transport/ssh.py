@@ -1,9 +1,11 @@
 """Hosts reached over SSH (paramiko): one connection per host, many channels on it at once.
 
-Commands run under ``setsid`` on the host and report their process group first (a marker line
-on stderr), so a timeout or cancel kills the whole remote tree over a second channel instead of
-only closing ours (sshd does not signal a command whose channel closes without a pty). A
-connection found dead is re-opened once, transparently, when nothing had started on it yet.
+Each command is a small script sent on the channel's stdin to ``/bin/sh -s`` (secrets stay off
+command lines). It runs the command under ``setsid`` and reports its process group first (a
+marker line on stderr), so a timeout or cancel kills the whole remote tree over a second channel
+instead of only closing ours (sshd does not signal a command whose channel closes without a
+pty); end markers on both streams say when all output is in. A connection found dead is
+re-opened once, transparently, when nothing had started on it yet.
 """
 
 from __future__ import annotations
@@ -61,31 +63,47 @@ def end_marker(token: str) -> bytes:
     return b"\x1eorch-end-" + token.encode() + b"\x1e"
 
 
-def remote_command(command: str, env: dict[str, str] | None, cwd: str | None,
-                   token: str, *, stdin: bool = False) -> str:
-    """The line sent to sshd: exports (sshd usually refuses setenv), cd, the command in its own
-    session, then ``end_marker(token)`` on both streams once it is done.
+REMOTE_SHELL = "exec /bin/sh -s"
+"""What sshd runs for every command: the script itself comes on stdin. Secrets in the exported
+values never reach a command line, which other users of a login node can read with ps, and
+the login shell may be anything (csh included)."""
+
+
+def remote_script(command: str, env: dict[str, str] | None, cwd: str | None, token: str,
+                  stdin: bytes | None = None) -> bytes:
+    """The script fed to ``REMOTE_SHELL``: exports (sshd usually refuses setenv), cd, the
+    command in its own session, then ``end_marker(token)`` on both streams once it is done.
 
     sshd may send the exit status before the last output, and a background child may keep the
-    streams open for ever: the markers say when everything the command wrote has arrived.
-    Without ``stdin`` the command reads /dev/null, so that the channel needs no EOF from us.
-    Names that are not shell identifiers cannot be exported and are skipped."""
-    lines = [f"export {name}={shlex.quote(value)}"
-             for name, value in (env or {}).items() if _ENV_NAME.match(name)]
+    streams open for ever: the markers say when everything the command wrote has arrived. The
+    command's input is ``stdin`` (decoded from base64 in the script: the channel's own input is
+    the script) or /dev/null. The script ends with ``exit``, so the channel needs no EOF from
+    us. Names that are not shell identifiers cannot be exported and are skipped."""
+    # bash lowered SHLVL to 0 when it exec'd us: a bash started by the command would then take
+    # itself for sshd's and source ~/.bashrc again (slow, and it changes PATH)
+    lines = ['[ "${SHLVL:-0}" -gt 0 ] 2>/dev/null || export SHLVL=1']
+    lines += [f"export {name}={shlex.quote(value)}"
+              for name, value in (env or {}).items() if _ENV_NAME.match(name)]
     if cwd:
         lines.append(f"cd {shlex.quote(cwd)} || exit 1")
+    launch = f"$_orch_s /bin/sh -c {shlex.quote(_LAUNCH)} orch {shlex.quote(command)}"
+    if stdin is None:
+        launch += " </dev/null"
+    else:
+        data = base64.b64encode(stdin).decode()
+        launch = f"printf %s {data or chr(39) * 2} | base64 -d | {launch}"
     end = f"'\\036orch-end-{token}\\036'"
     lines += [
         "_orch_s=setsid; command -v setsid >/dev/null 2>&1 || _orch_s=",
-        # not the last command, so bash cannot exec it: setsid must run as a child (not a
-        # group leader), else it forks and returns at once
-        f"$_orch_s /bin/sh -c {shlex.quote(_LAUNCH)} orch {shlex.quote(command)}"
-        + ("" if stdin else " </dev/null"),
+        # setsid must not be a process group leader (else it forks and returns at once): it is
+        # a child of this shell, never exec'd
+        launch,
         "_orch_rc=$?",
         f"printf {end}; printf {end} >&2",
         "exit $_orch_rc",
+        "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines).encode()
 
 
 def kill_command(pgid: int) -> str:
@@ -387,25 +405,36 @@ class SshTransport:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def _start(self, line: str) -> tuple[_Connection, paramiko.Channel]:
-        """Open a channel and exec ``line``, re-opening a stale connection once."""
+    def _start(self, script: bytes) -> tuple[_Connection, paramiko.Channel]:
+        """Open a channel and start ``script``, re-opening a stale connection once.
+
+        No EOF is ever sent on the channel: paramiko sends it outside its channel lock, so it
+        can follow our CLOSE when the command ends at once, and sshd then drops the whole
+        connection (paramiko#1705)."""
         for attempt in range(2):
             conn, fresh = self._connection()
             try:
                 chan = conn.transport.open_session(timeout=self.connect_timeout)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                if conn.alive() and fresh:
+                if conn.alive():  # refused by a live server: the connection serves others
                     raise self._error(f"cannot open a channel: {exc}") from None
                 self._drop(conn)
                 if fresh or attempt:
                     raise self._error(f"connection lost: {exc}") from None
                 continue
             try:
-                chan.exec_command(line)
+                chan.exec_command(REMOTE_SHELL)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 chan.close()
                 if conn.alive():  # the server refused the request: nothing ran
                     raise self._error(f"the server refused to run the command: {exc}") from None
+                self._drop(conn)
+                raise self._error("connection lost while starting the command",
+                                  started=True) from None
+            try:
+                chan.sendall(script)
+            except (paramiko.SSHException, EOFError, OSError):
+                chan.close()
                 self._drop(conn)
                 raise self._error("connection lost while starting the command",
                                   started=True) from None
@@ -437,21 +466,13 @@ class SshTransport:
              stdin: bytes | None) -> CommandResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(8)
-        conn, chan = self._start(remote_command(command, env, cwd, token,
-                                                stdin=stdin is not None))
+        conn, chan = self._start(remote_script(command, env, cwd, token, stdin))
         out_lines = LineSplitter("stdout", on_line)
         err_lines = LineSplitter("stderr", on_line)
         out = _EndFilter(end_marker(token), out_lines)
         err = _StderrFilter(_EndFilter(end_marker(token), err_lines))
         timed_out = cancelled = False
         try:
-            if stdin is not None:
-                chan.sendall(stdin)
-                # paramiko sends this EOF outside its channel lock: if the command is already
-                # over, it can follow our CLOSE, and sshd drops the whole connection for it
-                # (paramiko#1705). Hence /dev/null, and no EOF, when there is no input.
-                if not (chan.closed or chan.eof_received or chan.exit_status_ready()):
-                    chan.shutdown_write()
             timed_out, cancelled = self._pump(chan, out, err, deadline, cancel)
             if timed_out or cancelled:
                 self._kill(conn, chan, err)
