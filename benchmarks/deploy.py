@@ -2,9 +2,9 @@
 """Deploy benchmark: ``orch deploy`` of the shared generator's ``tree_N_sh`` blueprints (a
 one-line shell script per node), locally and over SSH to a loopback OpenSSH server.
 
-Prints a markdown table: wall time of the whole ``orch deploy`` process, time per operation,
-and orch's own overhead per operation (wall time at 1 worker minus the cost of running the same
-script N times in a bare loop, divided by N). Goals (issue 3): tree_100_sh locally <= 2 s and
+Prints a markdown table (wall time of the whole ``orch deploy`` process, time per operation), then
+orch's own overhead per operation: the slope of wall time against N at 1 worker (so the fixed
+start-up cost is apart), minus the cost of running the script itself in a bare loop. Goals (issue 3): tree_100_sh locally <= 2 s and
 over SSH <= 4 s with 4 workers; overhead <= 10 ms per operation.
 
 Usage: benchmarks/deploy.py [--sizes 10,100,500] [--workers 1,4] [--repeat 3] [--no-ssh]
@@ -122,19 +122,35 @@ def main() -> None:
                 for workers in worker_counts:
                     times = [deploy_time(blueprint, workers, extra) for _ in range(args.repeat)]
                     wall = statistics.median(times)
-                    overhead = (wall - n * bare) / n if workers == 1 and where == "local" else None
-                    rows.append((f"tree_{n}_sh", where, workers, wall, wall / n, overhead))
+                    rows.append((n, where, workers, wall))
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"bare `sh create.sh`: {bare * 1000:.1f} ms per run\n")
-    print("| blueprint | where | workers | orch deploy (wall) | per operation | overhead per op |")
-    print("|---|---|---|---|---|---|")
-    for name, where, workers, wall, per_op, overhead in rows:
-        extra = f"{overhead * 1000:.1f} ms" if overhead is not None else ""
-        print(f"| {name} | {where} | {workers} | {wall:.2f} s | {per_op * 1000:.1f} ms | {extra} |")
+    print("| blueprint | where | workers | orch deploy (wall) | per operation |")
+    print("|---|---|---|---|---|")
+    for n, where, workers, wall in rows:
+        print(f"| tree_{n}_sh | {where} | {workers} | {wall:.2f} s | {wall / n * 1000:.1f} ms |")
+    print()
+    for where in ("local", "ssh"):
+        points = [(n, wall) for n, w, workers, wall in rows if w == where and workers == 1]
+        if len(points) >= 2:
+            fixed, per_op = _fit(points)
+            print(f"{where}, 1 worker: fixed cost {fixed:.2f} s (process start, validation, "
+                  f"plan), {per_op * 1000:.1f} ms per operation, of which the script itself "
+                  f"{bare * 1000:.1f} ms: orchestration overhead "
+                  f"{(per_op - bare) * 1000:.1f} ms per operation")
     print("\nGoals: tree_100_sh local <= 2 s, ssh <= 4 s (4 workers); overhead <= 10 ms/op.")
+
+
+def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares: wall = fixed + per_op * N."""
+    mean_n = sum(n for n, _ in points) / len(points)
+    mean_t = sum(t for _, t in points) / len(points)
+    slope = sum((n - mean_n) * (t - mean_t) for n, t in points) / sum(
+        (n - mean_n) ** 2 for n, _ in points
+    )
+    return mean_t - slope * mean_n, slope
 
 
 if __name__ == "__main__":

@@ -18,22 +18,8 @@ from orch.executors.base import TAIL_LINES, Artifact, Host, OperationResult, Run
 from orch.executors.script import MASK, ScriptExecutor
 from orch.transport.base import HostKeyPolicy
 from orch.transport.local import LocalTransport
+from sites.processes import running, wait_for_file
 from sites.sshd import free_port
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_for_file(path: Path, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().strip()):
-        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
-        time.sleep(0.01)
 
 
 @dataclass

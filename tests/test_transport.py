@@ -19,27 +19,14 @@ import pytest
 from orch.executors.base import Host
 from orch.transport.base import HostKeyError, HostKeyPolicy, TransportError
 from orch.transport.local import LocalTransport
+from sites.processes import running, wait_for_file
 from sites.sshd import free_port
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting for its reaper is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for_file(path: Path, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text()
-        time.sleep(0.01)
-    raise AssertionError(f"{path} not written within {timeout} s")
 
 
 @pytest.fixture(params=["local", "ssh"])

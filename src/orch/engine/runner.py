@@ -304,14 +304,8 @@ class Engine:
             if blocked:
                 summary.skipped += 1 if step.on_failure_of == [] else 0
                 self._emit(
-                    Event(
-                        "step-skip",
-                        self.name,
-                        node=step.node,
-                        instance=step.instance,
-                        step=step.id,
-                        message=step.title,
-                        data={"reason": "a step it needs did not succeed"},
+                    self._event(
+                        "step-skip", step, step.title, {"reason": "a step it needs did not succeed"}
                     )
                 )
                 finished(step_id, "skipped")
@@ -361,17 +355,7 @@ class Engine:
                     step_id, stream, line = payload
                     running = self._running.get(step_id)
                     if running is not None:
-                        self._emit(
-                            Event(
-                                "output",
-                                self.name,
-                                node=running.step.node,
-                                instance=running.step.instance,
-                                step=step_id,
-                                message=line,
-                                data={"stream": stream},
-                            )
-                        )
+                        self._emit(self._event("output", running.step, line, {"stream": stream}))
                     continue
                 if kind == "signal":
                     self._announce_stop(cancelling=payload)
@@ -385,18 +369,11 @@ class Engine:
                     and not self._stopping
                 ):
                     self._record(running, result)
-                    self._emit(
-                        Event(
-                            "message",
-                            self.name,
-                            node=running.step.node,
-                            instance=running.step.instance,
-                            step=step_id,
-                            message=f"{running.step.title}: {result.message}; "
-                            f"retrying on a new connection (attempt {running.attempt + 1})",
-                        ),
-                        store=True,
+                    retry = (
+                        f"{running.step.title}: {result.message}; "
+                        f"retrying on a new connection (attempt {running.attempt + 1})"
                     )
+                    self._emit(self._event("message", running.step, retry, {}), store=True)
                     self._start(running.step, pool, attempt=running.attempt + 1)
                     continue
                 summary.ran += 1
@@ -458,16 +435,7 @@ class Engine:
         return {"state": state, "attributes": {"state": state}}
 
     def _emit_state(self, step: Step, state: str) -> None:
-        self._emit(
-            Event(
-                "state",
-                self.name,
-                node=step.node,
-                instance=step.instance,
-                step=step.id,
-                data={"state": state},
-            )
-        )
+        self._emit(self._event("state", step, "", {"state": state}))
 
     def _start(self, step: Step, pool: ThreadPoolExecutor, attempt: int) -> Failure | None:
         operation = self._operation(step)
@@ -533,14 +501,11 @@ class Engine:
         )
         self._running[step.id] = running
         self._emit(
-            Event(
+            self._event(
                 "step-start",
-                self.name,
-                node=step.node,
-                instance=step.instance,
-                step=step.id,
-                message=step.title,
-                data={
+                step,
+                step.title,
+                {
                     "interface": step.interface,
                     "operation": step.operation,
                     "host": task.host.describe(),
@@ -654,14 +619,11 @@ class Engine:
         outputs: dict[str, Any] | None = None,
     ) -> None:
         self._emit(
-            Event(
+            self._event(
                 "step-end",
-                self.name,
-                node=step.node,
-                instance=step.instance,
-                step=step.id,
-                message=message or step.title,
-                data={
+                step,
+                message or step.title,
+                {
                     "title": step.title,
                     "status": status,
                     "rc": rc,
@@ -760,6 +722,12 @@ class Engine:
         return Artifact(ref.name, Path(ref.path))
 
     # ------------------------------------------------------------------ events, signals
+    def _event(self, kind: Any, step: Step, message: str, data: dict[str, Any]) -> Event:
+        return Event(
+            kind, self.name, node=step.node, instance=step.instance, step=step.id,
+            message=message, data=data,
+        )  # fmt: skip
+
     def _emit(self, event: Event, *, store: bool = False) -> None:
         if store:
             self.store.add_event(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from orch.plan.instances import links, make_instances, node_order
 from orch.plan.steps import Instance, Link, Plan, Step
-from orch.tosca.model import STANDARD, Model
+from orch.tosca.model import NODE_STATES, STANDARD, Model
 
 # (operation, state while it runs, state after it)
 DEPLOY_STAGES = (
@@ -33,19 +33,8 @@ DEPLOY_LINK_OPS = {
 UNDEPLOY_LINK_OPS_BEFORE = (("remove_target", "source"), ("remove_source", "target"))
 
 STOPPABLE = frozenset({"starting", "started", "stopping"})
-DELETABLE = frozenset(
-    {
-        "creating",
-        "created",
-        "configuring",
-        "configured",
-        "starting",
-        "started",
-        "stopping",
-        "stopped",
-        "deleting",
-    }
-)
+# every state between the first create and the last delete
+DELETABLE = frozenset(NODE_STATES[NODE_STATES.index("creating") : NODE_STATES.index("deleted")])
 
 
 def has_operation(model: Model, node: str, interface: str, operation: str) -> bool:

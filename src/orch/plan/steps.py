@@ -7,18 +7,6 @@ from typing import Any, Literal
 
 StepKind = Literal["operation", "state"]
 
-# Instance states of the TOSCA normative lifecycle, in deploy order.
-DEPLOY_STATES = (
-    "initial",
-    "creating",
-    "created",
-    "configuring",
-    "configured",
-    "starting",
-    "started",
-)
-UNDEPLOY_STATES = ("stopping", "stopped", "deleting", "deleted")
-
 
 @dataclass(frozen=True)
 class Instance:

@@ -25,6 +25,22 @@ SCALABLE = "tosca.capabilities.Scalable"
 
 MODEL_VERSION = 1
 
+NODE_STATES = (
+    "initial",
+    "creating",
+    "created",
+    "configuring",
+    "configured",
+    "starting",
+    "started",
+    "stopping",
+    "stopped",
+    "deleting",
+    "deleted",
+    "error",
+)
+"""The normative node states (TOSCA 1.3, 3.4.1), in lifecycle order."""
+
 
 @dataclass
 class FileRef:

@@ -12,23 +12,10 @@ from orch.tosca.definitions import DefinitionChecker
 from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.functions import FunctionChecker, FunctionContext
 from orch.tosca.imports import read_zip_member
+from orch.tosca.model import NODE_STATES
 from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
-NODE_STATES = (
-    "initial",
-    "creating",
-    "created",
-    "configuring",
-    "configured",
-    "starting",
-    "started",
-    "stopping",
-    "stopped",
-    "deleting",
-    "deleted",
-    "error",
-)
 STANDARD_OPERATIONS = ("create", "configure", "start", "stop", "delete")
 _HOSTED_ON = "tosca.relationships.HostedOn"
 
