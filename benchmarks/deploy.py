@@ -4,8 +4,9 @@ one-line shell script per node), locally and over SSH to a loopback OpenSSH serv
 
 Prints a markdown table (wall time of the whole ``orch deploy`` process, time per operation), then
 orch's own overhead per operation: the slope of wall time against N at 1 worker (so the fixed
-start-up cost is apart), minus the cost of running the script itself in a bare loop. Goals (issue 3): tree_100_sh locally <= 2 s and
-over SSH <= 4 s with 4 workers; overhead <= 10 ms per operation.
+start-up cost is apart), minus the cost of running the script itself in a bare loop. Goals
+(issue 3): tree_100_sh locally <= 2 s and over SSH <= 4 s with 4 workers; overhead <= 10 ms per
+operation.
 
 Usage: benchmarks/deploy.py [--sizes 10,100,500] [--workers 1,4] [--repeat 3] [--no-ssh]
 Needs ../shared/bench/gen_deploy.py (or ORCH_SHARED) and, for SSH, /usr/sbin/sshd (run as root).
