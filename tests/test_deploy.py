@@ -563,3 +563,16 @@ def test_logs_follow_streams_until_the_run_ends(orch: Orch):
     finally:
         (orch.root / "go").touch()
         deploy.wait(timeout=30)
+
+
+def test_fixing_a_script_and_deploying_again_resumes_with_the_fix(orch: Orch):
+    orch.write("b/blueprint.yaml", FAILING, 0o644)
+    orch.write("b/scripts/ok.sh", f'#!/bin/sh\necho "$NODE" >> {orch.root}/ran.log\n')
+    orch.write("b/scripts/fail.sh", "#!/bin/sh\nexit 1\n")
+    orch("deploy", "b/blueprint.yaml", "-n", "fix", "--fail-fast", check=4)
+    orch.write("b/scripts/fail.sh", f'#!/bin/sh\necho "fixed $NODE" >> {orch.root}/ran.log\n')
+    proc = orch("deploy", "b/blueprint.yaml", "-n", "fix")
+    assert "1 already done" in proc.stderr  # good/0 did not run again
+    assert (orch.root / "ran.log").read_text().split("\n").count("good") == 1
+    assert "fixed bad" in (orch.root / "ran.log").read_text()
+    assert set(instance_states(orch, "fix").values()) == {"started"}
