@@ -576,3 +576,24 @@ def test_fixing_a_script_and_deploying_again_resumes_with_the_fix(orch: Orch):
     assert (orch.root / "ran.log").read_text().split("\n").count("good") == 1
     assert "fixed bad" in (orch.root / "ran.log").read_text()
     assert set(instance_states(orch, "fix").values()) == {"started"}
+
+
+def test_an_implementation_no_executor_runs_is_refused_before_anything_runs(orch: Orch):
+    orch.write("u/blueprint.yaml", """
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        topology_template:
+          node_templates:
+            first:
+              type: tosca.nodes.SoftwareComponent
+              interfaces: {Standard: {create: scripts/ok.sh}}
+            odd:
+              type: tosca.nodes.SoftwareComponent
+              interfaces: {Standard: {create: scripts/thing.exe}}
+        """, 0o644)  # fmt: skip
+    orch.write("u/scripts/ok.sh", f"#!/bin/sh\ntouch {orch.root}/ran\n")
+    orch.write("u/scripts/thing.exe", "")
+    proc = orch("deploy", "u/blueprint.yaml", check=3)
+    assert "odd/0 Standard.create: no executor runs 'scripts/thing.exe'" in proc.stderr
+    assert "executors: script:" in proc.stderr
+    assert not (orch.root / "ran").exists()
+    assert orch.json("status", "u")["status"] == "failed"  # named after its folder

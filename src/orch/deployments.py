@@ -147,7 +147,7 @@ def deploy(
         options.secret_values = _secret_values(prepared.inputs, prepared.secrets)
         engine = Engine(store, name, prepared.model, prepared.inputs, _executors(executors),
                         options, listener)  # fmt: skip
-        summary = engine.run(plan, action="deploy")
+        summary = _run(store, name, lambda: engine.run(plan, action="deploy"))
         outputs = engine.outputs()
         store.set_outputs(name, outputs)
         status = {"ok": "deployed", "failed": "failed", "cancelled": "interrupted"}[summary.status]
@@ -224,7 +224,7 @@ def undeploy(
         store.set_status(name, "undeploying")
         options.secret_values = _secret_values(inputs, secrets)
         engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
-        summary = engine.run(plan, action="undeploy")
+        summary = _run(store, name, lambda: engine.run(plan, action="undeploy"))
         if summary.status == "ok":
             status = "undeployed"
             store.clear_done_steps(name, "deploy")
@@ -274,6 +274,18 @@ def run_workflow(
             store.set_outputs(name, engine.outputs())
         deployment = store.deployment(name)
         return Outcome(name, summary, engine.outputs(), deployment.status if deployment else "")
+
+
+def _run(store: Store, name: str, run: Any) -> RunSummary:
+    """Run the engine; a plan that cannot start leaves the deployment marked failed, not
+    'deploying' forever."""
+    from orch.engine.runner import EngineError
+
+    try:
+        return run()
+    except EngineError:
+        store.set_status(name, "failed")
+        raise
 
 
 def plan_for(model: Model, action: str, workflow: str | None = None) -> Plan:

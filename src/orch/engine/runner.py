@@ -235,9 +235,12 @@ class Engine:
             if operation is None or operation.implementation is None:
                 continue
             if self._executor_for(operation.implementation) is None:
+                supported = "; ".join(
+                    f"{e.name}: {getattr(e, 'kinds', '?')}" for e in self.executors
+                )
                 problems.append(
                     f"{step.instance} {step.interface}.{step.operation}: no executor runs "
-                    f"'{operation.implementation.name}' (supported: .sh, .bash, .py scripts)"
+                    f"'{operation.implementation.name}' (executors: {supported})"
                 )
         if problems:
             raise EngineError("; ".join(problems))

@@ -137,6 +137,8 @@ class Executor(Protocol):
     """One implementation kind (script, ansible, slurm...)."""
 
     name: str
+    kinds: str
+    """What it runs, for messages: e.g. '.sh, .bash and .py scripts'."""
 
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
         """Whether this executor runs this implementation file / artifact type."""

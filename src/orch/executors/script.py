@@ -231,6 +231,7 @@ class ScriptExecutor:
     """Runs ``.sh``/``.bash``/``.py`` implementations (TOSCA Bash and Python artifacts)."""
 
     name = "script"
+    kinds = ".sh, .bash and .py scripts"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
