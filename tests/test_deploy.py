@@ -597,3 +597,40 @@ def test_an_implementation_no_executor_runs_is_refused_before_anything_runs(orch
     assert "executors: script:" in proc.stderr
     assert not (orch.root / "ran").exists()
     assert orch.json("status", "u")["status"] == "failed"  # named after its folder
+
+
+def test_playbook_outputs_flow_into_a_script(orch: Orch):
+    """An Ansible operation (ansible-runner, on localhost) feeds a script operation's input."""
+    orch.write("a/blueprint.yaml", """
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        topology_template:
+          node_templates:
+            prepare:
+              type: tosca.nodes.SoftwareComponent
+              interfaces:
+                Standard:
+                  create:
+                    implementation: playbooks/prepare.yml
+                    inputs: {WHO: world}
+            use:
+              type: tosca.nodes.SoftwareComponent
+              requirements: [{dependency: prepare}]
+              interfaces:
+                Standard:
+                  create:
+                    implementation: scripts/use.sh
+                    inputs:
+                      GREETING: {get_operation_output: [prepare, Standard, create, greeting]}
+        """, 0o644)  # fmt: skip
+    orch.write("a/playbooks/prepare.yml", """
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: compute the greeting
+              ansible.builtin.set_stats:
+                data: {greeting: "hello {{ WHO }} from {{ NODE }}"}
+        """, 0o644)  # fmt: skip
+    orch.write("a/scripts/use.sh", f'#!/bin/sh\necho "$GREETING" > {orch.root}/greeting\n')
+    orch("deploy", "a/blueprint.yaml")
+    assert (orch.root / "greeting").read_text() == "hello world from prepare\n"
+    assert "TASK [compute the greeting]" in orch("logs", "a").stdout

@@ -541,6 +541,8 @@ class Engine:
                     if not running.task.host.is_local
                     else self._local_work_root()
                 ),
+                artifacts_dir=str(log_path.parent.parent.resolve() / "runs" / str(running.op_id)),
+                known_hosts=list(self.options.host_keys.known_hosts_files),
             )
             try:
                 result = running.executor.run(running.task, context)

@@ -131,6 +131,12 @@ class RunContext:
     """Streams output lines to the operation's log file as they come."""
     work_root: str = ".orch-work"
     """Folder (relative to the remote user's home, or absolute) for per-operation work dirs."""
+    artifacts_dir: str | None = None
+    """A folder of this machine kept for the operation's records (e.g. ansible-runner's private
+    data dir with its events, stdout and rc); None: the executor uses a temporary one."""
+    known_hosts: list[str] = field(default_factory=list)
+    """known_hosts files that executors running their own ssh (Ansible) check host keys
+    against; empty: ~/.ssh/known_hosts."""
 
 
 class Executor(Protocol):

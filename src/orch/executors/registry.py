@@ -10,9 +10,10 @@ ENTRY_POINT_GROUP = "orch.executors"
 
 
 def load_executors() -> list[Any]:
+    from orch.executors.ansible import AnsibleExecutor
     from orch.executors.script import ScriptExecutor
 
-    executors: list[Any] = [ScriptExecutor()]
+    executors: list[Any] = [ScriptExecutor(), AnsibleExecutor()]
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         executors.append(entry.load()())
     return executors
