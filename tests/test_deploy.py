@@ -634,3 +634,28 @@ def test_playbook_outputs_flow_into_a_script(orch: Orch):
     orch("deploy", "a/blueprint.yaml")
     assert (orch.root / "greeting").read_text() == "hello world from prepare\n"
     assert "TASK [compute the greeting]" in orch("logs", "a").stdout
+
+
+def test_an_input_that_cannot_be_evaluated_fails_its_operation_with_the_reason(orch: Orch):
+    orch.write("e/blueprint.yaml", """
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        topology_template:
+          node_templates:
+            first:
+              type: tosca.nodes.SoftwareComponent
+              interfaces: {Standard: {create: scripts/ok.sh}}
+            second:
+              type: tosca.nodes.SoftwareComponent
+              requirements: [{dependency: first}]
+              interfaces:
+                Standard:
+                  create:
+                    implementation: scripts/ok.sh
+                    inputs:
+                      VALUE: {get_operation_output: [first, Standard, create, NOT_EXPORTED]}
+        """, 0o644)  # fmt: skip
+    orch.write("e/scripts/ok.sh", "#!/bin/sh\nexport OTHER=1\n")
+    proc = orch("deploy", "e/blueprint.yaml", check=4)
+    assert "second/0 Standard.create failed" in proc.stderr
+    assert "cannot evaluate the inputs: get_operation_output: first/0 Standard.create has no " \
+        "output 'NOT_EXPORTED' (has it run? outputs: OTHER)" in proc.stderr

@@ -446,17 +446,7 @@ class Engine:
         try:
             task = self._task(step, operation)
         except EvaluationError as exc:
-            op_id = self.store.begin_operation(
-                self.run_id,
-                self.name,
-                step.id,
-                step.node,
-                self._owner(step),
-                step.interface or "",
-                step.operation or "",
-                "-",
-                attempt,
-            )
+            op_id = self._begin(step, "-", attempt)
             message = f"cannot evaluate the inputs: {exc}"
             self.store.finish_operation(
                 op_id,
@@ -482,17 +472,7 @@ class Engine:
             )
         executor = self._executor_for(operation.implementation)
         assert executor is not None
-        op_id = self.store.begin_operation(
-            self.run_id,
-            self.name,
-            step.id,
-            step.node,
-            self._owner(step),
-            step.interface or "",
-            step.operation or "",
-            task.host.describe(),
-            attempt,
-        )
+        op_id = self._begin(step, task.host.describe(), attempt)
         if step.state_before is not None and step.link is None:
             self.store.update_instances(
                 self.name, {step.instance: self._state_update(step.instance, step.state_before)}
@@ -666,6 +646,13 @@ class Engine:
             # (a relationship's own attributes live in memory only)
             self.evaluator.attributes.setdefault(owner, {})[attribute] = value
         return updates
+
+    def _begin(self, step: Step, host: str, attempt: int) -> int:
+        """The operation's record, written before it runs (a crash then shows it interrupted)."""
+        return self.store.begin_operation(
+            self.run_id, self.name, step.id, step.node, self._owner(step),
+            step.interface or "", step.operation or "", host, attempt,
+        )  # fmt: skip
 
     def _owner(self, step: Step) -> str:
         return link_key(step.link) if step.link is not None else step.instance
