@@ -296,11 +296,31 @@ def run_workflow(
     _finish(outcome, fmt, f"run {workflow} on")
 
 
+def _plan_arguments(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """BLUEPRINT, its inputs, and which plan: deploy (default), --undeploy or --workflow."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        workflow_help = f"{what} the plan of this imperative workflow."
+        func = click.option("--workflow", help=workflow_help)(func)
+        func = click.option("--undeploy", "action", flag_value="undeploy",
+                            help=f"{what} the undeploy plan.")(func)  # fmt: skip
+        func = _inputs_option(func)
+        return click.argument("blueprint", type=click.Path(path_type=Path))(func)
+
+    return decorate
+
+
+def _plan_of(
+    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None
+) -> Any:
+    from orch import deployments
+
+    prepared = deployments.prepare(str(blueprint), list(input_specs))
+    return deployments.plan_for(prepared.model, action or "deploy", workflow)
+
+
 @click.command()
-@click.argument("blueprint", type=click.Path(path_type=Path))
-@_inputs_option
-@click.option("--undeploy", "action", flag_value="undeploy", help="Show the undeploy plan.")
-@click.option("--workflow", help="Show the plan of this imperative workflow.")
+@_plan_arguments("Show")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)  # fmt: skip
 @_handle_errors
@@ -309,19 +329,13 @@ def plan(
     fmt: str,
 ) -> None:  # fmt: skip
     """Show what deploying BLUEPRINT would run, in order, and what runs concurrently."""
-    from orch import deployments
     from orch.cli.views import plan_view
 
-    prepared = deployments.prepare(str(blueprint), list(input_specs))
-    the_plan = deployments.plan_for(prepared.model, action or "deploy", workflow)
-    click.echo(plan_view(the_plan, fmt), nl=False)
+    click.echo(plan_view(_plan_of(blueprint, input_specs, action, workflow), fmt), nl=False)
 
 
 @click.command()
-@click.argument("blueprint", type=click.Path(path_type=Path))
-@_inputs_option
-@click.option("--undeploy", "action", flag_value="undeploy", help="Graph the undeploy plan.")
-@click.option("--workflow", help="Graph this imperative workflow.")
+@_plan_arguments("Graph")
 @click.option("-f", "--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot",
               show_default=True)  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -332,11 +346,9 @@ def graph(
     fmt: str, output: Path | None,
 ) -> None:  # fmt: skip
     """Write the plan of BLUEPRINT as a graph: Graphviz DOT or Mermaid."""
-    from orch import deployments
     from orch.cli.views import graph_dot, graph_mermaid
 
-    prepared = deployments.prepare(str(blueprint), list(input_specs))
-    the_plan = deployments.plan_for(prepared.model, action or "deploy", workflow)
+    the_plan = _plan_of(blueprint, input_specs, action, workflow)
     text = graph_dot(the_plan) if fmt == "dot" else graph_mermaid(the_plan)
     if output is not None:
         output.write_text(text, "utf-8")
