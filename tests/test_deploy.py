@@ -27,7 +27,9 @@ class Orch:
         self.state = root / "state"
 
     def command(self, args: tuple[str, ...]) -> list[str]:
-        stateful = args[0] in ("deploy", "undeploy", "run", "list", "status", "outputs", "logs")
+        stateful = args[0] in (
+            "deploy", "undeploy", "run", "cancel", "list", "status", "outputs", "logs"
+        )  # fmt: skip
         return [*ORCH, *args, *(["--state-dir", str(self.state)] if stateful else [])]
 
     def __call__(

@@ -5,15 +5,17 @@ decides.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orch.engine import interrupts
 from orch.engine.events import Listener, ignore
 from orch.engine.runner import Engine, EngineOptions, RunSummary
-from orch.plan import Plan, deploy_plan, undeploy_plan, workflow_plan
+from orch.plan import Plan, cancel_plan, deploy_plan, undeploy_plan, workflow_plan
 from orch.state import Store
 from orch.tosca.diagnostics import Diagnostic, Location, Severity
 from orch.tosca.inputs import check_inputs, read_inputs, secret_inputs
@@ -131,6 +133,7 @@ def deploy(
     listener: Listener = ignore,
     executors: list[Any] | None = None,
 ) -> Outcome:
+    interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, "deploy"):
         snapshot_files(store, prepared.model)
         existing = store.deployment(name)
@@ -148,6 +151,7 @@ def deploy(
         engine = Engine(store, name, prepared.model, prepared.inputs, _executors(executors),
                         options, listener)  # fmt: skip
         summary = _run(store, name, lambda: engine.run(plan, action="deploy"))
+        _cancel_if_asked(store, name, engine, listener)
         outputs = engine.outputs()
         store.set_outputs(name, outputs)
         status = {"ok": "deployed", "failed": "failed", "cancelled": "interrupted"}[summary.status]
@@ -216,11 +220,12 @@ def undeploy(
     input_specs: list[str] = (),  # type: ignore[assignment]
     executors: list[Any] | None = None,
 ) -> Outcome:
+    interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, "undeploy"):
         model, inputs, secrets = stored(store, name, input_specs)
         _require_secrets(name, inputs, secrets, model)
         states = {row.id: row.state for row in store.instances(name)}
-        plan = undeploy_plan(model, states)
+        plan = undeploy_plan(model, states, running_jobs(store, name))
         store.set_status(name, "undeploying")
         options.secret_values = _secret_values(inputs, secrets)
         engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
@@ -246,6 +251,7 @@ def run_workflow(
     input_specs: list[str] = (),  # type: ignore[assignment]
     executors: list[Any] | None = None,
 ) -> Outcome:
+    interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, f"run {workflow}"):
         model, inputs, secrets = stored(store, name)
         plan = workflow_plan(model, workflow)
@@ -269,11 +275,56 @@ def run_workflow(
         options.secret_values = _secret_values(inputs, secrets)
         engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
         summary = engine.run(plan, action="run", workflow=workflow, workflow_inputs=workflow_inputs)
+        _cancel_if_asked(store, name, engine, listener)
         if summary.status == "ok":
             store.clear_done_steps(name, plan.kind)
             store.set_outputs(name, engine.outputs())
         deployment = store.deployment(name)
         return Outcome(name, summary, engine.outputs(), deployment.status if deployment else "")
+
+
+# ---------------------------------------------------------------------------- jobs
+def running_jobs(store: Store, name: str) -> frozenset[str]:
+    """Instances whose newest job is still running (as far as the store knows)."""
+    return frozenset(job.instance for job in store.jobs(name, active=True))
+
+
+def cancel_jobs(
+    store: Store,
+    name: str,
+    options: EngineOptions,
+    listener: Listener = ignore,
+    input_specs: list[str] = (),  # type: ignore[assignment]
+    executors: list[Any] | None = None,
+) -> Outcome | None:
+    """``orch cancel``: run the cancel operation of every running job; None when there is none.
+    The caller holds the deployment's lock."""
+    model, inputs, secrets = stored(store, name, input_specs)
+    running = running_jobs(store, name)
+    if not running:
+        return None
+    _require_secrets(name, inputs, secrets, model)
+    options.secret_values = _secret_values(inputs, secrets)
+    engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
+    plan = cancel_plan(model, running)
+    store.clear_done_steps(name, plan.kind)
+    summary = engine.run(plan, action="cancel")
+    store.clear_done_steps(name, plan.kind)
+    deployment = store.deployment(name)
+    return Outcome(name, summary, {}, deployment.status if deployment else "")
+
+
+def _cancel_if_asked(store: Store, name: str, engine: Engine, listener: Listener) -> None:
+    """After a run stopped by `orch cancel` (or Ctrl-C with --cancel-jobs): cancel the jobs it
+    leaves running, with the same options and executors."""
+    if not engine.jobs_to_cancel or not running_jobs(store, name):
+        return
+    options = dataclasses.replace(engine.options)
+    cancel = Engine(store, name, engine.model, engine.inputs, engine.executors, options, listener)
+    plan = cancel_plan(engine.model, running_jobs(store, name))
+    store.clear_done_steps(name, plan.kind)
+    cancel.run(plan, action="cancel")
+    store.clear_done_steps(name, plan.kind)
 
 
 def _run(store: Store, name: str, run: Any) -> RunSummary:

@@ -3,9 +3,12 @@ progress and results out, errors mapped to exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,13 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--accept-new-host-keys", is_flag=True,
                      help="Trust SSH hosts seen for the first time and remember their keys "
                      "(changed keys are always refused)."),
+        click.option("--poll-interval", type=click.FloatRange(min=0.01), default=5.0,
+                     show_default=True,
+                     help="Seconds between two checks of a running job, for job nodes that set "
+                     "no poll_interval (or Yorc's monitoring_time_interval)."),
+        click.option("--cancel-jobs", "cancel_jobs_on_interrupt", is_flag=True,
+                     help="On Ctrl-C, also cancel the jobs still running (default: they go on, "
+                     "and running the same command again watches them again)."),
         click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]),
                      default="text", show_default=True,
                      help="text: live view or plain lines on stderr; json: one event per line "
@@ -62,6 +72,8 @@ def _engine_options(
     default_timeout: float | None,
     known_hosts: tuple[Path, ...],
     accept_new_host_keys: bool,
+    poll_interval: float = 5.0,
+    cancel_jobs_on_interrupt: bool = False,
 ) -> Any:
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
@@ -73,7 +85,12 @@ def _engine_options(
         known_hosts_file=files[0] if files else None,
     )
     return EngineOptions(
-        workers=workers, fail_fast=fail_fast, default_timeout=default_timeout, host_keys=policy
+        workers=workers,
+        fail_fast=fail_fast,
+        default_timeout=default_timeout,
+        host_keys=policy,
+        poll_interval=poll_interval,
+        cancel_jobs_on_interrupt=cancel_jobs_on_interrupt,
     )
 
 
@@ -294,6 +311,60 @@ def run_workflow(
     finally:
         listener.close()
     _finish(outcome, fmt, f"run {workflow} on")
+
+
+@click.command()
+@click.argument("name")
+@_inputs_option
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=600,
+              show_default=True,
+              help="Seconds to wait for the orch process running NAME to stop.")  # fmt: skip
+@_run_options
+@_handle_errors
+def cancel(
+    name: str, input_specs: tuple[str, ...], wait_seconds: float, fmt: str, state_dir: Path,
+    **run: Any,
+) -> None:  # fmt: skip
+    """Cancel NAME's running jobs (their cancel operation), and stop the orch process running
+    NAME, if any: it cancels them itself and ends with status 130."""
+    from orch import deployments
+    from orch.engine.interrupts import CANCEL_SIGNAL
+    from orch.state import DeploymentBusy
+
+    store = _open_store(state_dir)
+    deployments.stored(store, name)  # an unknown name is an error, before anything else
+    deadline = time.monotonic() + wait_seconds
+    asked: int | None = None
+    while True:
+        try:
+            lock = store.lock(name, "cancel")
+            break
+        except DeploymentBusy as busy:
+            if busy.pid is None or time.monotonic() > deadline:
+                raise
+            if asked != busy.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(busy.pid, CANCEL_SIGNAL)
+                asked = busy.pid
+                click.echo(f"orch: asked '{busy.action}' (pid {busy.pid}) to stop and cancel "
+                           f"the jobs of '{name}'", err=True)  # fmt: skip
+            time.sleep(0.1)
+    listener = _listener(fmt)
+    try:
+        with lock:
+            outcome = deployments.cancel_jobs(
+                store, name, _engine_options(**run), listener, list(input_specs)
+            )
+    finally:
+        listener.close()
+    if outcome is None:
+        what = "its jobs were cancelled" if asked else "no job of it is running"
+        click.echo(f"orch: cancel '{name}': {what}", err=True)
+        if fmt == "json":
+            click.echo(json.dumps({"version": 1, "kind": "result", "deployment": name,
+                                   "status": "ok", "cancelled": 0}))  # fmt: skip
+        return
+    _finish(outcome, fmt, "cancel the jobs of")
 
 
 def _plan_arguments(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -69,7 +69,10 @@ def status(name: str, fmt: str, state_dir: Path) -> None:
     store = _store(state_dir)
     deployment = _deployment(store, name)
     click.echo(
-        status_view(deployment, store.instances(name), store.operations(name), fmt), nl=False
+        status_view(
+            deployment, store.instances(name), store.operations(name), fmt, store.jobs(name)
+        ),
+        nl=False,
     )
 
 

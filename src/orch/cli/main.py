@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "deploy": ("orch.cli.deploy", "deploy", "Deploy a blueprint (run it again to resume)."),
     "undeploy": ("orch.cli.deploy", "undeploy", "Undo what a deployment deployed."),
     "run": ("orch.cli.deploy", "run_workflow", "Run a blueprint's imperative workflow."),
+    "cancel": ("orch.cli.deploy", "cancel", "Cancel a deployment's running jobs."),
     "list": ("orch.cli.inspect", "list_deployments", "List the deployments."),
     "status": ("orch.cli.inspect", "status", "Show a deployment's instances and operations."),
     "outputs": ("orch.cli.inspect", "outputs", "Print a deployment's outputs."),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orch.plan.steps import Plan, Step
-    from orch.state import Deployment, InstanceRow, OperationRow, RunRow, Store
+    from orch.state import Deployment, InstanceRow, JobRow, OperationRow, RunRow, Store
 
 NOT_OK = frozenset({"failed", "timeout", "cancelled", "interrupted"})
 POLL_INTERVAL = 0.2
@@ -164,9 +164,11 @@ def status_view(
     instances: Sequence[InstanceRow],
     operations: Sequence[OperationRow],
     fmt: str = "text",
+    jobs: Sequence[JobRow] = (),
 ) -> str:
-    """``orch status NAME``: the deployment, each instance's state and last operation, and the
-    operations that failed and were not run again since."""
+    """``orch status NAME``: the deployment, each instance's state and last operation, the jobs
+    it ran (one row per execution), and the operations that failed and were not run again
+    since."""
     _check(fmt, ("text", "json"))
     last: dict[str, OperationRow] = {}
     for op in operations:
@@ -190,6 +192,7 @@ def status_view(
                     }
                     for i in instances
                 ],
+                "jobs": [_job_dict(job) for job in jobs],
                 "failures": [{**_op_dict(op), "tail": _tail(op)} for op in failures],
             }
         )
@@ -217,6 +220,22 @@ def status_view(
         text += _columns(["INSTANCE", "STATE", "LAST OPERATION", "STATUS", "RC", "ELAPSED"], rows)
     else:
         text += "no instances yet\n"
+    if jobs:
+        text += "\n" + _columns(
+            ["JOB", "INSTANCE", "HOST", "STATUS", "REPORTED", "SUBMITTED", "ELAPSED"],
+            [
+                [
+                    job.job_id,
+                    job.instance,
+                    job.host,
+                    job.status,
+                    job.detail,
+                    _local(job.submitted),
+                    f"{(job.ended or time.time()) - job.submitted:.1f}s",
+                ]
+                for job in jobs
+            ],
+        )
     if failures:
         text += f"\n{len(failures)} failed operation{'s' if len(failures) != 1 else ''}:\n"
         for op in failures:
@@ -225,6 +244,20 @@ def status_view(
             text += f": {op.message}\n" if op.message else "\n"
             text += "".join(f"      {line}\n" for line in _tail(op))
     return text
+
+
+def _job_dict(job: JobRow) -> dict[str, Any]:
+    return {
+        "id": job.job_id,
+        "instance": job.instance,
+        "node": job.node,
+        "host": job.host,
+        "status": job.status,
+        "reported": job.detail,
+        "run_id": job.run_id,
+        "submitted": _iso(job.submitted),
+        "ended": _iso(job.ended) if job.ended is not None else None,
+    }
 
 
 # ------------------------------------------------------------------------------ orch outputs

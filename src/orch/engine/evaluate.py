@@ -1,22 +1,28 @@
 """TOSCA functions evaluated at run time, nested to any depth, against live instance data.
 
 The validator already checked each call's shape; this module only looks values up. Entities:
-SELF, SOURCE, TARGET, HOST (the HostedOn chain, nearest first) and node names (one value, or a
-list when the node has several instances).
+SELF, SOURCE, TARGET, HOST (the HostedOn chain, nearest first), node names (one value, or a
+list when the node has several instances), relationship template names and, for get_property,
+policy names (or, as xOpera allows, the type of the one policy meant).
 """
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch.executors.base import as_text
+from orch.plan.instances import links
 from orch.plan.steps import Instance, Link
-from orch.tosca.model import FileRef, Model, Node
+from orch.tosca.model import FileRef, Model, Node, Operation, Requirement
 from orch.tosca.values import FUNCTION_NAMES
 
 _MISSING = object()
+_KEYWORDS = frozenset({"SELF", "SOURCE", "TARGET", "HOST"})
+READ_ONLY_ATTRIBUTES = frozenset({"tosca_id", "tosca_name", "state"})
+"""Attributes orch maintains itself: an operation's outputs never set them implicitly."""
 
 
 class EvaluationError(Exception):
@@ -36,6 +42,11 @@ class Scope:
     workflow_inputs: dict[str, Any] = field(default_factory=dict)
     artifacts: list[FileRef] = field(default_factory=list)
     """Artifacts named by get_artifact: the executor copies them into the work directory."""
+
+    def nested(self, instance: str | None = None, link: Link | None = None) -> Scope:
+        """The scope of a value defined elsewhere (a property of another node...), read for
+        this one: its get_artifact calls still deliver their files to this operation."""
+        return Scope(instance, link, self.workflow_inputs, self.artifacts)
 
 
 class Evaluator:
@@ -57,6 +68,8 @@ class Evaluator:
         self.by_node: dict[str, list[str]] = {}
         for instance in instances.values():
             self.by_node.setdefault(instance.node, []).append(instance.id)
+        self._links: list[Link] | None = None
+        """Relationship instances, made when a function first names a relationship template."""
 
     # ------------------------------------------------------------------ entry point
     def value(self, value: Any, scope: Scope) -> Any:
@@ -106,11 +119,17 @@ class Evaluator:
         args = [self.value(a, scope) for a in args]
         entity, rest = str(args[0]), args[1:]
         if entity == "SELF" and scope.instance is None and scope.link is not None:
-            return self._link_member(scope.link, rest, section, fname)
+            return self._link_member(scope.link, rest, section, fname, scope)
         if entity == "HOST":
             return self._host_member(scope, rest, section, fname)
+        if entity not in _KEYWORDS and entity not in self.model.nodes:
+            if entity in self.model.relationships:
+                return self._relationship_member(entity, rest, section, fname, scope)
+            policy = self._policy(entity, scope) if section == "properties" else None
+            if policy is not None:
+                return self._policy_member(policy, rest, fname, scope)
         owners = self._entity(entity, scope, fname)
-        values = [self._instance_member(owner, rest, section, fname) for owner in owners]
+        values = [self._instance_member(owner, rest, section, fname, scope) for owner in owners]
         return values[0] if len(values) == 1 else values
 
     def _entity(self, entity: str, scope: Scope, fname: str) -> list[str]:
@@ -138,30 +157,36 @@ class Evaluator:
         current = self.instances.get(start or "")
         host = current.host if current else None
         while host is not None:
-            found = self._instance_member(host, rest, section, fname, missing_ok=True)
+            found = self._instance_member(host, rest, section, fname, scope, missing_ok=True)
             if found is not _MISSING:
                 return found
             host = self.instances[host].host
         raise EvaluationError(f"{fname}: no host of '{start}' has {_what(section)} '{rest[0]}'")
 
     def _instance_member(
-        self, instance_id: str, rest: list[Any], section: str, fname: str, missing_ok: bool = False
+        self,
+        instance_id: str,
+        rest: list[Any],
+        section: str,
+        fname: str,
+        scope: Scope,
+        missing_ok: bool = False,
     ) -> Any:
         node_name = instance_id.rsplit("/", 1)[0]
         node = self.model.nodes[node_name]
         name = rest[0]
         if len(rest) >= 2 and isinstance(name, str):
-            nested = self._capability_or_requirement(node, instance_id, rest, section)
+            nested = self._capability_or_requirement(node, instance_id, rest, section, scope)
             if nested is not _MISSING:
                 return nested
-        value = self._lookup(node, instance_id, str(name), section)
+        value = self._lookup(node, instance_id, str(name), section, scope)
         if value is _MISSING:
             if missing_ok:
                 return _MISSING
             raise EvaluationError(f"{fname}: node '{node_name}' has no {_what(section)} '{name}'")
         return _walk(value, rest[1:], f"{node_name}.{name}")
 
-    def _lookup(self, node: Node, instance_id: str, name: str, section: str) -> Any:
+    def _lookup(self, node: Node, instance_id: str, name: str, section: str, scope: Scope) -> Any:
         if section == "attributes":
             live = self.attributes.get(instance_id, {})
             if name in live:
@@ -171,20 +196,22 @@ class Evaluator:
             if name == "tosca_name":
                 return node.name
             if name in node.attributes:
-                return self.value(node.attributes[name], Scope(instance=instance_id))
+                return self.value(node.attributes[name], scope.nested(instance=instance_id))
         if name in node.properties:
-            return self.value(node.properties[name], Scope(instance=instance_id))
+            return self.value(node.properties[name], scope.nested(instance=instance_id))
         return _MISSING
 
     def _capability_or_requirement(
-        self, node: Node, instance_id: str, rest: list[Any], section: str
+        self, node: Node, instance_id: str, rest: list[Any], section: str, scope: Scope
     ) -> Any:
         first, name = rest[0], rest[1]
         capability = node.capabilities.get(first)
         if capability is not None:
             for key in (section, "properties"):
                 if name in capability.get(key, {}):
-                    value = self.value(capability[key][name], Scope(instance=instance_id))
+                    value = self.value(
+                        capability[key][name], scope.nested(instance=instance_id)
+                    )
                     return _walk(value, rest[2:], f"{node.name}.{first}.{name}")
         for requirement in node.requirements:
             if requirement.name == first:
@@ -194,30 +221,99 @@ class Evaluator:
                 target_instance = self.by_node.get(target.name, [f"{target.name}/0"])[0]
                 if requirement.capability in target.capabilities:
                     found = self._capability_or_requirement(
-                        target, target_instance, [requirement.capability, *rest[1:]], section
+                        target, target_instance, [requirement.capability, *rest[1:]], section, scope
                     )
                     if found is not _MISSING:
                         return found
-                value = self._lookup(target, target_instance, str(name), section)
+                value = self._lookup(target, target_instance, str(name), section, scope)
                 if value is not _MISSING:
                     return _walk(value, rest[2:], f"{target.name}.{name}")
         return _MISSING
 
-    def _link_member(self, link: Link, rest: list[Any], section: str, fname: str) -> Any:
-        requirement = self.model.nodes[link.source.rsplit("/", 1)[0]].requirements[link.requirement]
+    def _link_member(
+        self, link: Link, rest: list[Any], section: str, fname: str, scope: Scope
+    ) -> Any:
+        requirement = self._requirement(link)
         name = rest[0]
         live = self.attributes.get(link_key(link), {})
         if section == "attributes" and name in live:
             value = live[name]
         elif section == "attributes" and name in requirement.attributes:
-            value = self.value(requirement.attributes[name], Scope(link=link))
+            value = self.value(requirement.attributes[name], scope.nested(link=link))
         elif name in requirement.properties:
-            value = self.value(requirement.properties[name], Scope(link=link))
+            value = self.value(requirement.properties[name], scope.nested(link=link))
         else:
             raise EvaluationError(
                 f"{fname}: relationship '{requirement.name}' has no {_what(section)} '{name}'"
             )
         return _walk(value, rest[1:], f"{requirement.name}.{name}")
+
+    def _requirement(self, link: Link) -> Requirement:
+        return self.model.nodes[link.source.rsplit("/", 1)[0]].requirements[link.requirement]
+
+    def _relationship_member(
+        self, template: str, rest: list[Any], section: str, fname: str, scope: Scope
+    ) -> Any:
+        """A relationship template by name: its relationship instances (one value, or a list),
+        or the template itself when no requirement uses it."""
+        if self._links is None:
+            self._links = links(self.model, self.instances)
+        used = [link for link in self._links if self._requirement(link).template == template]
+        if used:
+            values = [self._link_member(link, rest, section, fname, scope) for link in used]
+            return values[0] if len(values) == 1 else values
+        definition = self.model.relationships[template]
+        name = rest[0]
+        for key in ("attributes", "properties") if section == "attributes" else ("properties",):
+            if name in definition.get(key, {}):
+                value = self.value(definition[key][name], scope.nested())
+                return _walk(value, rest[1:], f"{template}.{name}")
+        raise EvaluationError(
+            f"{fname}: relationship template '{template}' has no {_what(section)} '{name}'"
+        )
+
+    def _policy(self, entity: str, scope: Scope) -> dict[str, Any] | None:
+        """A policy by name; else (xOpera's extension) by type: the one policy of that type
+        that targets SELF's node, or the one of that type in the topology."""
+        if entity in self.model.policies:
+            return self.model.policies[entity]
+        typed = [p for p in self.model.policies.values() if entity in p.get("types", ())]
+        node = (scope.instance or "").rsplit("/", 1)[0]
+        targeting = [p for p in typed if node in p.get("targets", ())]
+        found = targeting or typed
+        if len(found) > 1:
+            raise EvaluationError(
+                f"{len(found)} policies of type '{entity}' apply here: name the policy instead"
+            )
+        return found[0] if found else None
+
+    def _policy_member(
+        self, policy: dict[str, Any], rest: list[Any], fname: str, scope: Scope
+    ) -> Any:
+        name = rest[0]
+        properties = policy.get("properties", {})
+        if name not in properties:
+            raise EvaluationError(f"{fname}: policy of type '{policy.get('type')}' has no "
+                                  f"property '{name}'")
+        return _walk(self.value(properties[name], scope.nested()), rest[1:], f"policy.{name}")
+
+    # ------------------------------------------------------------------ attribute mappings
+    def output_mappings(
+        self, operation: Operation, instance: str, link: Link | None, outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """An operation's attribute mappings: its TOSCA 1.3 ``outputs``, then, as xOpera does
+        with ``set_stats``, each other output named like an attribute that SELF (the node, or
+        the relationship of a relationship operation) declares sets that attribute."""
+        if link is not None:
+            declared = self._requirement(link).attribute_types
+        else:
+            declared = self.model.nodes[instance.rsplit("/", 1)[0]].attribute_types
+        implicit = {
+            name: ["SELF", name]
+            for name in outputs
+            if name in declared and name not in READ_ONLY_ATTRIBUTES
+        }
+        return {**implicit, **operation.outputs}
 
     # ------------------------------------------------------------------ operation outputs
     def _get_operation_output(self, args: Any, scope: Scope) -> Any:
@@ -263,7 +359,8 @@ class Evaluator:
         if not isinstance(args, list) or len(args) != 3:
             raise EvaluationError("token needs [string, separators, index]")
         text, separators, index = (self.value(a, scope) for a in args)
-        pieces = re.split("[" + re.escape(_text(separators)) + "]", _text(text))
+        # TOSCA 1.3 (4.3.3): substrings separated by one or more of the token characters
+        pieces = [p for p in re.split("[" + re.escape(_text(separators)) + "]+", _text(text)) if p]
         try:
             return pieces[int(index)]
         except (IndexError, ValueError, TypeError):
@@ -317,16 +414,5 @@ def _what(section: str) -> str:
     return "attribute" if section == "attributes" else "property"
 
 
-def _text(value: Any) -> str:
-    """A value as an environment variable holds it: JSON for structures, true/false."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    return str(value)
-
-
-as_text = _text
-"""Public name of the rendering used for environment variables."""
+_text = as_text
+"""Strings that functions (concat, join, token) make of values: as environment variables."""

@@ -9,6 +9,7 @@ were running, which the next run executes again.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import threading
@@ -20,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.engine.evaluate import EvaluationError, Evaluator, Scope, as_text, link_key
+from orch.engine import interrupts, jobs
+from orch.engine.evaluate import EvaluationError, Evaluator, Scope, link_key
 from orch.engine.events import Event, Listener, ignore
 from orch.engine.hosts import host_for
+from orch.engine.interrupts import CANCEL_SIGNAL
 from orch.executors.base import (
     Artifact,
     Executor,
@@ -31,7 +34,7 @@ from orch.executors.base import (
     Task,
 )
 from orch.plan.steps import Plan, Step
-from orch.state import Store
+from orch.state import JobRow, Store
 from orch.tosca.model import FileRef, Model, Operation
 from orch.transport.base import HostKeyPolicy
 
@@ -52,6 +55,10 @@ class EngineOptions:
     retries_on_drop: int = 2
     """How often an operation whose command never started (connection lost) is retried."""
     secret_values: tuple[str, ...] = ()
+    poll_interval: float = jobs.DEFAULT_POLL_INTERVAL
+    """Seconds between two calls of a job's run operation, for nodes that set none."""
+    cancel_jobs_on_interrupt: bool = False
+    """Ctrl-C also asks for the running jobs to be cancelled (see ``jobs_to_cancel``)."""
 
 
 @dataclass
@@ -93,6 +100,9 @@ class _Running:
     attempt: int
     started: float
     cancel: threading.Event
+    job: JobRow | None = None
+    """The job a run (watch) or cancel operation is about."""
+    polls: int = 0
 
 
 class Engine:
@@ -117,6 +127,11 @@ class Engine:
         self._stopping = False
         self._cancelled = False
         self._running: dict[str, _Running] = {}
+        self._sleeping: dict[str, float] = {}
+        """Running job watches between two polls: step -> when to poll again (monotonic)."""
+        self.jobs_to_cancel = False
+        """Set by ``orch cancel`` (SIGUSR1) or Ctrl-C with cancel_jobs_on_interrupt: the caller
+        cancels the deployment's running jobs once this run has stopped."""
 
     # ------------------------------------------------------------------ public
     def run(
@@ -136,6 +151,8 @@ class Engine:
         summary = RunSummary("ok", run_id)
         started = time.monotonic()
         previous = self._install_signals()
+        if interrupts.take():
+            self.stop(cancel=True, cancel_jobs=True)
         from orch.transport.ssh import TransportPool
 
         self.pool = TransportPool(self.options.host_keys)
@@ -179,13 +196,15 @@ class Engine:
                 values[name] = None
         return values
 
-    def stop(self, *, cancel: bool = False) -> None:
-        """Start no new step; with ``cancel``, also stop the running ones now.
+    def stop(self, *, cancel: bool = False, cancel_jobs: bool = False) -> None:
+        """Start no new step; with ``cancel``, also stop the running ones now; with
+        ``cancel_jobs``, the caller then cancels the running jobs.
 
         Safe to call from a signal handler: it only sets flags and wakes the scheduler, which
         tells the listener."""
         first = not self._stopping
         self._stopping = True
+        self.jobs_to_cancel = self.jobs_to_cancel or cancel_jobs
         if cancel:
             self._cancelled = True
             for running in list(self._running.values()):
@@ -321,7 +340,7 @@ class Engine:
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers))
         try:
             while ready or self._running:
-                while ready and len(self._running) < self.options.workers:
+                while ready and self._active() < self.options.workers:
                     step_id = ready.popleft()
                     if self._stopping:
                         continue
@@ -330,8 +349,22 @@ class Engine:
                         summary.done_before += 1
                         finished(step_id, "ok")
                         continue
+                    job = None
+                    if step.job in ("run", "cancel"):
+                        job = self.store.active_job(self.name, step.instance)
+                    if step.job == "run" and job is None and self._operation(step) is not None:
+                        summary.ran += 1
+                        summary.failed += 1
+                        summary.failures.append(
+                            self._fail_before_start(
+                                step, f"no running job of {step.instance} to watch: submit it first"
+                            )
+                        )
+                        finished(step_id, "failed")
+                        continue
                     if (
                         step.kind == "state"
+                        or (step.job == "cancel" and job is None)
                         or self._operation(step) is None
                         or (
                             self._operation(step).implementation is None  # type: ignore[union-attr]
@@ -340,7 +373,7 @@ class Engine:
                         self._state_step(step)
                         finished(step_id, "ok")
                         continue
-                    outcome = self._start(step, pool, attempt=1)
+                    outcome = self._start(step, pool, attempt=1, job=job)
                     if outcome is not None:  # could not even start (evaluation error)
                         summary.ran += 1
                         summary.failed += 1
@@ -348,12 +381,18 @@ class Engine:
                         finished(step_id, "failed")
                         if self.options.fail_fast:
                             self.stop()
+                if self._stopping and self._sleeping:
+                    self._leave_jobs_running()
                 if not self._running:
                     if self._stopping:
                         self._drain_signals()
                         break
                     continue
-                kind, payload = self._next_message()
+                message = self._next_message(self._next_poll())
+                if message is None:
+                    self._poll_due(pool)
+                    continue
+                kind, payload = message
                 if kind == "line":
                     step_id, stream, line = payload
                     running = self._running.get(step_id)
@@ -364,7 +403,12 @@ class Engine:
                     self._announce_stop(cancelling=payload)
                     continue
                 step_id, result = payload
-                running = self._running.pop(step_id)
+                running = self._running[step_id]
+                if running.step.job == "run" and result.ok:
+                    result = self._watched(running, result)
+                    if result is None:  # still running: poll again later
+                        continue
+                del self._running[step_id]
                 if (
                     not result.ok
                     and not result.started
@@ -377,7 +421,7 @@ class Engine:
                         f"retrying on a new connection (attempt {running.attempt + 1})"
                     )
                     self._emit(self._event("message", running.step, retry, {}), store=True)
-                    self._start(running.step, pool, attempt=running.attempt + 1)
+                    self._start(running.step, pool, attempt=running.attempt + 1, job=running.job)
                     continue
                 summary.ran += 1
                 failure = self._record(running, result)
@@ -416,12 +460,136 @@ class Engine:
         )
         self._emit(Event("message", self.name, message=message), store=True)
 
-    def _next_message(self) -> tuple[str, Any]:
+    def _next_message(self, timeout: float | None) -> tuple[str, Any] | None:
+        """The next message, or None once ``timeout`` seconds passed (a job poll is due)."""
         while True:
             try:
-                return self._done.get(timeout=0.5)
+                return self._done.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
             except queue.Empty:
-                continue
+                if timeout is not None:
+                    return None
+
+    # ------------------------------------------------------------------ jobs
+    def _active(self) -> int:
+        """Operations running now (job watches between two polls do not take a worker)."""
+        return len(self._running) - len(self._sleeping)
+
+    def _next_poll(self) -> float | None:
+        if not self._sleeping:
+            return None
+        return max(0.0, min(self._sleeping.values()) - time.monotonic())
+
+    def _poll_due(self, pool: ThreadPoolExecutor) -> None:
+        now = time.monotonic()
+        for step_id, due in sorted(self._sleeping.items(), key=lambda item: item[1]):
+            if due <= now:
+                del self._sleeping[step_id]
+                running = self._running[step_id]
+                pool.submit(self._work, running, self.store.log_path(self.name, running.op_id))
+
+    def _watched(self, running: _Running, result: OperationResult) -> OperationResult | None:
+        """A run operation's report on its job: None while the job goes on (the next poll is
+        scheduled), else the step's result."""
+        job = running.job
+        assert job is not None
+        reported = str(result.outputs.get(jobs.JOB_STATUS, "")).strip()
+        running.polls += 1
+        where = running.task.host.describe()
+        if not reported:
+            return dataclasses.replace(
+                result,
+                status="failed",
+                message=f"the run operation did not report {jobs.JOB_STATUS} for job "
+                f"{job.job_id} on {where} (export it, or set_stats/set_fact it in a playbook)",
+            )
+        verdict = jobs.verdict(reported)
+        if verdict == "waiting":
+            if reported != job.detail:
+                self.store.update_job(job.id, detail=reported)
+                job.detail = reported
+                self._emit(
+                    self._event(
+                        "message",
+                        running.step,
+                        f"job {job.job_id} of {running.step.instance} is {reported}",
+                        {"job_id": job.job_id, "job_status": reported},
+                    ),
+                    store=True,
+                )
+            interval = jobs.poll_interval(
+                self.model.nodes[running.step.node], self.options.poll_interval
+            )
+            self._sleeping[running.step.id] = time.monotonic() + interval
+            return None
+        job.detail = reported
+        if verdict == "failed":
+            return dataclasses.replace(
+                result, status="failed", message=f"job {job.job_id} on {where} ended {reported}"
+            )
+        return result
+
+    def _leave_jobs_running(self) -> None:
+        """Stopping: job watches between polls end now, their jobs go on where they run."""
+        for step_id in list(self._sleeping):
+            del self._sleeping[step_id]
+            running = self._running.pop(step_id)
+            job = running.job
+            assert job is not None
+            message = (
+                f"job {job.job_id} is still running on {running.task.host.describe()}: run the "
+                f"same command again to watch it, or `orch cancel {self.name}` to cancel it"
+            )
+            self.store.finish_operation(
+                running.op_id, status="interrupted", rc=None, outputs={}, stdout_tail=[],
+                stderr_tail=[], message=message,
+            )  # fmt: skip
+            self._emit_end(
+                running.step, "interrupted", None, time.monotonic() - running.started, message,
+                [], running.task.host.describe(),
+            )  # fmt: skip
+
+    def _job_record(
+        self, running: _Running, result: OperationResult
+    ) -> tuple[OperationResult, str | None, dict[str, Any]]:
+        """A job operation's effects: (its result, the id of the job a submit started, the
+        attributes to set on the instance)."""
+        step, job = running.step, running.job
+        if step.job == "submit":
+            if not result.ok:
+                return result, None, {}
+            job_id = str(result.outputs.get(jobs.JOB_ID, "")).strip()
+            if not job_id:
+                watched = self._operation_named(step, "run")
+                if watched is not None and watched.implementation is not None:
+                    return (
+                        dataclasses.replace(
+                            result,
+                            status="failed",
+                            message=f"submit did not report {jobs.JOB_ID}, so the job cannot "
+                            "be watched (export it, or set_stats/set_fact it in a playbook)",
+                        ),
+                        None,
+                        {},
+                    )
+                return result, None, {}
+            return result, job_id, {"job_id": job_id, "job_status": "SUBMITTED"}
+        if job is None:
+            return result, None, {}
+        if step.job == "run" and result.ok:
+            self.store.update_job(job.id, status="completed", detail=job.detail)
+            job.status = "completed"
+            return result, None, {"job_status": job.detail}
+        if step.job == "run" and jobs.verdict(job.detail or "") == "failed":
+            self.store.update_job(job.id, status="failed", detail=job.detail)
+            job.status = "failed"
+            return result, None, {"job_status": job.detail}
+        if step.job == "cancel" and result.ok:
+            self.store.update_job(job.id, status="cancelled", detail="CANCELLED")
+            return result, None, {"job_status": "CANCELLED"}
+        return result, None, {}
+
+    def _operation_named(self, step: Step, name: str) -> Operation | None:
+        return self.model.nodes[step.node].operation(step.interface or "", name)
 
     # ------------------------------------------------------------------ one step
     def _state_step(self, step: Step) -> None:
@@ -440,36 +608,15 @@ class Engine:
     def _emit_state(self, step: Step, state: str) -> None:
         self._emit(self._event("state", step, "", {"state": state}))
 
-    def _start(self, step: Step, pool: ThreadPoolExecutor, attempt: int) -> Failure | None:
+    def _start(
+        self, step: Step, pool: ThreadPoolExecutor, attempt: int, job: JobRow | None = None
+    ) -> Failure | None:
         operation = self._operation(step)
         assert operation is not None and operation.implementation is not None
         try:
-            task = self._task(step, operation)
+            task = self._task(step, operation, job)
         except EvaluationError as exc:
-            op_id = self._begin(step, "-", attempt)
-            message = f"cannot evaluate the inputs: {exc}"
-            self.store.finish_operation(
-                op_id,
-                status="failed",
-                rc=None,
-                outputs={},
-                stdout_tail=[],
-                stderr_tail=[],
-                message=message,
-            )
-            self._emit_end(step, "failed", None, 0.0, message, [], "-")
-            return Failure(
-                step.id,
-                step.title,
-                step.node,
-                step.instance,
-                f"{step.interface}.{step.operation}",
-                "-",
-                "failed",
-                None,
-                message,
-                [],
-            )
+            return self._fail_before_start(step, f"cannot evaluate the inputs: {exc}", attempt)
         executor = self._executor_for(operation.implementation)
         assert executor is not None
         op_id = self._begin(step, task.host.describe(), attempt)
@@ -480,7 +627,7 @@ class Engine:
             self._emit_state(step, step.state_before)
         cancel = threading.Event()
         running = _Running(
-            step, op_id, task, executor, operation, attempt, time.monotonic(), cancel
+            step, op_id, task, executor, operation, attempt, time.monotonic(), cancel, job
         )
         self._running[step.id] = running
         self._emit(
@@ -501,6 +648,19 @@ class Engine:
         log_path = self.store.log_path(self.name, op_id)
         pool.submit(self._work, running, log_path)
         return None
+
+    def _fail_before_start(self, step: Step, message: str, attempt: int = 1) -> Failure:
+        """A step that fails before anything runs still gets its record and event."""
+        op_id = self._begin(step, "-", attempt)
+        self.store.finish_operation(
+            op_id, status="failed", rc=None, outputs={}, stdout_tail=[], stderr_tail=[],
+            message=message,
+        )  # fmt: skip
+        self._emit_end(step, "failed", None, 0.0, message, [], "-")
+        return Failure(
+            step.id, step.title, step.node, step.instance, f"{step.interface}.{step.operation}",
+            "-", "failed", None, message, [],
+        )  # fmt: skip
 
     def _work(self, running: _Running, log_path: Path) -> None:
         """Runs in a worker thread: the executor, the log file, and nothing else."""
@@ -543,11 +703,31 @@ class Engine:
         step = running.step
         elapsed = time.monotonic() - running.started
         updates: dict[str, dict[str, Any]] = {}
+        job_id: str | None = None
+        if step.job is not None:
+            result, job_id, job_attributes = self._job_record(running, result)
+            if job_attributes:
+                updates[step.instance] = {"attributes": dict(job_attributes)}
+                self.evaluator.attributes.setdefault(step.instance, {}).update(job_attributes)
+        if step.job == "run" and running.job is not None and running.job.status == "failed":
+            # the job itself failed: resuming submits it again rather than watching a dead job
+            update = self._state_update(step.instance, "failed")
+            merged = updates.setdefault(step.instance, {})
+            merged["state"] = update["state"]
+            merged.setdefault("attributes", {}).update(update["attributes"])
+            for other in self.plan.steps.values():
+                if other.instance == step.instance and other.job == "submit":
+                    self.store.unmark_step_done(self.name, self.plan.kind, other.id)
         if result.ok:
             owner = self._owner(step)
             key = (owner, step.interface or "", step.operation or "")
             self.evaluator.outputs[key] = dict(result.outputs)
-            updates = self._attribute_mappings(step, running.operation, result.outputs)
+            for target, change in self._attribute_mappings(
+                step, running.operation, result.outputs
+            ).items():
+                updates.setdefault(target, {}).setdefault("attributes", {}).update(
+                    change.get("attributes", {})
+                )
             if step.state_after is not None and step.link is None:
                 update = self._state_update(step.instance, step.state_after)
                 merged = updates.setdefault(step.instance, {})
@@ -563,6 +743,7 @@ class Engine:
             message=result.message,
             instance_updates=updates or None,
             done_step=(self.plan.kind, step.id) if result.ok else None,
+            job_id=job_id,
         )
         tail = result.stderr_tail[-5:] or result.stdout_tail[-5:]
         self._emit_end(
@@ -626,7 +807,8 @@ class Engine:
     ) -> dict[str, dict[str, Any]]:
         """TOSCA 1.3 operation ``outputs``: an output's value becomes an attribute."""
         updates: dict[str, dict[str, Any]] = {}
-        for name, target in operation.outputs.items():
+        mappings = self.evaluator.output_mappings(operation, step.instance, step.link, outputs)
+        for name, target in mappings.items():
             if name not in outputs or not isinstance(target, list) or len(target) < 2:
                 continue
             entity, attribute = str(target[0]), str(target[1])
@@ -657,15 +839,14 @@ class Engine:
     def _owner(self, step: Step) -> str:
         return link_key(step.link) if step.link is not None else step.instance
 
-    def _task(self, step: Step, operation: Operation) -> Task:
+    def _task(self, step: Step, operation: Operation, job: JobRow | None = None) -> Task:
         scope = Scope(
             instance=None if step.link is not None else step.instance,
             link=step.link,
             workflow_inputs=self.workflow_inputs,
         )
         inputs = {
-            name: as_text(self.evaluator.value(value, scope))
-            for name, value in operation.inputs.items()
+            name: self.evaluator.value(value, scope) for name, value in operation.inputs.items()
         }
         host = host_for(self.evaluator, step.instance)
         instance = self.plan.instances[step.instance]
@@ -678,6 +859,8 @@ class Engine:
             "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
             "DEPLOYMENT_ID": self.name,
         }
+        if job is not None:
+            environment[jobs.JOB_ID] = job.job_id
         if instance.host is not None:
             environment["HOST"] = instance.host.rsplit("/", 1)[0]
         if step.link is not None:
@@ -741,10 +924,18 @@ class Engine:
 
         def interrupt(signum: int, _frame: Any) -> None:
             # a second interrupt, or SIGTERM, cancels the running operations
-            self.stop(cancel=signum == signal.SIGTERM or self._stopping)
+            self.stop(
+                cancel=signum == signal.SIGTERM or self._stopping,
+                cancel_jobs=self.options.cancel_jobs_on_interrupt,
+            )
+
+        def cancel_jobs(_signum: int, _frame: Any) -> None:
+            # `orch cancel NAME` from another process: stop now, then cancel the jobs
+            self.stop(cancel=True, cancel_jobs=True)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, interrupt)
+        previous[CANCEL_SIGNAL] = signal.signal(CANCEL_SIGNAL, cancel_jobs)
         return previous
 
     def _restore_signals(self, previous: dict[int, Any]) -> None:

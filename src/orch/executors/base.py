@@ -6,11 +6,12 @@ commands (``RunContext.transport``) and returns what happened (``OperationResult
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from orch.transport.base import Transport
 
@@ -77,8 +78,9 @@ class Task:
     operation: str
     implementation: Artifact
     dependencies: tuple[Artifact, ...] = ()
-    inputs: dict[str, str] = field(default_factory=dict)
-    """Operation inputs, already evaluated and rendered as strings (env variables)."""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Operation inputs, already evaluated, as values (lists stay lists): each executor renders
+    them for its medium (``as_text`` for environment variables, JSON for Ansible extra vars)."""
     environment: dict[str, str] = field(default_factory=dict)
     """orch's own variables: NODE, INSTANCE, HOST, DEPLOYMENT_ID, SOURCE_*, TARGET_*."""
     host: Host = Host("localhost")
@@ -109,6 +111,17 @@ class OperationResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def as_text(value: Any) -> str:
+    """A value as an environment variable holds it: JSON for structures, true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
 
 
 LogSink = Callable[[str, str], None]
@@ -151,4 +164,3 @@ class Executor(Protocol):
         ...
 
     def run(self, task: Task, context: RunContext) -> OperationResult: ...
-

@@ -22,7 +22,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from orch.executors.base import TAIL_LINES, Artifact, OperationResult, RunContext, Task
+from orch.executors.base import TAIL_LINES, Artifact, OperationResult, RunContext, Task, as_text
 from orch.transport.base import CommandResult, Transport, TransportError
 from orch.transport.local import LocalTransport
 
@@ -81,13 +81,13 @@ def parse_env(dump: str) -> dict[str, str] | None:
     return env
 
 
-def exported_outputs(before: dict[str, str] | None, after: dict[str, str] | None
-                     ) -> dict[str, str]:
+def exported_outputs(before: dict[str, str] | None, after: dict[str, str] | None) -> dict[str, str]:
     """Variables the script exported: new or changed, without the shell's and orch's own."""
     if before is None or after is None:
         return {}
     return {
-        name: value for name, value in after.items()
+        name: value
+        for name, value in after.items()
         if name not in SHELL_NOISE and not name.startswith("ORCH_") and before.get(name) != value
     }
 
@@ -149,8 +149,9 @@ def _prepare_locally(workdir: str, artifacts: tuple[Artifact, ...]) -> None:
         os.chmod(target, os.stat(artifact.local_path).st_mode & 0o777 | 0o600)
 
 
-def command_line(task: Task, staged: list[_Staged], workdir: str, cache: str, marker: str,
-                 *, in_shell: bool) -> str:
+def command_line(
+    task: Task, staged: list[_Staged], workdir: str, cache: str, marker: str, *, in_shell: bool
+) -> str:
     """The one shell command that runs an operation and reports after ``marker`` on stdout.
 
     With ``in_shell`` it also copies the artifacts from the host's cache into the work dir
@@ -161,8 +162,9 @@ def command_line(task: Task, staged: list[_Staged], workdir: str, cache: str, ma
     if in_shell:
         digests = " ".join(q(s.digest) for s in staged)
         dirs = sorted({os.path.dirname(f"{workdir}/{s.artifact.name}") for s in staged})
-        copies = " && ".join(f'cp "$C"/{q(s.digest)} {q(workdir + "/" + s.artifact.name)}'
-                             for s in staged)
+        copies = " && ".join(
+            f'cp "$C"/{q(s.digest)} {q(workdir + "/" + s.artifact.name)}' for s in staged
+        )
         lines += [
             f"C={q(cache)}",
             f'm=; for f in {digests}; do [ -f "$C/$f" ] || m="$m $f"; done',
@@ -172,8 +174,7 @@ def command_line(task: Task, staged: list[_Staged], workdir: str, cache: str, ma
             f"|| {{ printf '%s\\n' {q(marker + 'setup')}; exit {_SETUP_RC}; }}",
         ]
     else:
-        lines.append(f"cd \"$W\" || {{ printf '%s\\n' {q(marker + 'setup')}; "
-                     f"exit {_SETUP_RC}; }}")
+        lines.append(f"cd \"$W\" || {{ printf '%s\\n' {q(marker + 'setup')}; exit {_SETUP_RC}; }}")
     impl = f"{workdir}/{task.implementation.name}"
     interp = interpreter(task.implementation)
     if interp == "python3":
@@ -199,30 +200,47 @@ def command_line(task: Task, staged: list[_Staged], workdir: str, cache: str, ma
     return "\n".join(lines)
 
 
-def _result(task: Task, result: CommandResult, user_out: str, tail: str, marker: str,
-            workdir: str, host: str, mask: Masker) -> OperationResult:
+def _result(
+    task: Task,
+    result: CommandResult,
+    user_out: str,
+    tail: str,
+    marker: str,
+    workdir: str,
+    host: str,
+    mask: Masker,
+) -> OperationResult:
     stdout_tail, stderr_tail = _tail(user_out, mask), _tail(result.stderr, mask)
 
     def done(status, message="", **kwargs) -> OperationResult:
-        return OperationResult(status, rc=result.rc, stdout_tail=stdout_tail,
-                               stderr_tail=stderr_tail, message=mask(message), **kwargs)
+        return OperationResult(
+            status,
+            rc=result.rc,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
+            message=mask(message),
+            **kwargs,
+        )
 
     if result.timed_out:
         return done("timeout", f"timed out after {task.timeout:g} s")
     if result.cancelled:
         return done("cancelled", "cancelled")
     if tail.startswith("missing"):
-        return done("failed", f"artifacts missing from the cache on {host} right after "
-                    "their upload", started=False)
+        return done(
+            "failed",
+            f"artifacts missing from the cache on {host} right after their upload",
+            started=False,
+        )
     if tail.startswith("setup"):
         reason = stderr_tail[-1] if stderr_tail else "mkdir or cp failed"
-        return done("failed", f"cannot prepare the work dir {workdir} on {host}: {reason}",
-                    started=False)
+        return done(
+            "failed", f"cannot prepare the work dir {workdir} on {host}: {reason}", started=False
+        )
     if result.rc != 0:
         return done("failed", f"exit status {result.rc} (work dir kept: {workdir})")
-    sections = {part[:1]: part[1:] for part in tail[len("end"):].split(marker) if part}
-    outputs = exported_outputs(parse_env(sections.get("0", "")),
-                               parse_env(sections.get("1", "")))
+    sections = {part[:1]: part[1:] for part in tail[len("end") :].split(marker) if part}
+    outputs = exported_outputs(parse_env(sections.get("0", "")), parse_env(sections.get("1", "")))
     outputs.update(file_outputs(sections.get("2", "")))
     return done("ok", outputs={mask(k): mask(v) for k, v in outputs.items()})
 
@@ -256,8 +274,13 @@ class ScriptExecutor:
         for artifact in artifacts:
             parts = PurePosixPath(artifact.name).parts
             if not parts or parts[0] == "/" or ".." in parts:
-                return OperationResult("failed", started=False, message=mask(
-                    f"artifact name {artifact.name!r} must be a path inside the work dir"))
+                return OperationResult(
+                    "failed",
+                    started=False,
+                    message=mask(
+                        f"artifact name {artifact.name!r} must be a path inside the work dir"
+                    ),
+                )
         try:
             transport = context.transport(task.host)
             local = isinstance(transport, LocalTransport)
@@ -269,36 +292,47 @@ class ScriptExecutor:
             return OperationResult("failed", message=mask(str(exc)), started=False)
         except OSError as exc:
             return OperationResult(
-                "failed", started=False,
+                "failed",
+                started=False,
                 message=mask(f"cannot read artifact {exc.filename}: {exc.strerror}"),
             )
         instance = task.instance.replace("/", "_")
-        workdir = (f"{root}/{task.deployment}/{instance}-{task.interface}-{task.operation}-"
-                   f"{secrets.token_hex(4)}")
+        workdir = (
+            f"{root}/{task.deployment}/{instance}-{task.interface}-{task.operation}-"
+            f"{secrets.token_hex(4)}"
+        )
         cache = f"{root}/{CACHE_DIR}"
         if local:
             # on this machine, file copies in Python are far cheaper than mkdir and cp forks
             try:
                 _prepare_locally(workdir, artifacts)
             except OSError as exc:
-                return OperationResult("failed", started=False, message=mask(
-                    f"cannot prepare the work dir {workdir} on localhost: {exc.strerror or exc}"))
+                return OperationResult(
+                    "failed",
+                    started=False,
+                    message=mask(
+                        f"cannot prepare the work dir {workdir} on localhost: {exc.strerror or exc}"
+                    ),
+                )
         marker = f"@orch-{secrets.token_hex(8)}@"
-        env = {**task.inputs, **task.environment, "ORCH_OUTPUTS": f"{workdir}/.orch_outputs"}
+        inputs = {name: as_text(value) for name, value in task.inputs.items()}
+        env = {**inputs, **task.environment, "ORCH_OUTPUTS": f"{workdir}/.orch_outputs"}
         command = command_line(task, staged, workdir, cache, marker, in_shell=not local)
         sink = _StreamSink(marker, context, mask)
         for attempt in range(2):
             checked_at = time.monotonic()
             try:
-                result = transport.run(command, env=env, timeout=task.timeout,
-                                       cancel=context.cancel, on_line=sink)
+                result = transport.run(
+                    command, env=env, timeout=task.timeout, cancel=context.cancel, on_line=sink
+                )
             except TransportError as exc:
                 return OperationResult("failed", message=mask(str(exc)), started=exc.started)
             user_out, _, tail = result.stdout.partition(marker)
             if tail.startswith("missing") and attempt == 0:
                 try:
-                    self._upload(transport, cache, staged, tail[len("missing"):].split(),
-                                 checked_at)
+                    self._upload(
+                        transport, cache, staged, tail[len("missing") :].split(), checked_at
+                    )
                 except TransportError as exc:
                     return OperationResult("failed", message=mask(str(exc)), started=False)
                 sink.stdout_done = False
@@ -319,8 +353,14 @@ class ScriptExecutor:
         # the mode is part of the key: cp keeps it, and scripts may run their dependencies
         return _Staged(artifact, f"{digest}-{mode:o}", mode)
 
-    def _upload(self, transport: Transport, cache: str, staged: list[_Staged],
-                missing: list[str], checked_at: float) -> None:
+    def _upload(
+        self,
+        transport: Transport,
+        cache: str,
+        staged: list[_Staged],
+        missing: list[str],
+        checked_at: float,
+    ) -> None:
         """Put missing artifacts in the host's cache, atomically (upload beside, then rename)
         so that a concurrent reader never sees half a file. Operations that found the same
         artifact missing at the same time upload it once: whoever comes second sees that it
@@ -329,8 +369,7 @@ class ScriptExecutor:
             if item.digest not in missing:
                 continue
             with self._lock:
-                lock = self._upload_locks.setdefault((id(transport), item.digest),
-                                                     threading.Lock())
+                lock = self._upload_locks.setdefault((id(transport), item.digest), threading.Lock())
                 uploaded = self._uploaded.setdefault(transport, {})
             with lock:
                 if uploaded.get(item.digest, float("-inf")) > checked_at:
@@ -343,6 +382,7 @@ class ScriptExecutor:
                 if moved.rc != 0:
                     raise TransportError(
                         f"{transport.host}: cannot move {temporary} to {final}: "
-                        f"{moved.stderr.strip()}", host=transport.host,
+                        f"{moved.stderr.strip()}",
+                        host=transport.host,
                     )
                 uploaded[item.digest] = time.monotonic()

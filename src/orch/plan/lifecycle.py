@@ -7,6 +7,11 @@ Deploy, per node instance, after every instance it requires is fully deployed:
 
 Stages without an implementation only move the instance's state; consecutive ones merge into
 one step so that a node with a single operation costs a single step.
+
+Jobs (nodes whose Runnable interface has ``submit``) are submitted once started, then their
+``run`` operation watches them until they end; what depends on a job waits for its end. A
+blueprint that declares its own ``run`` workflow (Alien4Cloud's convention) runs its jobs there
+instead. Undeploy cancels a job that is still running before anything else of it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 from orch.plan.instances import links, make_instances, node_order
 from orch.plan.steps import Instance, Link, Plan, Step
-from orch.tosca.model import NODE_STATES, STANDARD, Model
+from orch.tosca.model import JOB_STATES, NODE_STATES, RUNNABLE, STANDARD, Model
 
 # (operation, state while it runs, state after it)
 DEPLOY_STAGES = (
@@ -32,9 +37,15 @@ DEPLOY_LINK_OPS = {
 }
 UNDEPLOY_LINK_OPS_BEFORE = (("remove_target", "source"), ("remove_source", "target"))
 
-STOPPABLE = frozenset({"starting", "started", "stopping"})
+JOB_PHASES = (("submit", "submitting", "submitted"), ("run", "executing", "executed"))
+RUN_WORKFLOW = "run"
+"""The workflow that runs the jobs (declared by the blueprint, or made by orch)."""
+
+STOPPABLE = frozenset({"starting", "started", "stopping", *JOB_STATES})
 # every state between the first create and the last delete
-DELETABLE = frozenset(NODE_STATES[NODE_STATES.index("creating") : NODE_STATES.index("deleted")])
+DELETABLE = frozenset(
+    {*NODE_STATES[NODE_STATES.index("creating") : NODE_STATES.index("deleted")], *JOB_STATES}
+)
 
 
 def has_operation(model: Model, node: str, interface: str, operation: str) -> bool:
@@ -88,6 +99,27 @@ class _Chain:
             )
         )
 
+    def job(self, phase: str, before: str | None, after: str | None, prefix: str = "") -> None:
+        self._add(
+            Step(
+                f"{prefix}{self.instance.id}:Runnable.{phase}",
+                "operation",
+                self.instance.node,
+                self.instance.id,
+                RUNNABLE,
+                phase,
+                state_before=before,
+                state_after=after,
+                job=phase,  # type: ignore[arg-type]
+            )
+        )
+
+    def jobs(self, model: Model, prefix: str = "") -> None:
+        """submit, then run (when it has an implementation) to watch the job to its end."""
+        for phase, before, after in JOB_PHASES:
+            if has_operation(model, self.instance.node, RUNNABLE, phase):
+                self.job(phase, before, after, prefix)
+
     def link_op(self, link: Link, operation: str, side: str) -> None:
         runs_on = link.source if side == "source" else link.target
         self._add(
@@ -108,7 +140,13 @@ class _Chain:
         self.last = step.id
 
 
+def jobs_in_deploy(model: Model) -> bool:
+    """Deploy runs the jobs unless the blueprint runs them in its own ``run`` workflow."""
+    return RUN_WORKFLOW not in model.workflows
+
+
 def deploy_plan(model: Model) -> Plan:
+    with_jobs = jobs_in_deploy(model)
     instances = make_instances(model)
     all_links = links(model, instances)
     outgoing: dict[str, list[Link]] = {}
@@ -128,14 +166,39 @@ def deploy_plan(model: Model) -> Plan:
                 for link_operation, side in DEPLOY_LINK_OPS[operation]:
                     if has_link_operation(model, link, link_operation):
                         chain.link_op(link, link_operation, side)
+        if with_jobs and model.nodes[instance.node].is_job:
+            chain.jobs(model)
         if chain.last is not None:
             final[instance.id] = chain.last
     return Plan("deploy", instances, steps)
 
 
-def undeploy_plan(model: Model, states: dict[str, str]) -> Plan:
+def jobs_plan(model: Model) -> Plan:
+    """orch's ``run`` workflow when the blueprint declares none: every job submitted and watched
+    again, each after the jobs it requires (directly or through other nodes) have ended."""
+    instances = make_instances(model)
+    outgoing: dict[str, list[Link]] = {}
+    for link in links(model, instances):
+        outgoing.setdefault(link.source, []).append(link)
+    steps: dict[str, Step] = {}
+    final: dict[str, list[str]] = {}
+    for instance in _ordered(model, instances):
+        before = sorted({s for link in outgoing.get(instance.id, []) for s in final[link.target]})
+        if not model.nodes[instance.node].is_job:
+            final[instance.id] = before  # jobs behind a plain node are still waited for
+            continue
+        chain = _Chain(steps, instance, before)
+        chain.jobs(model)
+        final[instance.id] = [chain.last] if chain.last is not None else before
+    return Plan(f"run:{RUN_WORKFLOW}", instances, steps)
+
+
+def undeploy_plan(
+    model: Model, states: dict[str, str], running_jobs: frozenset[str] = frozenset()
+) -> Plan:
     """Undo what was deployed: ``states`` are the instances' current states (from the store);
-    instances never created are left alone, stop runs only where start was reached."""
+    instances never created are left alone, stop runs only where start was reached, and the
+    instances in ``running_jobs`` have their job cancelled first."""
     instances = make_instances(model)
     all_links = links(model, instances)
     incoming: dict[str, list[Link]] = {}
@@ -153,6 +216,8 @@ def undeploy_plan(model: Model, states: dict[str, str]) -> Plan:
             {final[link.source] for link in incoming.get(instance.id, []) if link.source in final}
         )
         chain = _Chain(steps, instance, deps)
+        if instance.id in running_jobs and has_operation(model, instance.node, RUNNABLE, "cancel"):
+            chain.job("cancel", None, "cancelled")
         if state in STOPPABLE:
             for link in outgoing.get(instance.id, []):
                 for link_operation, side in UNDEPLOY_LINK_OPS_BEFORE:
@@ -173,3 +238,14 @@ def _ordered(model: Model, instances: dict[str, Instance]) -> list[Instance]:
     for instance in instances.values():
         by_node.setdefault(instance.node, []).append(instance)
     return [i for name in node_order(model) for i in by_node.get(name, [])]
+
+
+def cancel_plan(model: Model, running_jobs: frozenset[str]) -> Plan:
+    """``orch cancel``: the cancel operation of every instance whose job is running, all at
+    once (a job without a cancel operation is left alone: nothing can stop it)."""
+    instances = make_instances(model)
+    steps: dict[str, Step] = {}
+    for instance in instances.values():
+        if instance.id in running_jobs and has_operation(model, instance.node, RUNNABLE, "cancel"):
+            _Chain(steps, instance, []).job("cancel", None, "cancelled")
+    return Plan("cancel", instances, steps)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 StepKind = Literal["operation", "state"]
+JobPhase = Literal["submit", "run", "cancel"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Step:
     """Workflow failure handlers: runs only when one of these steps failed."""
     label: str = ""
     """Workflow step name (imperative workflows)."""
+    job: JobPhase | None = None
+    """A job's submit, run (called again at the poll interval until the job ends) or cancel."""
 
     @property
     def title(self) -> str:

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orch.plan.instances import links, make_instances
-from orch.plan.lifecycle import DEPLOY_STAGES, UNDEPLOY_STAGES, has_link_operation, has_operation
+from orch.plan.lifecycle import (
+    DEPLOY_STAGES,
+    JOB_PHASES,
+    RUN_WORKFLOW,
+    UNDEPLOY_STAGES,
+    has_link_operation,
+    has_operation,
+    jobs_plan,
+)
 from orch.plan.steps import Instance, Link, Plan, Step
 from orch.tosca.model import Model
 
@@ -28,13 +36,29 @@ class _Fragment:
 
 
 def workflow_plan(model: Model, name: str) -> Plan:
+    if name == RUN_WORKFLOW and name not in model.workflows and has_jobs(model):
+        return jobs_plan(model)
     if name not in model.workflows:
-        known = ", ".join(sorted(model.workflows)) or "none"
-        raise WorkflowError(f"no workflow '{name}' in the blueprint; declared: {known}")
+        known = sorted(model.workflows)
+        if has_jobs(model):
+            known.append(f"{RUN_WORKFLOW} (orch's: runs the jobs)")
+        raise WorkflowError(
+            f"no workflow '{name}' in the blueprint; declared: {', '.join(known) or 'none'}"
+        )
     instances = make_instances(model)
     builder = _Builder(model, instances, links(model, instances))
     builder.workflow(name, prefix="", chain=())
     return Plan(f"run:{name}", instances, builder.steps)
+
+
+def has_jobs(model: Model) -> bool:
+    return any(node.is_job for node in model.nodes.values())
+
+
+def _job_phase(interface: str, operation: str) -> str | None:
+    if interface.rsplit(".", 1)[-1] == "Runnable" and operation in ("submit", "run", "cancel"):
+        return operation
+    return None
 
 
 class _Builder:
@@ -133,8 +157,18 @@ class _Builder:
                 return self._link_operations(step_id, instance, str(relationship), op_name)
             if not has_operation(self.model, instance.node, interface, op_name):
                 return self._add(Step(step_id, "state", instance.node, instance.id))
+            phase = _job_phase(interface, op_name)
             return self._add(
-                Step(step_id, "operation", instance.node, instance.id, interface, op_name)
+                Step(
+                    step_id,
+                    "operation",
+                    instance.node,
+                    instance.id,
+                    interface,
+                    op_name,
+                    job=phase,  # type: ignore[arg-type]
+                    state_before=dict((p, b) for p, b, _ in JOB_PHASES).get(phase or ""),
+                )
             )
         if kind == "delegate":
             workflow = value.get("workflow") if isinstance(value, dict) else value

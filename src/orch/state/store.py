@@ -33,11 +33,13 @@ from typing import Any
 from orch.state import lock as locking
 from orch.state.lock import DeploymentBusy, DeploymentLock, StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 5.0
 """Seconds a write waits for another process's transaction before giving up."""
 
-RUN_ACTIONS = frozenset({"deploy", "undeploy", "run"})
+RUN_ACTIONS = frozenset({"deploy", "undeploy", "run", "cancel"})
+JOB_RUNNING = "running"
+JOB_ENDS = frozenset({"completed", "failed", "cancelled"})
 RUN_ENDS = frozenset({"ok", "failed", "cancelled", "interrupted"})
 OPERATION_ENDS = frozenset({"ok", "failed", "timeout", "cancelled", "interrupted"})
 INITIAL_STATE = "initial"
@@ -130,7 +132,26 @@ _V1 = (
         data BLOB NOT NULL
     )""",
 )
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2 = (
+    # one row per execution of a job (a workflow run twice gives two rows): the job's id is
+    # written with its submit's record, so a crash right after never loses a running job
+    """CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        instance TEXT NOT NULL,
+        node TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        submit_op INTEGER NOT NULL,
+        job_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        submitted REAL NOT NULL,
+        ended REAL
+    )""",
+    "CREATE INDEX jobs_by_instance ON jobs (deployment, instance, id)",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """``_MIGRATIONS[v]`` brings a database from ``user_version`` v to v + 1."""
 
 
@@ -190,6 +211,35 @@ class OperationRow:
     stderr_tail: list[str]
     message: str
     attempt: int
+
+
+@dataclass
+class JobRow:
+    id: int
+    deployment: str
+    instance: str
+    node: str
+    run_id: int
+    submit_op: int
+    job_id: str
+    """The id the submit operation gave (TOSCA_JOB_ID)."""
+    host: str
+    status: str
+    """running, completed, failed or cancelled."""
+    detail: str
+    """The last TOSCA_JOB_STATUS the run operation reported."""
+    submitted: float
+    ended: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.status == JOB_RUNNING
+
+
+_JOB = (
+    "id, deployment, instance, node, run_id, submit_op, job_id, host, status, detail, "
+    "submitted, ended"
+)
 
 
 @dataclass
@@ -683,9 +733,10 @@ class Store:
         message: str,
         instance_updates: dict[str, dict[str, Any]] | None = None,
         done_step: tuple[str, str] | None = None,
+        job_id: str | None = None,
     ) -> None:
-        """Record the end of an operation, with the instance changes it made and (for resume)
-        its step done, all or nothing."""
+        """Record the end of an operation, with the instance changes it made, (for resume) its
+        step done and (for a job's submit) the job it started, all or nothing."""
         if status not in OPERATION_ENDS:
             raise ValueError(f"operation status {status!r} is not one of {sorted(OPERATION_ENDS)}")
         now = time.time()
@@ -703,6 +754,45 @@ class Store:
                 self._apply(c, row[0], instance_updates)
             if done_step is not None:
                 self._done(c, row[0], done_step[0], done_step[1], now)
+            if job_id is not None:
+                c.execute(
+                    "INSERT INTO jobs (deployment, instance, node, run_id, submit_op, job_id, "
+                    "host, status, detail, submitted) SELECT deployment, instance, node, run_id, "
+                    "id, ?, host, ?, 'SUBMITTED', ? FROM operations WHERE id = ?",
+                    (job_id, JOB_RUNNING, now, op_id),
+                )
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def jobs(self, name: str, *, active: bool = False) -> list[JobRow]:
+        """Every execution of the deployment's jobs, oldest first (only running ones when
+        ``active``)."""
+        where = "deployment = ?" + (" AND status = ?" if active else "")
+        params = (name, JOB_RUNNING) if active else (name,)
+        rows = self._all(f"SELECT {_JOB} FROM jobs WHERE {where} ORDER BY id", params)
+        return [JobRow(*r) for r in rows]
+
+    def active_job(self, name: str, instance: str) -> JobRow | None:
+        """The instance's newest job, when it is still running."""
+        row = self._one(
+            f"SELECT {_JOB} FROM jobs WHERE deployment = ? AND instance = ? ORDER BY id DESC "
+            "LIMIT 1",
+            (name, instance),
+        )
+        job = None if row is None else JobRow(*row)
+        return job if job is not None and job.active else None
+
+    def update_job(self, job: int, *, status: str | None = None, detail: str | None = None) -> None:
+        if status is not None and status != JOB_RUNNING and status not in JOB_ENDS:
+            raise ValueError(f"job status {status!r} is not one of {sorted(JOB_ENDS)}")
+        with self._tx() as c:
+            if detail is not None:
+                c.execute("UPDATE jobs SET detail = ? WHERE id = ?", (detail, job))
+            if status is not None:
+                ended = None if status == JOB_RUNNING else time.time()
+                c.execute(
+                    "UPDATE jobs SET status = ?, ended = ? WHERE id = ?", (status, ended, job)
+                )
 
     def operations(self, name: str, run_id: int | None = None) -> list[OperationRow]:
         if run_id is None:
@@ -748,6 +838,14 @@ class Store:
             "VALUES (?, ?, ?, ?)",
             (name, plan_kind, step, now),
         )
+
+    def unmark_step_done(self, name: str, plan_kind: str, step: str) -> None:
+        """The step runs again on resume (a job that failed is submitted again)."""
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM done_steps WHERE deployment = ? AND plan_kind = ? AND step = ?",
+                (name, plan_kind, step),
+            )
 
     def clear_done_steps(self, name: str, plan_kind: str) -> None:
         with self._tx() as c:

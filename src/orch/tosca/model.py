@@ -17,6 +17,9 @@ from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operation
 
 STANDARD = "tosca.interfaces.node.lifecycle.Standard"
 CONFIGURE = "tosca.interfaces.relationship.Configure"
+RUNNABLE = "tosca.interfaces.node.lifecycle.Runnable"
+"""Alien4Cloud/Yorc's job interface (submit, run, cancel); orch's own job types use an interface
+type of the same short name, which Node.operation matches too."""
 HOSTED_ON = "tosca.relationships.HostedOn"
 DEPENDS_ON = "tosca.relationships.DependsOn"
 CONNECTS_TO = "tosca.relationships.ConnectsTo"
@@ -40,6 +43,9 @@ NODE_STATES = (
     "error",
 )
 """The normative node states (TOSCA 1.3, 3.4.1), in lifecycle order."""
+JOB_STATES = ("submitting", "submitted", "executing", "executed", "cancelled", "failed")
+"""The states of a job node after it started (Alien4Cloud's job states): between ``started`` and
+``stopping`` in the lifecycle."""
 
 
 @dataclass
@@ -83,6 +89,10 @@ class Requirement:
     properties: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     interfaces: dict[str, dict[str, Operation]] = field(default_factory=dict)
+    template: str | None = None
+    """The relationship template it uses, if any: functions may name it (get_attribute)."""
+    attribute_types: dict[str, str] = field(default_factory=dict)
+    """Attributes the relationship type declares, with their types."""
 
     def is_a(self, type_name: str) -> bool:
         return type_name in self.relationship_types
@@ -115,6 +125,12 @@ class Node:
                 return requirement.target
         return None
 
+    @property
+    def is_job(self) -> bool:
+        """A job: its Runnable interface has a ``submit`` implementation."""
+        submit = self.operation(RUNNABLE, "submit")
+        return submit is not None and submit.implementation is not None
+
     def operation(self, interface: str, name: str) -> Operation | None:
         """An operation by interface (name, type or short type name) and operation name."""
         for key, operations in self.interfaces.items():
@@ -143,6 +159,11 @@ class Model:
     workflows: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     version: int = MODEL_VERSION
+    relationships: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Relationship templates: name -> {type, types, properties, attributes}; functions name
+    them, used by a requirement or not."""
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Policies: name -> {type, types, properties, targets}; get_property reads them."""
 
     # ------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +181,8 @@ class Model:
             workflows=data.get("workflows", {}),
             description=data.get("description"),
             version=data.get("version", MODEL_VERSION),
+            relationships=data.get("relationships", {}),
+            policies=data.get("policies", {}),
         )
 
     def files(self) -> list[FileRef]:
@@ -256,6 +279,12 @@ class ModelBuilder:
             },
             workflows=workflows if isinstance(workflows, dict) else {},
             description=description if isinstance(description, str) else None,
+            relationships={
+                str(name): self._relationship_template(body)
+                for name, body in self.relationship_templates.items()
+                if isinstance(body, dict)
+            },
+            policies=self._policies(self.topology.get("policies")),
         )
 
     # ------------------------------------------------------------ nodes
@@ -281,13 +310,19 @@ class ModelBuilder:
         )
         node.requirements = self._requirements(name, typedef, body.get("requirements"))
         node.default_instances = _default_instances(capabilities)
+        node.attribute_types = self._attribute_types(typedef)
+        return node
+
+    def _attribute_types(self, typedef: TypeDef | None) -> dict[str, str]:
+        """Declared attributes and their types: outputs (text) mapped to them take the type."""
+        types: dict[str, str] = {}
         if typedef is not None:
             for attribute, (definition, _owner) in self.registry.members(
                 typedef, "attributes"
             ).items():
                 if isinstance(definition, dict) and isinstance(definition.get("type"), str):
-                    node.attribute_types[attribute] = definition["type"]
-        return node
+                    types[attribute] = definition["type"]
+        return types
 
     def _values(self, typedef: TypeDef | None, section: str, assigned: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -352,12 +387,28 @@ class ModelBuilder:
 
     def _file(self, file: str, base: str, kind: Any = None) -> FileRef:
         path = os.path.normpath(os.path.join(base, file))
+        if os.path.isabs(file) and not os.path.exists(path):
+            # not a file of this machine: rooted at the CSAR, as xOpera reads '/modules/x.yaml'
+            rooted = os.path.normpath(os.path.join(self._csar_root(), file.lstrip("/")))
+            if os.path.exists(rooted):
+                path = rooted
         relative = os.path.relpath(path, self.base_dir)
         name = relative if not relative.startswith("..") else os.path.basename(path)
         artifact_type = self.registry.get("artifact_types", kind) if kind else None
         return FileRef(
             name=name, path=path, type=artifact_type.name if artifact_type else _str(kind)
         )
+
+    def _csar_root(self) -> str:
+        """The folder holding ``TOSCA-Metadata/TOSCA.meta`` above the entry, else its folder."""
+        folder = self.base_dir
+        while True:
+            if os.path.isfile(os.path.join(folder, "TOSCA-Metadata", "TOSCA.meta")):
+                return folder
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return self.base_dir
+            folder = parent
 
     # ------------------------------------------------------------ interfaces
     def _interfaces(
@@ -476,9 +527,11 @@ class ModelBuilder:
             spec = definition.get("relationship")
         template: dict[str, Any] = {}
         type_spec: Any = None
+        template_name: str | None = None
         if isinstance(spec, str) and spec in self.relationship_templates:
             template = self.relationship_templates[spec] or {}
             type_spec = template.get("type")
+            template_name = spec
         elif isinstance(spec, dict):
             template = spec
             type_spec = spec.get("type")
@@ -507,7 +560,37 @@ class ModelBuilder:
             properties=self._values(reltype, "properties", template.get("properties")),
             attributes=self._values(reltype, "attributes", template.get("attributes")),
             interfaces=self._interfaces(declared_interfaces, template.get("interfaces"), {}),
+            template=template_name,
+            attribute_types=self._attribute_types(reltype),
         )
+
+    # ------------------------------------------------------------ relationship templates, policies
+    def _relationship_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        reltype = self.registry.get("relationship_types", body.get("type"))
+        return {
+            "type": reltype.name if reltype else _str(body.get("type")),
+            "types": [t.name for t in self.registry.ancestry(reltype)] if reltype else [],
+            "properties": self._values(reltype, "properties", body.get("properties")),
+            "attributes": self._values(reltype, "attributes", body.get("attributes")),
+        }
+
+    def _policies(self, policies: Any) -> dict[str, dict[str, Any]]:
+        """Policies as data for get_property; orch enforces none of them (triggers, scaling)."""
+        result: dict[str, dict[str, Any]] = {}
+        for name, body in entries(policies):
+            if not isinstance(body, dict):
+                continue
+            policy_type = self.registry.get("policy_types", body.get("type"))
+            targets = body.get("targets")
+            result[str(name)] = {
+                "type": policy_type.name if policy_type else _str(body.get("type")),
+                "types": [t.name for t in self.registry.ancestry(policy_type)]
+                if policy_type
+                else [],
+                "properties": self._values(policy_type, "properties", body.get("properties")),
+                "targets": [str(t) for t in targets] if isinstance(targets, list) else [],
+            }
+        return result
 
 
 def _dir_of(owner: TypeDef | None) -> str:

@@ -12,7 +12,7 @@ from orch.tosca.definitions import DefinitionChecker
 from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.functions import FunctionChecker, FunctionContext
 from orch.tosca.imports import read_zip_member
-from orch.tosca.model import NODE_STATES
+from orch.tosca.model import JOB_STATES, NODE_STATES
 from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
@@ -897,12 +897,12 @@ class TopologyChecker:
             return
         ((kind, value),) = activity.items()
         if kind == "set_state":
-            if value not in NODE_STATES:
+            if value not in NODE_STATES and value not in JOB_STATES:
                 self.reporter.warning(
                     "workflow.state",
                     where / kind,
-                    f"'{value}' is not a normative node state",
-                    "normative: " + ", ".join(NODE_STATES),
+                    f"'{value}' is not a normative node state nor a job state",
+                    "normative: " + ", ".join(NODE_STATES) + "; jobs: " + ", ".join(JOB_STATES),
                 )
         elif kind == "call_operation":
             op = value.get("operation") if isinstance(value, dict) else value
