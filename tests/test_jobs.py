@@ -340,3 +340,28 @@ def test_undeploy_cancels_a_job_left_running(site):
     [job] = _status(site)["jobs"]
     assert job["status"] == "cancelled"
     assert _lines(site.job_dir / "cancels") == [job["id"]]
+
+
+def test_ctrl_c_leaves_jobs_running_unless_asked_to_cancel_them(site):
+    deploy = site.start(*_deploy_args(site, "-i", "seconds=120"))
+    try:
+        pid = _wait_running(site, "sim_0")
+        deploy.send_signal(signal.SIGINT)
+        assert deploy.wait(timeout=60) == 130
+    finally:
+        deploy.communicate()
+    assert _alive(pid)  # a Ctrl-C stops orch, not the job
+    [job] = _status(site)["jobs"]
+    assert job["status"] == "running"
+
+    # resumed with --cancel-jobs, then interrupted: the job is cancelled on the way out
+    deploy = site.start(*_deploy_args(site, "--cancel-jobs"))
+    try:
+        time.sleep(1.5)  # it watches the job again
+        deploy.send_signal(signal.SIGINT)
+        assert deploy.wait(timeout=60) == 130
+    finally:
+        deploy.communicate()
+    _wait_gone(pid)
+    [job] = _status(site)["jobs"]
+    assert job["status"] == "cancelled"
