@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what the integration tests start (an
-# OpenSSH server), orch with its test extras into .venv, then runs ruff and pytest. The fixtures
-# start and stop the servers themselves, on 127.0.0.1, in temporary folders.
+# OpenSSH server, Slurm with munge), orch with its test extras into .venv, then runs ruff and
+# pytest. The fixtures start and stop the servers themselves, on 127.0.0.1, in temporary folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v /usr/sbin/slurmctld >/dev/null || need+=(slurmctld)
+command -v /usr/sbin/slurmd >/dev/null || need+=(slurmd)
+command -v sbatch >/dev/null || need+=(slurm-client)
+command -v /usr/sbin/munged >/dev/null || need+=(munge)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # quiet (debconf's notes go to stderr) unless it fails
+    log=$(mktemp)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
+      >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+    rm -f "$log"
   else
-    echo "tests/run.sh: missing ${need[*]}; install them (as root) or the SSH tests will skip" >&2
+    echo "tests/run.sh: missing ${need[*]}; install them (as root) or the SSH/Slurm tests will skip" >&2
   fi
 fi
 python3 -m venv .venv

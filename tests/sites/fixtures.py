@@ -6,12 +6,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from orch.executors.base import Host
 from orch.transport.base import HostKeyPolicy
+from sites.slurm import SlurmCluster, missing_binaries
 from sites.sshd import SSHD, SshServer, free_port
 
 
@@ -70,3 +72,94 @@ def ssh_pool(ssh_policy: HostKeyPolicy):
     pool = TransportPool(ssh_policy, connect_timeout=5)
     yield pool
     pool.close_all()
+
+
+# -- Slurm ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmSite:
+    """A Slurm cluster and its login node: an sshd whose sessions carry the cluster's
+    SLURM_CONF and PATH (non-interactive SSH sessions read no profile), as a real site's do."""
+
+    cluster: SlurmCluster
+    ssh: SshServer
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    @property
+    def host(self) -> Host:
+        """root on the login node."""
+        return Host(self.name, address="127.0.0.1", port=self.ssh.port, user=self.ssh.user,
+                    identity_file=str(self.ssh.client_key))
+
+    @property
+    def user_host(self) -> Host:
+        """The unprivileged user on the login node (home /home/orchtest): jobs run as them."""
+        return Host(self.name, address="127.0.0.1", port=self.ssh.port,
+                    user=self.ssh.unprivileged_user, identity_file=str(self.ssh.client_key))
+
+    @property
+    def policy(self) -> HostKeyPolicy:
+        return HostKeyPolicy(known_hosts_files=[str(self.ssh.known_hosts)])
+
+
+def _slurm_cluster(name: str) -> Iterator[SlurmCluster]:
+    missing = missing_binaries()
+    if missing:
+        reason = (f"Slurm not installed (missing {', '.join(missing)}): apt-get install "
+                  "slurmctld slurmd slurm-client munge (tests/run.sh does it)")
+        print(reason)
+        pytest.skip(reason)
+    if os.geteuid() != 0:
+        pytest.skip("Slurm tests need root: slurmd runs jobs as other users "
+                    "(run tests/run.sh as root, e.g. in a container)")
+    # not under pytest's 0700 tmp dirs: users that submit read slurm.conf and the munge socket
+    root = Path(tempfile.mkdtemp(prefix=f"orch-slurm-{name}-"))
+    cluster = SlurmCluster(root, name)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _slurm_site(cluster: SlurmCluster) -> Iterator[SlurmSite]:
+    if not os.path.exists(SSHD):
+        pytest.skip("OpenSSH server not installed: apt-get install openssh-server "
+                    "(tests/run.sh does it)")
+    root = Path(tempfile.mkdtemp(prefix=f"orch-sshd-{cluster.name}-"))
+    server = SshServer(root, free_port(), set_env=cluster.env)
+    try:
+        server.start()
+        yield SlurmSite(cluster, server)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A single-node Slurm cluster 'hpc1' on 127.0.0.1 for the session (partitions debug, long)."""
+    yield from _slurm_cluster("hpc1")
+
+
+@pytest.fixture(scope="session")
+def second_slurm_cluster() -> Iterator[SlurmCluster]:
+    """Another cluster, 'hpc2', with its own ports, munge key and state: a second site."""
+    yield from _slurm_cluster("hpc2")
+
+
+@pytest.fixture(scope="session")
+def slurm_site(slurm_cluster: SlurmCluster) -> Iterator[SlurmSite]:
+    """The login node of ``slurm_cluster``: ssh as root or orchtest, then sbatch/squeue."""
+    yield from _slurm_site(slurm_cluster)
+
+
+@pytest.fixture(scope="session")
+def second_slurm_site(second_slurm_cluster: SlurmCluster) -> Iterator[SlurmSite]:
+    """The login node of ``second_slurm_cluster``."""
+    yield from _slurm_site(second_slurm_cluster)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
@@ -86,9 +87,12 @@ class SshServer:
     unprivileged_user = "orchtest"
     users = (user, unprivileged_user)
 
-    def __init__(self, root: Path, port: int):
+    def __init__(self, root: Path, port: int, *, set_env: Mapping[str, str] | None = None):
         self.root = Path(root)
         self.port = port
+        # for every session (sshd's SetEnv): a site's non-interactive shells read no profile,
+        # so e.g. SLURM_CONF of a test cluster has to come from the server
+        self.set_env = dict(set_env or {})
         self.config = self.root / "sshd_config"
         self.log = self.root / "sshd.log"
         self.pid_file = self.root / "sshd.pid"
@@ -157,6 +161,7 @@ class SshServer:
                 "Subsystem sftp internal-sftp",
                 "MaxSessions 64",
                 "MaxStartups 64",
+                *self._set_env_lines(),
                 "",
             ])
         )
@@ -164,6 +169,14 @@ class SshServer:
                                text=True)
         if check.returncode != 0:
             raise RuntimeError(f"sshd -t refused {self.config}: {check.stderr.strip()}")
+
+    def _set_env_lines(self) -> list[str]:
+        if not self.set_env:
+            return []
+        for name, value in self.set_env.items():
+            if not name.isidentifier() or any(c in value for c in '"\\\n'):
+                raise ValueError(f"SetEnv cannot carry {name}={value!r}")
+        return ["SetEnv " + " ".join(f'"{name}={value}"' for name, value in self.set_env.items())]
 
     # -- life cycle -------------------------------------------------------------------------
 

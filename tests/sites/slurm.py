@@ -1,0 +1,321 @@
+"""A real single-node Slurm cluster on 127.0.0.1 for the Slurm executor tests.
+
+It runs the system's munged, slurmctld and slurmd (Debian's Slurm 22.05) in the foreground as
+processes this object owns, each in its own process group, with every file under ``root``: its
+own munge key and socket, slurm.conf, state, spool and logs. Ports are free ones picked at start,
+so two clusters run side by side, which a workflow spanning two sites needs.
+
+The machine has no usable cgroups, so processes are tracked through /proc
+(``proctrack/linuxproc``, ``task/none``); the daemons bind to 127.0.0.1 only
+(``NoCtldInAddrAny,NoInAddrAny``) and ``slurmctld -c`` starts with no state, so job ids start
+at 1. Finished jobs stay visible to ``scontrol show job`` for ``min_job_age`` seconds: there is
+no slurmdbd, so ``sacct`` does not work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sites.sshd import free_port
+
+SLURMCTLD = "/usr/sbin/slurmctld"
+SLURMD = "/usr/sbin/slurmd"
+MUNGED = "/usr/sbin/munged"
+CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def missing_binaries() -> list[str]:
+    """The Slurm and munge programs this machine lacks (empty when a cluster can start)."""
+    missing = [path for path in (SLURMCTLD, SLURMD, MUNGED) if not os.access(path, os.X_OK)]
+    path = os.environ.get("PATH", PATH) + ":" + PATH
+    return missing + [name for name in CLIENTS if shutil.which(name, path=path) is None]
+
+
+def _memory_mb() -> int:
+    """Half of the machine's memory: slurmd refuses a node that claims more than it has."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024 // 2
+    return 1024
+
+
+class SlurmError(RuntimeError):
+    """The cluster did not come up (the message carries the daemons' log tails)."""
+
+
+class SlurmCluster:
+    """slurmctld + one slurmd + munged; config, state and logs under ``root``.
+
+    ``root`` must be readable by every user that submits (client commands read slurm.conf and
+    talk to the munge socket under it), so it is made 0755.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        name: str = "orchtest",
+        *,
+        partitions: Sequence[str] = ("debug", "long"),
+        cpus: int | None = None,
+        min_job_age: int = 3600,
+    ):
+        self.root = Path(root)
+        self.name = name
+        self.node = f"{name}-n1"
+        self.partitions = tuple(partitions)
+        self.cpus = cpus or os.cpu_count() or 1
+        self.min_job_age = min_job_age
+        self.conf = self.root / "slurm.conf"
+        self.munge_dir = self.root / "munge"
+        self.munge_socket = self.munge_dir / "munge.socket"
+        self.ctld_port = 0
+        self.slurmd_port = 0
+        self.env = {"SLURM_CONF": str(self.conf), "PATH": PATH}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds: float | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _write_conf(self) -> None:
+        self.ctld_port = free_port()
+        self.slurmd_port = free_port()
+        while self.slurmd_port == self.ctld_port:
+            self.slurmd_port = free_port()
+        root = self.root
+        lines = [
+            f"ClusterName={self.name}",
+            # slurmctld accepts 'localhost' as its own name whatever the machine's host name is
+            "SlurmctldHost=localhost(127.0.0.1)",
+            f"SlurmctldPort={self.ctld_port}",
+            f"SlurmdPort={self.slurmd_port}",
+            "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            f"StateSaveLocation={root / 'ctld'}",
+            f"SlurmdSpoolDir={root / 'spool'}",
+            f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+            f"SlurmdPidFile={root / 'slurmd.pid'}",
+            f"SlurmctldLogFile={root / 'slurmctld.log'}",
+            f"SlurmdLogFile={root / 'slurmd.log'}",
+            "SlurmctldDebug=info",
+            "SlurmdDebug=info",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            "SchedulerType=sched/backfill",
+            # try to start a batch job when it is submitted, not up to 3 s later (the default)
+            "SchedulerParameters=batch_sched_delay=0",
+            "MpiDefault=none",
+            "MailProg=/bin/true",
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/filetxt",
+            f"JobCompLoc={root / 'jobcomp.txt'}",
+            f"MinJobAge={self.min_job_age}",
+            "ReturnToService=2",
+            "SlurmctldTimeout=30",
+            "SlurmdTimeout=30",
+            "InactiveLimit=0",
+            "KillWait=2",
+            "Waittime=0",
+            f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname=localhost "
+            f"CPUs={self.cpus} RealMemory={_memory_mb()} State=UNKNOWN",
+        ]
+        for index, partition in enumerate(self.partitions):
+            default = "YES" if index == 0 else "NO"
+            max_time = "30:00" if index == 0 else "INFINITE"
+            lines.append(
+                f"PartitionName={partition} Nodes={self.node} Default={default} "
+                f"MaxTime={max_time} State=UP"
+            )
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.conf.chmod(0o644)
+
+    def _spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
+        """Start one daemon in the foreground, in a new session so its group can be killed."""
+        with open(self.root / f"{name}.out", "wb") as out:
+            self._procs[name] = subprocess.Popen(
+                argv,
+                cwd=cwd or self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+
+    def _start_munge(self) -> None:
+        self.munge_dir.mkdir(mode=0o755, exist_ok=True)
+        self.munge_dir.chmod(0o755)
+        key = self.munge_dir / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        d = self.munge_dir
+        self._spawn(
+            "munged",
+            [
+                MUNGED,
+                "--foreground",
+                # --force: the socket sits below /tmp, which munged finds too open otherwise
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={d / 'munged.pid'}",
+                f"--seed-file={d / 'munged.seed'}",
+                "--num-threads=2",
+            ],
+        )
+        self._wait(lambda: self.munge_socket.exists(), 10.0, "munged socket")
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start munged, slurmctld and slurmd; return once the node is idle."""
+        began = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        for sub in ("ctld", "spool"):
+            (self.root / sub).mkdir(exist_ok=True)
+        try:
+            self._start_munge()
+            self._write_conf()
+            # -c: no state from an earlier run, so job ids restart at 1
+            self._spawn("slurmctld", [SLURMCTLD, "-D", "-c", "-f", str(self.conf)])
+            self._spawn(
+                "slurmd", [SLURMD, "-D", "-N", self.node, "-f", str(self.conf)], self.root / "spool"
+            )
+            self._wait(lambda: self.node_state() == "idle", timeout, "node idle")
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+
+    def _wait(self, ready, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while not ready():
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise SlurmError(
+                        f"{name} exited with {proc.returncode} while waiting for "
+                        f"{what}\n{self.logs()}"
+                    )
+            if time.monotonic() > deadline:
+                raise SlurmError(f"{what}: not after {timeout} s\n{self.logs()}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def logs(self, lines: int = 20) -> str:
+        """The last lines of each daemon's log, for error messages."""
+        parts = []
+        for path in (
+            self.root / "slurmctld.log",
+            self.root / "slurmd.log",
+            *sorted(self.root.glob("*.out")),
+        ):
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # -- use --------------------------------------------------------------------------------
+
+    def run(
+        self, *cmd: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a client command (sbatch, squeue, ...) on this machine against this cluster."""
+        return subprocess.run(
+            cmd,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def node_state(self) -> str:
+        """The node's state as sinfo prints it ('idle', 'alloc', 'down*', ...); '' if unknown."""
+        result = self.run("sinfo", "-h", "-n", self.node, "-o", "%t", check=False, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def job_ids(self) -> list[str]:
+        """Ids of the jobs slurmctld knows that have not ended."""
+        result = self.run("squeue", "-h", "-o", "%A", check=False, timeout=10)
+        return result.stdout.split() if result.returncode == 0 else []
+
+    # -- tear-down --------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the jobs and let them end, then end slurmd, slurmctld and munged.
+
+        Job steps run under slurmstepd, which leaves slurmd's process tree and session and
+        ignores SIGTERM: jobs are cancelled through slurmctld first, and any step still there
+        after the daemons are gone is killed with its whole session.
+        """
+        if not self._procs:
+            return
+        ctld = self._procs.get("slurmctld")
+        if ctld is not None and ctld.poll() is None:
+            ids = self.job_ids()
+            if ids:
+                self.run("scancel", *ids, check=False, timeout=10)
+                with contextlib.suppress(SlurmError):
+                    self._wait(lambda: not self.job_ids(), timeout, "cancelled jobs to end")
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self._procs.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._procs.clear()
+        self._kill_steps()
+
+    def _kill_steps(self) -> None:
+        """SIGKILL every session led by one of this cluster's slurmstepd processes."""
+        spool = str(self.root / "spool")
+        sessions = set()
+        by_session: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
+                by_session.setdefault(int(fields[3]), []).append(int(entry))
+                # slurmd runs in the spool folder: its steps inherit it as their cwd
+                if (
+                    stat.split(" (", 1)[1].startswith("slurmstepd)")
+                    and fields[0] != "Z"
+                    and os.readlink(f"/proc/{entry}/cwd") == spool
+                ):
+                    sessions.add(int(fields[3]))
+            except (OSError, IndexError, ValueError):
+                continue
+        for session in sessions:
+            for pid in by_session.get(session, []):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def __enter__(self) -> SlurmCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
