@@ -1,10 +1,15 @@
-"""The Ansible executor with real ansible-runner runs: on this machine and over SSH to the test
-sshd, outputs from set_stats and set_fact, failures, host keys, secrets, timeout and cancel."""
+"""The Ansible executor with real playbook runs: on this machine and over SSH to the test sshd,
+outputs from set_stats and set_fact, failures, host keys, secrets, timeout and cancel. Every run
+test runs both ways: through the fork server, and with ansible-runner's own process
+(``ORCH_ANSIBLE_FORK_SERVER=0``); then the fork server itself: concurrency, its death, orch's."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,11 +18,29 @@ from pathlib import Path
 
 import pytest
 
-from orch.executors.ansible import KEY_FILE, AnsibleExecutor
+from orch.executors import ansible_server
+from orch.executors.ansible import FORK_SERVER_SWITCH, KEY_FILE, AnsibleExecutor
 from orch.executors.base import TAIL_LINES, Artifact, Host, OperationResult, RunContext, Task
 from orch.executors.script import MASK
+from sites.processes import running
 
 pytest.importorskip("ansible_runner")
+REPO = Path(__file__).resolve().parents[1]
+SERVER_MODULE = b"orch.executors.ansible_server"
+
+
+@pytest.fixture(autouse=True, params=["fork-server", "ansible-runner"])
+def way(request, monkeypatch) -> str:
+    """How playbooks run: forked by the fork server (the default), or each in its own process
+    started by ansible-runner."""
+    if request.param == "ansible-runner":
+        monkeypatch.setenv(FORK_SERVER_SWITCH, "0")
+    else:
+        monkeypatch.delenv(FORK_SERVER_SWITCH, raising=False)
+    return request.param
+
+
+fork_server_only = pytest.mark.parametrize("way", ["fork-server"], indirect=True)
 
 
 @dataclass
@@ -251,9 +274,10 @@ def test_artifact_name_outside_project_refused(tmp_path):
     assert "must be a path inside" in result.message
 
 
-def _sleepers(argument: str) -> list[int]:
-    """Processes still running ``sleep <argument>`` (the operation must kill its children)."""
-    deadline = time.monotonic() + 5
+def _sleepers(argument: str, settle: float = 5) -> list[int]:
+    """Processes still running ``sleep <argument>`` (the operation must kill its children),
+    once they are gone or after ``settle`` seconds."""
+    deadline = time.monotonic() + settle
     while True:
         found = []
         for entry in Path("/proc").iterdir():
@@ -352,3 +376,168 @@ def test_unknown_host_key_refused(ssh_server, ssh_host, tmp_path):
     assert "Host key verification failed" in result.message
     assert empty.read_text() == ""
     assert not os.path.exists("/tmp/orch-should-not-exist")
+
+
+def test_project_ansible_cfg_is_read(local):
+    """ansible-playbook reads ansible.cfg from its working dir, the project: the server, which
+    has read its configuration long before, leaves such a project to ansible-runner."""
+    result = local(
+        play("""name: read the configuration
+set_fact:
+  timeout: "{{ lookup('config', 'DEFAULT_TIMEOUT') }}\""""),
+        deps={"ansible.cfg": "[defaults]\ntimeout = 77\n"},
+    )
+    assert result.ok, result.message
+    assert result.outputs == {"timeout": "77"}
+
+
+# -- the fork server ------------------------------------------------------------------------
+
+
+def _server() -> ansible_server.ForkServer:
+    server = ansible_server.current_server()
+    assert server is not None and server.dead is None
+    return server
+
+
+@fork_server_only
+def test_fork_server_runs_playbooks_at_once(tmp_path):
+    """Four operations from four threads run together in one server: each playbook waits until
+    all four have started (it would time out if they ran one after the other)."""
+    Run(tmp_path / "first")(play("debug: msg=start"))
+    server = _server()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    wait_for_all = (
+        f"name: wait for the others\nshell: touch {gate}/{{{{ N }}}}; "
+        f"for i in $(seq 200); do [ $(ls {gate} | wc -l) -ge 4 ] && exit 0; sleep 0.1; done; "
+        "exit 1"
+    )
+    results: dict[int, OperationResult] = {}
+
+    def operation(n: int) -> None:
+        results[n] = Run(tmp_path / str(n))(
+            play(wait_for_all, 'set_fact:\n  got: "{{ N }}"'), inputs={"N": str(n)}
+        )
+
+    threads = [threading.Thread(target=operation, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {n: (r.status, r.message, r.outputs) for n, r in results.items()} == {
+        n: ("ok", "", {"got": str(n)}) for n in range(4)
+    }
+    assert _server() is server and running(server.pid)
+    assert _children(os.getpid(), SERVER_MODULE) == [server.pid]
+
+
+@fork_server_only
+def test_fork_server_death_fails_the_operation_then_a_new_one_starts(tmp_path, monkeypatch):
+    """The server killed under a running playbook: the operation fails naming the host and why,
+    the orphaned playbook is killed, and the next operation starts a new server."""
+    # a server of its own (another environment), whose temporary dir is left here when killed
+    monkeypatch.setenv("ANSIBLE_LOCAL_TEMP", str(tmp_path / "server-tmp"))
+    run = Run(tmp_path)
+    assert run(play("debug: msg=start")).ok
+    server = _server()
+
+    def kill_when_waiting():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("TASK [wait]" in t for _, t in run.logs):
+            time.sleep(0.05)
+        os.kill(server.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_when_waiting, daemon=True).start()
+    result = run(play("name: wait\ncommand: sleep 43.5"), timeout=60)
+    assert result.status == "failed" and result.started and result.rc is None
+    assert result.message == (
+        "the ansible fork server died while running web/0 Standard.create on localhost: "
+        "it was killed by SIGKILL"
+    )
+    assert not _sleepers("43.5")  # the orphaned playbook is killed too
+    again = run(play('set_fact:\n  fine: "yes"'))
+    assert again.ok, again.message
+    assert again.outputs == {"fine": "yes"}
+    assert _server().pid != server.pid
+
+
+@fork_server_only
+def test_fork_server_that_cannot_start(tmp_path, monkeypatch):
+    """A server that dies before its first playbook: the operation did not start (the engine
+    may retry it); a later operation gets a new server."""
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-python-here"))
+    result = Run(tmp_path)(play("debug: msg=never"))
+    assert result.status == "failed" and not result.started
+    assert result.message.startswith(
+        "the ansible fork server could not run web/0 Standard.create on localhost: "
+        "it exited with status 1"
+    )
+    monkeypatch.delenv("PYTHONHOME")
+    assert Run(tmp_path)(play("debug: msg=now")).ok
+
+
+ORPHAN_SCRIPT = """
+import sys, threading
+from pathlib import Path
+from orch.executors.ansible import AnsibleExecutor
+from orch.executors.base import Artifact, Task, RunContext
+
+playbook = Path(sys.argv[1])
+playbook.write_text(
+    "- hosts: all\\n  gather_facts: false\\n  tasks:\\n"
+    "    - name: wait\\n      command: sleep 44.5\\n"
+)
+task = Task("dep", "web", "web/0", "Standard", "create", Artifact("op.yml", playbook))
+context = RunContext(
+    transport=None, cancel=threading.Event(), log=lambda s, l: print(l, flush=True)
+)
+AnsibleExecutor().run(task, context)
+"""
+
+
+@fork_server_only
+def test_fork_server_exits_when_orch_is_killed(tmp_path):
+    """orch killed with SIGKILL: its server notices, kills the playbook it runs, and exits."""
+    orch = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(tmp_path / "op.yml")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    try:
+        for line in orch.stdout:
+            if "TASK [wait]" in line:
+                break
+        servers = _children(orch.pid, SERVER_MODULE)
+        assert len(servers) == 1
+        deadline = time.monotonic() + 10
+        while not _sleepers("44.5", settle=0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sleepers("44.5", settle=0)
+        orch.send_signal(signal.SIGKILL)
+        orch.wait(10)
+        deadline = time.monotonic() + 10
+        while running(servers[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(servers[0])
+        assert not _sleepers("44.5")
+    finally:
+        orch.kill()
+        orch.wait(10)
+        orch.stdout.close()
+
+
+def _children(parent: int, marker: bytes) -> list[int]:
+    """Live children of ``parent`` whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == parent and marker in cmdline and running(int(entry.name)):
+                found.append(int(entry.name))
+    return found

@@ -29,13 +29,6 @@ from conftest import CORPUS
 XOPERA = CORPUS / "xopera"
 FOLDERS = ("examples", "tests/integration")
 
-ANSIBLE_LAYOUT = (
-    "needs the ansible executor to make each dependency and artifact reachable from the "
-    "playbook's folder (Ansible runs local tasks there) by its name and by its basename "
-    "(xOpera's flat layout); src/orch/executors/ansible.py is being rewritten, the fix is "
-    "described in the report: remove this mark once it is in"
-)
-
 NOT_LOCAL: dict[str, str] = {
     "examples/nginx_openstack": (
         "cloud: its openstack.VM create/delete playbooks create and delete an OpenStack server "
@@ -310,7 +303,6 @@ EXAMPLES: dict[str, Example] = {
         ("artifacts_file/0 Standard.create",),
         (),
         artifacts_deployed,
-        pending=ANSIBLE_LAYOUT,
     ),
     "attribute_mapping": Example(
         "examples/attribute_mapping",
@@ -354,7 +346,6 @@ EXAMPLES: dict[str, Example] = {
         ),
         (),
         relationship_outputs_deployed,
-        pending=ANSIBLE_LAYOUT,
     ),
     "tosca_functions": Example(
         "examples/tosca_functions",
@@ -416,7 +407,6 @@ EXAMPLES: dict[str, Example] = {
         misc_undeployed,
         inputs=("inputs.yaml",),
         moved=("/tmp/opera-test",),
-        pending=ANSIBLE_LAYOUT,
     ),
 }
 

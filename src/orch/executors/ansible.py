@@ -1,4 +1,4 @@
-"""Ansible playbooks, run with ansible-runner against the operation's one host.
+"""Ansible playbooks, run against the operation's one host as ansible-runner runs them.
 
 Each operation gets a private data dir (``RunContext.artifacts_dir`` when the engine keeps the
 records, else a temporary dir removed afterwards): the playbook and its dependencies under
@@ -7,24 +7,36 @@ records, else a temporary dir removed afterwards): the playbook and its dependen
 ``set_stats`` data of the run and the facts its ``set_fact`` tasks set. Host keys are checked
 against ``RunContext.known_hosts``; secrets are masked in the result, the log lines and the
 files kept.
+
+A new ``ansible-playbook`` process costs ~1 s of CPU before the first task, so playbooks are
+forked by a fork server (``ansible_server``) that has Ansible loaded: same command line,
+environment, display callback, events and artifacts as with ansible-runner, whose output filter
+reads the child's output here. ``ORCH_ANSIBLE_FORK_SERVER=0`` (and a project with its own
+``ansible.cfg``) runs ``ansible_runner.run`` instead, one process per playbook.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import datetime
 import json
 import os
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 
+from orch.executors import ansible_server
 from orch.executors.base import TAIL_LINES, OperationResult, RunContext, Task
 from orch.executors.script import MASK, Masker
 
@@ -42,7 +54,21 @@ SET_FACT_ACTIONS = frozenset({"set_fact", "ansible.builtin.set_fact", "ansible.l
 FAILURE_EVENTS = ("runner_on_failed", "runner_on_unreachable")
 KEY_FILE = ".orch_ssh_key"
 POLL_SECONDS = 0.2
-"""How often ansible-runner asks whether to stop (cancel and timeout latency)."""
+"""How often a run checks whether to stop (cancel and timeout latency)."""
+DRAIN_SECONDS = 5.0
+"""How long the output of a killed playbook is still read."""
+FORK_SERVER_SWITCH = "ORCH_ANSIBLE_FORK_SERVER"
+"""Environment variable: 0 runs every playbook in its own process with ansible-runner."""
+SERVER_CWD = "/"
+"""The fork server's working directory: none of the user's ansible.cfg files."""
+COMMON_SETTINGS = {
+    "ANSIBLE_HOST_KEY_CHECKING": "True",
+    # one ssh session per task instead of three or four (no temp files to chmod)
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_NOCOLOR": "True",
+}
+"""Settings of every run (in the fork server's environment: Ansible reads some at import)."""
 MESSAGE_LIMIT = 500
 
 
@@ -122,49 +148,10 @@ class _Events:
         return True  # keep the event in the artifacts
 
 
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, process group) of every live process (from /proc)."""
-    table: dict[int, tuple[int, int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
-    return table
-
-
-def _playbook_tree(marker: str) -> list[int]:
-    """Our ansible-playbook child (its command line names ``marker``) and its descendants."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    roots = []
-    for pid in children.get(os.getpid(), ()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    roots.append(pid)
-        except OSError:
-            continue
-    tree, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def _kill_playbook(marker: str) -> None:
-    """SIGKILLs ansible-playbook and everything under it. Ansible's workers call setsid, so
-    killing ansible-runner's process group alone would leave them (and their modules'
-    commands) running: their own groups are killed too."""
-    tree = _playbook_tree(marker)
+def _kill_tree(tree: list[int]) -> None:
+    """SIGKILLs the processes of ``tree``. Ansible's workers call setsid, so killing the
+    playbook's process group alone would leave them (and their modules' commands) running:
+    their own groups are killed too."""
     own_group = os.getpgid(0)
     for pid in tree:
         with contextlib.suppress(OSError):
@@ -174,14 +161,39 @@ def _kill_playbook(marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-class _Stop:
-    """ansible-runner's cancel callback: True once the operation is cancelled or past its
-    timeout, after killing the playbook's processes."""
+def _kill_playbook(marker: str) -> None:
+    """Kills ansible-runner's ansible-playbook child (its command line names ``marker``) and
+    everything under it."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            if parent != os.getpid():
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                if marker.encode() not in handle.read():
+                    continue
+        except (OSError, IndexError, ValueError):
+            continue
+        _kill_tree(ansible_server.process_tree(int(entry.name)))
 
-    def __init__(self, context: RunContext, timeout: float | None, marker: str):
+
+def _kill_job(job: ansible_server.Job) -> None:
+    """Kills a fork server's playbook child and everything under it, if it is still ours."""
+    if job.pid is not None and job.alive():
+        _kill_tree(ansible_server.process_tree(job.pid))
+
+
+class _Stop:
+    """Says when the operation must stop (cancelled, or past its timeout) and then kills the
+    playbook's processes, each time it is asked (processes may fork meanwhile)."""
+
+    def __init__(self, context: RunContext, timeout: float | None, kill: Callable[[], None]):
         self.cancel = context.cancel
         self.deadline = time.monotonic() + timeout if timeout else None
-        self.marker = marker
+        self.kill = kill
         self.reason: str | None = None
 
     def __call__(self) -> bool:
@@ -192,7 +204,7 @@ class _Stop:
                 self.reason = "timeout"
             else:
                 return False
-        _kill_playbook(self.marker)
+        self.kill()
         return True
 
 
@@ -215,6 +227,126 @@ def _redact_tree(root: str, mask: Masker, skip: str) -> None:
             if masked != text:
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(masked)
+
+
+@dataclass
+class _Outcome:
+    """How a playbook process ended, whichever way it ran."""
+
+    status: str
+    """ansible-runner's words: successful, failed, timeout, canceled."""
+    rc: int | None
+    stdout: str
+    lost: str | None = None
+    """Why the fork server could not run the playbook or did not see it end."""
+    started: bool = True
+
+
+class _RunnerArtifacts:
+    """``artifacts/<ident>/`` as ansible-runner writes it: ``job_events/<counter>-<uuid>.json``
+    (what the display callback printed, merged with the partial data it left in the folder),
+    ``command``, ``stdout``, ``stderr``, ``rc`` and ``status``."""
+
+    def __init__(self, private: str, ident: str, handler: Callable[[dict[str, Any]], bool]):
+        self.ident = ident
+        self.path = os.path.join(private, "artifacts", ident)
+        self.events = os.path.join(self.path, "job_events")
+        self.handler = handler
+        os.makedirs(self.events, mode=0o700, exist_ok=True)
+
+    def command(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        record = {"command": argv, "cwd": cwd, "env": env}
+        _write_private(os.path.join(self.path, "command"), json.dumps(record, ensure_ascii=False))
+
+    def stdout(self) -> IO[str]:
+        _write_private(os.path.join(self.path, "stderr"), "")  # the child's stderr is its stdout
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        fd = os.open(os.path.join(self.path, "stdout"), flags, 0o600)
+        return open(fd, "w", encoding="utf-8")
+
+    def event(self, data: dict[str, Any]) -> None:
+        """ansible-runner's ``Runner.event_callback``: called by ``OutputEventFilter``."""
+        if "uuid" not in data:
+            return  # the filter's end-of-output marker
+        data["runner_ident"] = self.ident
+        partial = os.path.join(self.events, f"{data['uuid']}-partial.json")
+        with contextlib.suppress(OSError, ValueError):
+            with open(partial, encoding="utf-8") as handle:
+                data.update(json.load(handle))
+            os.remove(partial)
+        data.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+        if self.handler(data):
+            target = os.path.join(self.events, f"{data['counter']}-{data['uuid']}.json")
+            with contextlib.suppress(OSError):
+                _write_private(target + ".tmp", json.dumps(data))
+                os.rename(target + ".tmp", target)
+
+    def finish(self, status: str, rc: int | None) -> None:
+        for name, value in (("status", status), ("rc", rc)):
+            _write_private(os.path.join(self.path, name), str(value))
+
+
+def _server_env() -> dict[str, str]:
+    """The environment of the fork server, common to every playbook: orch's, with ansible-
+    runner's display callback (as ``RunnerConfig`` sets it) and orch's settings. Ansible reads
+    most settings when it is imported, so they must be there before the server starts."""
+    from ansible_runner.utils import get_callback_dir
+
+    env = dict(os.environ)
+    env.pop(FORK_SERVER_SWITCH, None)  # whether to use a server is no reason for a new one
+    path = env.get("PATH", os.defpath)
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{path}"
+    env.update(COMMON_SETTINGS)
+    if env.get("ANSIBLE_STDOUT_CALLBACK"):
+        env["ORIGINAL_STDOUT_CALLBACK"] = env["ANSIBLE_STDOUT_CALLBACK"]
+    callbacks = env.get("AWX_LIB_DIRECTORY") or get_callback_dir()
+    env["ANSIBLE_CALLBACK_PLUGINS"] = ":".join(
+        filter(None, (env.get("ANSIBLE_CALLBACK_PLUGINS"), callbacks))
+    )
+    env["ANSIBLE_STDOUT_CALLBACK"] = "awx_display"
+    env["ANSIBLE_CACHE_PLUGIN"] = "jsonfile"
+    env["RUNNER_OMIT_EVENTS"] = "False"
+    env["RUNNER_ONLY_FAILED_EVENTS"] = "False"
+    return env
+
+
+def _pump(read_fd: int, job: ansible_server.Job, stop: _Stop, sink: Any) -> None:
+    """Feeds the playbook's output to ``sink`` until the output closes and the server says the
+    playbook ended. Once it must stop (cancel, timeout), or the server died under it (it is
+    killed then), or it ended while something it started still holds the output, the output is
+    read for at most ``DRAIN_SECONDS`` more, as ansible-runner does."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    eof = False
+    give_up: float | None = None
+    while not (eof and job.done.is_set()):
+        ending = stop()
+        if job.error is not None:
+            _kill_job(job)
+            ending = True
+        if give_up is None and (job.done.is_set() or (ending and job.pid is not None)):
+            give_up = time.monotonic() + DRAIN_SECONDS
+        if give_up is not None and time.monotonic() > give_up:
+            break
+        if eof:
+            job.done.wait(POLL_SECONDS)
+        elif select.select([read_fd], [], [], POLL_SECONDS)[0]:
+            data = os.read(read_fd, 1 << 16)
+            if data:
+                sink.write(decoder.decode(data))
+            else:
+                eof = True
+    sink.write(decoder.decode(b"", final=True))
+
+
+def _forked_outcome(job: ansible_server.Job, stop: _Stop, stdout: str) -> _Outcome:
+    """The end of a forked playbook in ansible-runner's words (rc 254 when stopped)."""
+    if stop.reason is not None:
+        return _Outcome("timeout" if stop.reason == "timeout" else "canceled", 254, stdout)
+    if job.error is not None:
+        return _Outcome("failed", None, stdout, lost=job.error, started=job.pid is not None)
+    if not job.done.is_set():  # the server never said (cannot happen unless it hangs)
+        return _Outcome("failed", None, stdout, lost="it did not report the end")
+    return _Outcome("successful" if job.rc == 0 else "failed", job.rc, stdout)
 
 
 class AnsibleExecutor:
@@ -246,7 +378,7 @@ class AnsibleExecutor:
                     ),
                 )
         try:
-            import ansible_runner
+            import ansible_runner  # noqa: F401 - its callback and event filter in both ways
         except ImportError as exc:  # pragma: no cover - a dependency of orch
             return OperationResult(
                 "failed", started=False, message=f"ansible-runner is not installed: {exc}"
@@ -279,25 +411,23 @@ class AnsibleExecutor:
                     ),
                 )
             events = _Events(context, mask)
-            stop = _Stop(context, task.timeout, os.path.join(private, "inventory"))
-            ident = f"{task.interface}.{task.operation}-{secrets.token_hex(3)}"
-            runner = ansible_runner.run(
-                private_data_dir=private,
-                playbook=task.implementation.name,
-                ident=_inventory_name(ident),
-                envvars=self._envvars(task, context, private),
-                # the timeout is ours (see _Stop); ansible-runner checks it between polls
-                settings={"pexpect_timeout": POLL_SECONDS},
-                cancel_callback=stop,
-                event_handler=events,
-                quiet=True,
-            )
-            return self._result(task, runner, events, mask, stop.reason)
-        except Exception as exc:  # ansible-runner's own errors (bad config, callback)
+            ident = _inventory_name(f"{task.interface}.{task.operation}-{secrets.token_hex(3)}")
+            envvars = self._envvars(task, context, private)
+            if _use_fork_server(task):
+                stop = _Stop(context, task.timeout, lambda: None)
+                outcome = self._run_forked(task, private, ident, envvars, events, stop)
+            else:
+                marker = os.path.join(private, "inventory")
+                stop = _Stop(context, task.timeout, lambda: _kill_playbook(marker))
+                outcome = self._run_runner(task, private, ident, envvars, events, stop)
+            return self._result(task, outcome, events, mask, stop.reason)
+        except Exception as exc:  # ansible-runner's own errors (bad config, callback), records
             return OperationResult(
                 "failed",
                 started=False,
-                message=mask(f"ansible-runner failed for {task.label} on {host.describe()}: {exc}"),
+                message=mask(
+                    f"cannot run the playbook of {task.label} on {host.describe()}: {exc}"
+                ),
             )
         finally:
             with contextlib.suppress(OSError):
@@ -306,6 +436,95 @@ class AnsibleExecutor:
                 _redact_tree(private, mask, os.path.join(private, "project"))
             else:
                 shutil.rmtree(private, ignore_errors=True)
+
+    # -- running -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_runner(
+        task: Task,
+        private: str,
+        ident: str,
+        envvars: dict[str, str],
+        events: _Events,
+        stop: _Stop,
+    ) -> _Outcome:
+        """One ``ansible-playbook`` process started by ansible-runner (~1 s of start-up)."""
+        import ansible_runner
+
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            playbook=task.implementation.name,
+            ident=ident,
+            envvars=envvars,
+            # the timeout is ours (see _Stop); ansible-runner checks it between polls
+            settings={"pexpect_timeout": POLL_SECONDS},
+            cancel_callback=stop,
+            event_handler=events,
+            quiet=True,
+        )
+        try:
+            with runner.stdout as handle:
+                stdout = handle.read()
+        except (OSError, AttributeError, ansible_runner.AnsibleRunnerException):
+            stdout = ""
+        return _Outcome(runner.status, runner.rc, stdout)
+
+    @staticmethod
+    def _run_forked(
+        task: Task,
+        private: str,
+        ident: str,
+        envvars: dict[str, str],
+        events: _Events,
+        stop: _Stop,
+    ) -> _Outcome:
+        """The playbook forked by the fork server, with what ansible-runner would give it:
+        command line, environment, display callback, events and artifacts."""
+        from ansible_runner.utils import OutputEventFilter
+
+        records = _RunnerArtifacts(private, ident, events)
+        base = _server_env()
+        env = {
+            **base,
+            **envvars,
+            "AWX_ISOLATED_DATA_DIR": records.path,
+            "ANSIBLE_CACHE_PLUGIN_CONNECTION": os.path.join(records.path, "fact_cache"),
+        }
+        # ansible-runner's command line, in the project dir
+        argv = [
+            "ansible-playbook",
+            *("-i", os.path.join(private, "inventory")),
+            *("-e", "@" + os.path.join(private, "env", "extravars")),
+            task.implementation.name,
+        ]
+        cwd = os.path.join(private, "project")
+        records.command(argv, cwd, env)
+        _write_private(os.path.join(private, "env", "envvars"), json.dumps(envvars))
+        sink = OutputEventFilter(records.stdout(), records.event, suppress_ansible_output=True)
+        read_fd, write_fd = os.pipe()
+        try:
+            try:
+                server = ansible_server.shared_server(base, SERVER_CWD)
+                job = server.submit(argv, cwd, env, write_fd)
+            except ansible_server.ServerError as exc:
+                sink.close()
+                records.finish("failed", None)
+                return _Outcome("failed", None, "", lost=str(exc), started=False)
+            finally:
+                os.close(write_fd)
+            stop.kill = lambda: _kill_job(job)
+            try:
+                _pump(read_fd, job, stop, sink)
+            finally:
+                if not job.done.is_set():
+                    _kill_job(job)  # nobody reads its output any more
+                sink.close()
+        finally:
+            os.close(read_fd)
+        with open(os.path.join(records.path, "stdout"), encoding="utf-8") as handle:
+            outcome = _forked_outcome(job, stop, handle.read())
+        records.finish(outcome.status, outcome.rc)
+        return outcome
 
     # -- preparing ---------------------------------------------------------------------------
 
@@ -317,6 +536,15 @@ class AnsibleExecutor:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copyfile(artifact.local_path, target)
             os.chmod(target, os.stat(artifact.local_path).st_mode & 0o777 | 0o600)
+        # Ansible looks files up beside the playbook, and xOpera puts every artifact there by
+        # its base name too: both work (blueprint-relative paths are kept as well)
+        playbook_dir = os.path.dirname(os.path.join(project, task.implementation.name))
+        for artifact in task.dependencies:
+            for alias in (artifact.name, PurePosixPath(artifact.name).name):
+                target = os.path.join(playbook_dir, alias)
+                if not os.path.lexists(target):
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copyfile(artifact.local_path, target)
 
         host = task.host
         if host.is_local:
@@ -350,7 +578,9 @@ class AnsibleExecutor:
         inventory = {"all": {"hosts": {_inventory_name(host.name): variables}}}
         _write_private(os.path.join(private, "inventory", "hosts.yml"), json.dumps(inventory))
         extravars = {**task.inputs, **task.environment}
-        _write_private(os.path.join(private, "env", "extravars"), json.dumps(extravars))
+        _write_private(
+            os.path.join(private, "env", "extravars"), json.dumps(extravars, default=str)
+        )
 
     @staticmethod
     def _envvars(task: Task, context: RunContext, private: str) -> dict[str, str]:
@@ -362,32 +592,26 @@ class AnsibleExecutor:
         return {
             # ansible-runner runs ansible-playbook from PATH: the one installed with orch
             "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{path}",
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            **COMMON_SETTINGS,
+            # read when the ssh connection plugin loads, in the playbook's own process
             "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
-            # one ssh session per task instead of three or four (no temp files to chmod)
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # the fork server's child makes its temporary dir under it (see ansible_server)
             "ANSIBLE_LOCAL_TEMP": os.path.join(private, "tmp"),
-            "ANSIBLE_NOCOLOR": "True",
         }
 
     # -- result ------------------------------------------------------------------------------
 
     @staticmethod
     def _result(
-        task: Task, runner: Any, events: _Events, mask: Masker, stopped: str | None
+        task: Task, outcome: _Outcome, events: _Events, mask: Masker, stopped: str | None
     ) -> OperationResult:
-        try:
-            with runner.stdout as handle:
-                stdout = handle.read()
-        except (OSError, AttributeError):
-            stdout = ""
+        stdout = outcome.stdout
         if not events.logged:  # ansible-playbook stopped before its first event (syntax)
             for line in stdout.splitlines():
                 events.context.log("stdout", mask(line))
         lines = [line for line in stdout.splitlines() if line.strip()]
         tail = [mask(line) for line in lines[-TAIL_LINES:]]
-        status, rc = runner.status, runner.rc
+        status, rc = outcome.status, outcome.rc
 
         def done(status, message="", **kwargs) -> OperationResult:
             return OperationResult(status, rc=rc, stdout_tail=tail, message=mask(message), **kwargs)
@@ -399,6 +623,12 @@ class AnsibleExecutor:
         if stopped == "cancelled" or status == "canceled":
             rc = None
             return done("cancelled", "cancelled")
+        if outcome.lost is not None:
+            if outcome.started:
+                why = f"the ansible fork server died while running {task.label} on {where}"
+            else:
+                why = f"the ansible fork server could not run {task.label} on {where}"
+            return done("failed", f"{why}: {outcome.lost}", started=outcome.started)
         if rc != 0:
             if events.failure is not None:
                 name, reason = events.failure
@@ -408,6 +638,16 @@ class AnsibleExecutor:
         outputs = {name: _as_output(value) for name, value in events.facts.items()}
         outputs.update({name: _as_output(value) for name, value in events.stats.items()})
         return done("ok", outputs={mask(k): mask(v) for k, v in outputs.items()})
+
+
+def _use_fork_server(task: Task) -> bool:
+    """The fork server, unless turned off, or the project has its own ``ansible.cfg`` (which
+    ansible-playbook reads from its working directory when it starts: the server has
+    started long before, elsewhere)."""
+    if os.environ.get(FORK_SERVER_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    names = (task.implementation.name, *(a.name for a in task.dependencies))
+    return not any(PurePosixPath(name).parts == ("ansible.cfg",) for name in names)
 
 
 def _write_private(path: str, text: str) -> None:
