@@ -238,7 +238,8 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 
 
 def test_deploy_submits_watches_and_chains_jobs_then_run_runs_them_again(site):
-    site(*_deploy_args(site))
+    # 4 s: longer than a submit and a first poll take, even on a loaded machine
+    site(*_deploy_args(site, "-i", "seconds=4"))
     status = _status(site)
     states = {i["id"]: i["state"] for i in status["instances"]}
     assert states == {"site/0": "started", "sim/0": "executed", "post/0": "executed"}
