@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("orch.cli.inspect", "status", "Show a deployment's instances and operations."),
     "outputs": ("orch.cli.inspect", "outputs", "Print a deployment's outputs."),
     "logs": ("orch.cli.inspect", "logs", "Print (or follow) a deployment's operation logs."),
+    "sites": ("orch.cli.sites", "sites", "List the HPC sites of sites.yaml; check them."),
+    "credentials": ("orch.cli.sites", "credentials", "Manage SSH keys named by a token."),
 }
 
 

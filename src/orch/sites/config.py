@@ -1,0 +1,410 @@
+"""``sites.yaml``: the HPC sites orch knows, by name.
+
+A site is configuration, not code: its login node, how to log in (a credential token or a key
+file), its scheduler and defaults (partition, account, QoS), modules, work folder, container
+runtime and environment. The file is checked against ``sites.schema.json`` (the one source of
+its keys, also usable by editors) and every problem is reported at its ``file:line:col`` with
+the valid keys or values, like ``orch validate`` does for blueprints.
+
+Which file: ``--sites FILE``, else ``$ORCH_SITES``, else ``./sites.yaml``, else
+``$XDG_CONFIG_HOME/orch/sites.yaml`` (``~/.config/orch/sites.yaml``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from orch.tosca.diagnostics import Diagnostic, Location, Severity, did_you_mean
+
+if TYPE_CHECKING:
+    from orch.executors.base import Host
+    from orch.sites.credentials import CredentialStore
+    from orch.tosca.loader import LoadedFile
+
+SCHEMA_FILE = "sites.schema.json"
+FILE_NAME = "sites.yaml"
+DEFAULT_WORK_DIR = "~/orch-work"
+
+Scheduler = Literal["slurm", "none"]
+ContainerRuntime = Literal["apptainer", "podman"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site of ``sites.yaml`` with defaults applied (YAML key ``host`` is ``address``)."""
+
+    name: str
+    address: str
+    """The login node (``host`` in sites.yaml)."""
+    port: int = 22
+    user: str | None = None
+    """None: the local user name, as ssh does."""
+    credentials: str | None = None
+    """Token of a stored key (``orch credentials``); the key itself is read at connection."""
+    identity_file: str | None = None
+    scheduler: Scheduler = "slurm"
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    modules: tuple[str, ...] = ()
+    work_dir: str = DEFAULT_WORK_DIR
+    """On the site: absolute, ``~/...``, relative to the home, or with ``$VARIABLES``."""
+    container_runtime: ContainerRuntime | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    known_hosts: str | None = None
+    location: Location | None = field(default=None, compare=False)
+    """Where the site is defined (for messages)."""
+
+    def login(self) -> str:
+        """``user@host:port`` as messages show it."""
+        return f"{self.user + '@' if self.user else ''}{self.address}:{self.port}"
+
+    def host(self, store: CredentialStore | None = None) -> Host:
+        """The SSH target of the site. A credential token becomes the stored key's file, so the
+        key is read only when the connection opens and never sits in a Host or in state."""
+        from orch.executors.base import Host
+
+        identity = self.identity_file
+        if self.credentials:
+            from orch.sites.credentials import CredentialStore
+
+            store = store or CredentialStore.default()
+            identity = str(store.key_path(self.credentials))
+        return Host(
+            self.name,
+            address=self.address,
+            port=self.port,
+            user=self.user,
+            identity_file=identity,
+        )
+
+
+class SitesError(Exception):
+    """``sites.yaml`` is missing, unreadable or wrong; ``diagnostics`` say where and why."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("\n".join(str(d) for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+@dataclass(frozen=True)
+class SiteBook:
+    """The sites of one file, by name."""
+
+    path: Path
+    sites: dict[str, Site]
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self.sites.values())
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def get(self, name: str) -> Site:
+        """The site called ``name``; an unknown name is an error naming the known ones."""
+        site = self.sites.get(name)
+        if site is not None:
+            return site
+        known = ", ".join(sorted(self.sites)) or "none"
+        hint = did_you_mean(name, self.sites) if self.sites else f"add it to {self.path}"
+        raise SitesError(
+            [
+                Diagnostic(
+                    "sites.unknown-site",
+                    Severity.ERROR,
+                    f"no site '{name}' in {self.path} (sites: {known})",
+                    Location(str(self.path)),
+                    hint or None,
+                )
+            ]
+        )
+
+
+# -- which file --------------------------------------------------------------------------------
+
+
+def candidates(cwd: Path | None = None, env: Mapping[str, str] = os.environ) -> list[Path]:
+    """Where ``sites.yaml`` is looked for when no file is named, first match wins."""
+    cwd = Path(cwd) if cwd is not None else Path.cwd()
+    xdg = env.get("XDG_CONFIG_HOME")
+    if xdg and os.path.isabs(xdg):
+        config = Path(xdg)
+    else:
+        config = (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".config"
+    return [cwd / FILE_NAME, config / "orch" / FILE_NAME]
+
+
+def find_sites_file(
+    path: str | os.PathLike[str] | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Path:
+    """The file to read: ``path``, else ``$ORCH_SITES``, else the first of ``candidates``."""
+    cwd = Path(cwd) if cwd is not None else Path.cwd()
+    named, origin = (path, "--sites") if path else (env.get("ORCH_SITES"), "ORCH_SITES")
+    if named:
+        chosen = cwd / Path(named).expanduser()
+        if not chosen.is_file():
+            raise _file_error(chosen, f"{origin} names {chosen}, which is not a file")
+        return chosen
+    looked = candidates(cwd, env)
+    for candidate in looked:
+        if candidate.is_file():
+            return candidate
+    raise _file_error(
+        looked[0],
+        f"no sites.yaml (looked at {', '.join(str(p) for p in looked)})",
+        "write one (see `orch sites --help`), or name it with --sites FILE or ORCH_SITES",
+    )
+
+
+def _file_error(path: Path, message: str, hint: str | None = None) -> SitesError:
+    return SitesError(
+        [Diagnostic("sites.file", Severity.ERROR, message, Location(str(path)), hint)]
+    )
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def load_sites(
+    path: str | os.PathLike[str] | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> SiteBook:
+    """Find, parse and check ``sites.yaml``. Raises ``SitesError`` listing every problem."""
+    from orch.tosca.loader import YamlError, load_file, yaml_error_diagnostics
+
+    chosen = find_sites_file(path, cwd, env)
+    try:
+        loaded = load_file(str(chosen))
+    except YamlError as exc:
+        raise SitesError(yaml_error_diagnostics(exc)) from None
+    except OSError as exc:
+        raise _file_error(chosen, f"cannot read {chosen}: {exc.strerror or exc}") from None
+    problems = [_as_error(d) for d in loaded.warnings] + schema_problems(loaded)
+    if problems:
+        raise SitesError(sorted(problems, key=Diagnostic.sort_key))
+    sites = loaded.data["sites"] or {}
+    return SiteBook(
+        chosen,
+        {
+            name: _site(name, raw or {}, chosen.parent, loaded.location(("sites", name), key=True))
+            for name, raw in sites.items()
+        },
+    )
+
+
+def _as_error(diagnostic: Diagnostic) -> Diagnostic:
+    """Loader warnings (a duplicate key: two sites of one name) are errors in sites.yaml, where
+    no value silently wins."""
+    from dataclasses import replace
+
+    message = diagnostic.message.split("; the last value wins")[0]
+    return replace(diagnostic, severity=Severity.ERROR, message=message)
+
+
+def _site(name: str, raw: Mapping[str, Any], folder: Path, where: Location) -> Site:
+    from orch.tosca.loader import scalar_text
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return None if value is None else scalar_text(value)
+
+    def local_path(key: str) -> str | None:
+        value = text(key)
+        return None if value is None else str(folder / Path(value).expanduser())
+
+    runtime = text("container_runtime")
+    return Site(
+        name=name,
+        address=str(raw["host"]),
+        port=int(raw.get("port") or 22),
+        user=text("user"),
+        credentials=text("credentials"),
+        identity_file=local_path("identity_file"),
+        scheduler=text("scheduler") or "slurm",  # type: ignore[arg-type]
+        partition=text("partition"),
+        account=text("account"),
+        qos=text("qos"),
+        modules=tuple(str(m) for m in raw.get("modules") or ()),
+        work_dir=text("work_dir") or DEFAULT_WORK_DIR,
+        container_runtime=None if runtime in (None, "none") else runtime,  # type: ignore[arg-type]
+        environment={k: scalar_text(v) for k, v in (raw.get("environment") or {}).items()},
+        known_hosts=local_path("known_hosts"),
+        location=where,
+    )
+
+
+# -- the schema --------------------------------------------------------------------------------
+
+
+def schema_text() -> str:
+    return (Path(__file__).parent / SCHEMA_FILE).read_text("utf-8")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(schema_text())
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema())
+    return cls(schema())
+
+
+def schema_problems(loaded: LoadedFile) -> list[Diagnostic]:
+    """Every schema violation of the file, each placed at its key or value."""
+    errors = _validator().iter_errors(loaded.data)
+    found: dict[tuple[Location, str], Diagnostic] = {}
+    for error in errors:
+        for diagnostic in _diagnostics(error, loaded):
+            found.setdefault((diagnostic.location, diagnostic.message), diagnostic)
+    return list(found.values())
+
+
+_KINDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def _what(path: tuple[Any, ...]) -> str:
+    """How messages name the place of ``path``: "site 'x'", "'port' of site 'x'", ..."""
+    if not path:
+        return "sites.yaml"
+    if path == ("sites",):
+        return "'sites'"
+    if len(path) == 2:
+        return f"site '{path[1]}'"
+    inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[3:])
+    return f"'{path[2]}{inner}' of site '{path[1]}'"
+
+
+def _properties(schema_part: Mapping[str, Any]) -> list[str]:
+    props = schema_part.get("properties")
+    if props is None and "$ref" in schema_part:
+        props = _resolve(schema_part["$ref"]).get("properties")
+    return sorted(props or ())
+
+
+def _resolve(ref: str) -> dict[str, Any]:
+    node: Any = schema()
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+_HINTS = {
+    "credentials": "a token printed by `orch credentials generate` or `orch credentials add`",
+    "work_dir": "an absolute path, ~/..., a path relative to the home, with $NAME or ${NAME} "
+    "variables of the site (no quotes, backslashes or command substitution)",
+    "host": "a host name or address, without user@ (that is 'user') or a path",
+    "modules": "module names as `module load` takes them, e.g. gcc/12.2.0",
+}
+
+
+def _diagnostics(error: Any, loaded: LoadedFile) -> list[Diagnostic]:
+    """One jsonschema error as diagnostics at the key or value it is about."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        return _unknown_keys(error, loaded, path)
+    if "propertyNames" in error.schema_path:
+        return [_bad_name(error, loaded, path)]
+    message, hint, at_key = _explain(error, path)
+    rule = "sites.missing-key" if error.validator == "required" else "sites.value"
+    return [Diagnostic(rule, Severity.ERROR, message, loaded.location(path, key=at_key), hint)]
+
+
+def _unknown_keys(error: Any, loaded: LoadedFile, path: tuple[Any, ...]) -> list[Diagnostic]:
+    """Each unknown key at the key itself, with every valid key in the hint."""
+    allowed = _properties(error.schema)
+    return [
+        Diagnostic(
+            "sites.unknown-key",
+            Severity.ERROR,
+            f"unknown key '{key}' in {_what(path)}",
+            loaded.location((*path, key), key=True),
+            did_you_mean(key, allowed, limit=len(allowed)),
+        )
+        for key in error.instance
+        if key not in allowed
+    ]
+
+
+def _bad_name(error: Any, loaded: LoadedFile, path: tuple[Any, ...]) -> Diagnostic:
+    """A site name or an environment variable name that cannot be one."""
+    name = error.instance
+    if path == ("sites",):
+        message = f"site name '{name}' is not usable"
+        hint = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+    else:
+        message = f"'{name}' is not an environment variable name ({_what(path)})"
+        hint = "letters, digits and '_', not starting with a digit"
+    return Diagnostic(
+        "sites.name", Severity.ERROR, message, loaded.location((*path, name), key=True), hint
+    )
+
+
+def _explain(error: Any, path: tuple[Any, ...]) -> tuple[str, str | None, bool]:
+    """(message, hint, whether it points at the key) for the other keywords of the schema."""
+    what = _what(path)
+    kind = error.validator
+    if kind == "required":
+        missing = ", ".join(f"'{k}'" for k in error.validator_value if k not in error.instance)
+        hint = "e.g. host: login.example.org" if "'host'" in missing else "sites: {NAME: {...}}"
+        return f"{what} has no {missing}", hint, bool(path)
+    if kind == "not":
+        message = f"{what} gives both 'credentials' and 'identity_file'"
+        return message, "keep one: a credential token, or a key file of this machine", True
+    if kind == "type":
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        wanted = " or ".join(_KINDS[t] for t in expected if t != "null")
+        hint = "sites.yaml starts with 'sites:', then one mapping per site" if not path else None
+        return f"{what} must be {wanted}, not {_kind(error.instance)}", hint, False
+    if kind == "enum":
+        valid = [v for v in error.validator_value if v is not None]
+        message = f"{what}: '{error.instance}' is not one of {', '.join(valid)}"
+        return message, did_you_mean(str(error.instance), valid), False
+    if kind in ("minimum", "maximum"):
+        return f"{what}: {error.instance} is out of range (1-65535)", None, False
+    if kind == "minLength":
+        return f"{what} is empty", None, False
+    if kind == "pattern":
+        key = next((p for p in reversed(path) if isinstance(p, str)), "")
+        return f"{what}: '{error.instance}' is not valid", _HINTS.get(key), False
+    return f"{what}: {error.message}", None, False  # pragma: no cover - not in the schema
+
+
+WORK_DIR_PATTERN = re.compile(
+    r"(?:[^`\"\\$]|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\})+\Z"
+)
+"""What a work directory may hold: the schema's pattern, for Sites made in code."""
