@@ -878,3 +878,49 @@ def test_unknown_credential_token_is_unreachable(orch: Orch, slurm_site: SlurmSi
     orch.write("sites.yaml", "sites:\n" + site_yaml(slurm_site, TOKEN))
     proc = orch("sites", "check", check=3)
     assert f"no credential {TOKEN}" in proc.stdout
+
+
+SITE_BLUEPRINT = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports:
+  - orch-types:1.0.0
+topology_template:
+  inputs:
+    site: {type: string}
+    out: {type: string}
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties:
+        site: {get_input: site}
+    probe:
+      type: tosca.nodes.SoftwareComponent
+      requirements:
+        - host: login
+      interfaces:
+        Standard:
+          create:
+            implementation: probe.sh
+            inputs:
+              OUT: {get_input: out}
+"""
+
+
+def test_a_blueprint_names_a_site_and_runs_there_with_its_token(
+    orch: Orch, slurm_site: SlurmSite, credential: str, shared_dir: Path
+) -> None:
+    orch.write("sites.yaml", "sites:\n" + site_yaml(slurm_site, credential))
+    orch.write("site.yaml", SITE_BLUEPRINT)
+    orch.write("probe.sh", '#!/bin/sh\n{ id -un; sinfo -h -o %P; } > "$OUT/probe.txt"\n')
+    known = ["--known-hosts", str(slurm_site.ssh.known_hosts)]
+    orch("deploy", "site.yaml", "-i", "site=hpc1", "-i", f"out={shared_dir}", *known)
+    user, *partitions = (shared_dir / "probe.txt").read_text().split()
+    assert user == slurm_site.ssh.unprivileged_user  # ran over SSH as the site's user
+    assert partitions == ["debug*", "long"]
+    state = (orch.root / ".orch" / "state.db").read_bytes()
+    assert stored_key(orch, credential).encode() not in state
+
+    unknown = orch("deploy", "site.yaml", "-n", "other", "-i", "site=nowhere",
+                   "-i", f"out={shared_dir}", *known, check=4)  # fmt: skip
+    assert "no site 'nowhere'" in unknown.stderr
+    assert "hpc1" in unknown.stderr

@@ -5,11 +5,17 @@ A Compute is remote when it has an address other than ``localhost``: the ``addre
 (orch types), else its ``public_address``, ``private_address`` or ``ip_address`` attribute. The
 port and the credentials come from its ``endpoint`` capability (``port``; ``credentials`` as
 Yorc writes them, or ``credential``): ``user``, ``token`` with ``token_type`` password or
-private_key (key text or a key file), or ``keys`` naming key files.
+private_key (key text or a key file), or ``keys`` naming key files. ``token_type: orch`` names a
+credential stored with ``orch credentials`` by its token.
+
+A Compute with a ``site`` property (``orch.nodes.Site``) is the login node of that site of
+``sites.yaml`` (``$ORCH_SITES``, ``./sites.yaml``, ``~/.config/orch/sites.yaml``): address, port,
+user and credentials come from there, so blueprints name sites, not machines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -19,6 +25,8 @@ from orch.tosca.model import COMPUTE
 
 LOCAL = Host("localhost")
 _ADDRESS_ATTRIBUTES = ("public_address", "private_address", "ip_address")
+CREDENTIAL_TOKEN_TYPES = ("orch", "orch_token", "credential")
+"""token_type values meaning: the token of a key stored with `orch credentials`."""
 
 
 def compute_of(evaluator: Evaluator, instance_id: str) -> str | None:
@@ -38,6 +46,9 @@ def host_for(evaluator: Evaluator, instance_id: str) -> Host:
         return LOCAL
     node = evaluator.model.nodes[evaluator.instances[compute].node]
     scope = Scope(instance=compute)
+    site = evaluator.value(node.properties.get("site"), scope)
+    if site:
+        return dataclasses.replace(_site_host(str(site), node.name), name=compute)
     address = _address(evaluator, node, compute, scope)
     if not address or address == "localhost":
         return Host(compute)
@@ -56,6 +67,8 @@ def host_for(evaluator: Evaluator, instance_id: str) -> Host:
             private_key = str(token)
         else:
             identity_file = os.path.expanduser(str(token))
+    elif token and token_type in CREDENTIAL_TOKEN_TYPES:
+        identity_file = _stored_key(str(token), node.name)
     elif token and token_type == "password":
         password = str(token)
     keys = credentials.get("keys")
@@ -95,3 +108,24 @@ def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any
         if value:
             return value
     return None
+
+
+def _site_host(name: str, node: str) -> Host:
+    from orch.sites.config import SitesError, load_sites
+    from orch.sites.credentials import CredentialError
+
+    try:
+        return load_sites().get(name).host()
+    except SitesError as exc:
+        raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
+    except CredentialError as exc:
+        raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
+
+
+def _stored_key(token: str, node: str) -> str:
+    from orch.sites.credentials import CredentialError, CredentialStore
+
+    try:
+        return str(CredentialStore.default().key_path(token))
+    except CredentialError as exc:
+        raise EvaluationError(f"Compute '{node}': {exc}") from None
