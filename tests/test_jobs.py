@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from orch.state.lock import pid_alive
 from sites.processes import wait_for_file
 from test_deploy import Orch
 
@@ -203,14 +204,6 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_running(site: Orch, instance: str) -> int:
     pid_file = site.job_dir / f"{instance}.pid"
     assert wait_for_file(pid_file, timeout=60), f"the job of {instance} never started"
@@ -232,9 +225,9 @@ def _kill_orch_while_job_runs(site: Orch, seconds: int) -> int:
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid), "the job process survived its cancel"
+    assert not pid_alive(pid), "the job process survived its cancel"
 
 
 def test_deploy_submits_watches_and_chains_jobs_then_run_runs_them_again(site):
@@ -298,7 +291,7 @@ def test_orch_cancel_cancels_a_running_job_and_stops_the_deploy(site):
     deploy = site.start(*_deploy_args(site, "-i", "seconds=120"))
     try:
         pid = _wait_running(site, "sim_0")
-        assert _alive(pid)
+        assert pid_alive(pid)
         cancelled = site("cancel", "jobs", "--known-hosts", site.known_hosts, timeout=120)
         assert "asked" in cancelled.stderr
         assert deploy.wait(timeout=60) == 130
@@ -321,7 +314,7 @@ def test_kill_9_while_a_job_runs_then_resume_watches_the_same_job(site):
     pid = _kill_orch_while_job_runs(site, 4)
     [before] = _status(site)["jobs"]
     assert before["status"] == "running"
-    assert _alive(pid), "the job must outlive orch"
+    assert pid_alive(pid), "the job must outlive orch"
 
     resumed = site(*_deploy_args(site), timeout=120)
     assert "interrupted" in resumed.stderr
@@ -351,7 +344,7 @@ def test_ctrl_c_leaves_jobs_running_unless_asked_to_cancel_them(site):
         assert deploy.wait(timeout=60) == 130
     finally:
         deploy.communicate()
-    assert _alive(pid)  # a Ctrl-C stops orch, not the job
+    assert pid_alive(pid)  # a Ctrl-C stops orch, not the job
     [job] = _status(site)["jobs"]
     assert job["status"] == "running"
 

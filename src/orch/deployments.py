@@ -5,7 +5,6 @@ decides.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -306,10 +305,7 @@ def cancel_jobs(
     _require_secrets(name, inputs, secrets, model)
     options.secret_values = _secret_values(inputs, secrets)
     engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
-    plan = cancel_plan(model, running)
-    store.clear_done_steps(name, plan.kind)
-    summary = engine.run(plan, action="cancel")
-    store.clear_done_steps(name, plan.kind)
+    summary = _cancel(store, name, engine, running)
     deployment = store.deployment(name)
     return Outcome(name, summary, {}, deployment.status if deployment else "")
 
@@ -317,14 +313,20 @@ def cancel_jobs(
 def _cancel_if_asked(store: Store, name: str, engine: Engine, listener: Listener) -> None:
     """After a run stopped by `orch cancel` (or Ctrl-C with --cancel-jobs): cancel the jobs it
     leaves running, with the same options and executors."""
-    if not engine.jobs_to_cancel or not running_jobs(store, name):
-        return
-    options = dataclasses.replace(engine.options)
-    cancel = Engine(store, name, engine.model, engine.inputs, engine.executors, options, listener)
-    plan = cancel_plan(engine.model, running_jobs(store, name))
+    running = running_jobs(store, name) if engine.jobs_to_cancel else frozenset()
+    if running:
+        fresh = Engine(store, name, engine.model, engine.inputs, engine.executors, engine.options,
+                       listener)  # fmt: skip
+        _cancel(store, name, fresh, running)
+
+
+def _cancel(store: Store, name: str, engine: Engine, running: frozenset[str]) -> RunSummary:
+    """One cancel run over the ``running`` jobs' instances (never resumed: a new one each time)."""
+    plan = cancel_plan(engine.model, running)
     store.clear_done_steps(name, plan.kind)
-    cancel.run(plan, action="cancel")
+    summary = engine.run(plan, action="cancel")
     store.clear_done_steps(name, plan.kind)
+    return summary
 
 
 def _run(store: Store, name: str, run: Any) -> RunSummary:

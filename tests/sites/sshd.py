@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from orch.state.lock import pid_alive
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -59,20 +61,6 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie still answers kill(0); it is gone for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class SshServer:
@@ -215,7 +203,7 @@ class SshServer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(_alive(pid) for pid in pids) or self._accepts():
+        while any(pid_alive(pid) for pid in pids) or self._accepts():
             if time.monotonic() > deadline:
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
@@ -239,4 +227,4 @@ class SshServer:
         """Pids of the processes serving connections now (one monitor per connection)."""
         if self.pid is None:
             return []
-        return [pid for pid in _children_map().get(self.pid, []) if _alive(pid)]
+        return [pid for pid in _children_map().get(self.pid, []) if pid_alive(pid)]

@@ -334,6 +334,14 @@ class Engine:
             else:
                 ready.append(step_id)
 
+        def failed_to_start(step_id: str, failure: Failure) -> None:
+            summary.ran += 1
+            summary.failed += 1
+            summary.failures.append(failure)
+            finished(step_id, "failed")
+            if self.options.fail_fast:
+                self.stop()
+
         for sid, step in plan.steps.items():
             if not step.deps and not step.on_failure_of:
                 ready.append(sid)
@@ -349,38 +357,26 @@ class Engine:
                         summary.done_before += 1
                         finished(step_id, "ok")
                         continue
+                    operation = self._operation(step)
                     job = None
                     if step.job in ("run", "cancel"):
                         job = self.store.active_job(self.name, step.instance)
-                    if step.job == "run" and job is None and self._operation(step) is not None:
-                        summary.ran += 1
-                        summary.failed += 1
-                        summary.failures.append(
-                            self._fail_before_start(
-                                step, f"no running job of {step.instance} to watch: submit it first"
-                            )
-                        )
-                        finished(step_id, "failed")
+                    if step.job == "run" and job is None and operation is not None:
+                        message = f"no running job of {step.instance} to watch: submit it first"
+                        failed_to_start(step_id, self._fail_before_start(step, message))
                         continue
                     if (
                         step.kind == "state"
                         or (step.job == "cancel" and job is None)
-                        or self._operation(step) is None
-                        or (
-                            self._operation(step).implementation is None  # type: ignore[union-attr]
-                        )
+                        or operation is None
+                        or operation.implementation is None
                     ):
                         self._state_step(step)
                         finished(step_id, "ok")
                         continue
                     outcome = self._start(step, pool, attempt=1, job=job)
                     if outcome is not None:  # could not even start (evaluation error)
-                        summary.ran += 1
-                        summary.failed += 1
-                        summary.failures.append(outcome)
-                        finished(step_id, "failed")
-                        if self.options.fail_fast:
-                            self.stop()
+                        failed_to_start(step_id, outcome)
                 if self._stopping and self._sleeping:
                     self._leave_jobs_running()
                 if not self._running:

@@ -37,7 +37,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 
 from orch.executors import ansible_server
-from orch.executors.base import TAIL_LINES, OperationResult, RunContext, Task
+from orch.executors.base import TAIL_LINES, OperationResult, RunContext, Task, escaping_artifact
 from orch.executors.script import MASK, Masker
 
 ARTIFACT_TYPES = frozenset(
@@ -366,17 +366,13 @@ class AnsibleExecutor:
         mask = _JsonMasker((*task.secret_values, *extra_secrets))
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)
-        artifacts = (task.implementation, *task.dependencies)
-        for artifact in artifacts:
-            parts = PurePosixPath(artifact.name).parts
-            if not parts or parts[0] == "/" or ".." in parts:
-                return OperationResult(
-                    "failed",
-                    started=False,
-                    message=mask(
-                        f"artifact name {artifact.name!r} must be a path inside the project dir"
-                    ),
-                )
+        escaping = escaping_artifact(task)
+        if escaping is not None:
+            return OperationResult(
+                "failed",
+                started=False,
+                message=mask(f"artifact name {escaping!r} must be a path inside the project dir"),
+            )
         try:
             import ansible_runner  # noqa: F401 - its callback and event filter in both ways
         except ImportError as exc:  # pragma: no cover - a dependency of orch

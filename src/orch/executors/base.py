@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
 from orch.transport.base import Transport
@@ -111,6 +111,16 @@ class OperationResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def escaping_artifact(task: Task) -> str | None:
+    """The name of the first implementation or dependency that is not a relative path inside
+    the operation's folder (absolute, or with ``..``), if any: copying it there would escape."""
+    for artifact in (task.implementation, *task.dependencies):
+        parts = PurePosixPath(artifact.name).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            return artifact.name
+    return None
 
 
 def as_text(value: Any) -> str:

@@ -20,9 +20,16 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from orch.executors.base import TAIL_LINES, Artifact, OperationResult, RunContext, Task, as_text
+from orch.executors.base import (
+    TAIL_LINES,
+    Artifact,
+    OperationResult,
+    RunContext,
+    Task,
+    as_text,
+    escaping_artifact,
+)
 from orch.transport.base import CommandResult, Transport, TransportError
 from orch.transport.local import LocalTransport
 
@@ -271,16 +278,13 @@ class ScriptExecutor:
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)
         artifacts = (task.implementation, *task.dependencies)
-        for artifact in artifacts:
-            parts = PurePosixPath(artifact.name).parts
-            if not parts or parts[0] == "/" or ".." in parts:
-                return OperationResult(
-                    "failed",
-                    started=False,
-                    message=mask(
-                        f"artifact name {artifact.name!r} must be a path inside the work dir"
-                    ),
-                )
+        escaping = escaping_artifact(task)
+        if escaping is not None:
+            return OperationResult(
+                "failed",
+                started=False,
+                message=mask(f"artifact name {escaping!r} must be a path inside the work dir"),
+            )
         try:
             transport = context.transport(task.host)
             local = isinstance(transport, LocalTransport)
