@@ -55,6 +55,9 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--cancel-jobs", "cancel_jobs_on_interrupt", is_flag=True,
                      help="On Ctrl-C, also cancel the jobs still running (default: they go on, "
                      "and running the same command again watches them again)."),
+        click.option("--force-rebuild", is_flag=True,
+                     help="Build container images again even when an identical one (same "
+                     "content hash) was built or placed before."),
         click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]),
                      default="text", show_default=True,
                      help="text: live view or plain lines on stderr; json: one event per line "
@@ -74,6 +77,7 @@ def _engine_options(
     accept_new_host_keys: bool,
     poll_interval: float = 5.0,
     cancel_jobs_on_interrupt: bool = False,
+    force_rebuild: bool = False,
 ) -> Any:
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
@@ -91,6 +95,7 @@ def _engine_options(
         host_keys=policy,
         poll_interval=poll_interval,
         cancel_jobs_on_interrupt=cancel_jobs_on_interrupt,
+        force_rebuild=force_rebuild,
     )
 
 

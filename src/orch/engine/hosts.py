@@ -97,6 +97,23 @@ def host_for(evaluator: Evaluator, instance_id: str) -> Host:
     )
 
 
+def site_for(evaluator: Evaluator, instance_id: str) -> Any:
+    """The sites.yaml ``Site`` whose login node hosts the instance, if any."""
+    compute = compute_of(evaluator, instance_id)
+    if compute is None:
+        return None
+    node = evaluator.model.nodes[evaluator.instances[compute].node]
+    name = evaluator.value(node.properties.get("site"), Scope(instance=compute))
+    if not name:
+        return None
+    from orch.sites.config import SitesError, current_sites
+
+    try:
+        return current_sites().get(str(name))
+    except SitesError as exc:
+        raise EvaluationError(f"Compute '{node.name}': site '{name}': {exc}") from None
+
+
 def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any:
     if node.properties.get("address"):
         return evaluator.value(node.properties["address"], scope)
@@ -111,11 +128,11 @@ def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any
 
 
 def _site_host(name: str, node: str) -> Host:
-    from orch.sites.config import SitesError, load_sites
+    from orch.sites.config import SitesError, current_sites
     from orch.sites.credentials import CredentialError
 
     try:
-        return load_sites().get(name).host()
+        return current_sites().get(name).host()
     except SitesError as exc:
         raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
     except CredentialError as exc:

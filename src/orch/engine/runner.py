@@ -24,7 +24,7 @@ from typing import Any
 from orch.engine import interrupts, jobs
 from orch.engine.evaluate import EvaluationError, Evaluator, Scope, link_key
 from orch.engine.events import Event, Listener, ignore
-from orch.engine.hosts import host_for
+from orch.engine.hosts import host_for, site_for
 from orch.engine.interrupts import CANCEL_SIGNAL
 from orch.executors.base import (
     Artifact,
@@ -32,6 +32,7 @@ from orch.executors.base import (
     OperationResult,
     RunContext,
     Task,
+    polls_in_rounds,
 )
 from orch.plan.steps import Plan, Step
 from orch.state import JobRow, Store
@@ -59,6 +60,8 @@ class EngineOptions:
     """Seconds between two calls of a job's run operation, for nodes that set none."""
     cancel_jobs_on_interrupt: bool = False
     """Ctrl-C also asks for the running jobs to be cancelled (see ``jobs_to_cancel``)."""
+    force_rebuild: bool = False
+    """Build container images even when an identical one exists (``--force-rebuild``)."""
 
 
 @dataclass
@@ -103,6 +106,8 @@ class _Running:
     job: JobRow | None = None
     """The job a run (watch) or cancel operation is about."""
     polls: int = 0
+    due: float | None = None
+    """When the current poll round of a job watched in rounds began."""
 
 
 class Engine:
@@ -481,6 +486,7 @@ class Engine:
             if due <= now:
                 del self._sleeping[step_id]
                 running = self._running[step_id]
+                running.due = due
                 pool.submit(self._work, running, self.store.log_path(self.name, running.op_id))
 
     def _watched(self, running: _Running, result: OperationResult) -> OperationResult | None:
@@ -512,10 +518,7 @@ class Engine:
                     ),
                     store=True,
                 )
-            interval = jobs.poll_interval(
-                self.model.nodes[running.step.node], self.options.poll_interval
-            )
-            self._sleeping[running.step.id] = time.monotonic() + interval
+            self._sleeping[running.step.id] = self._next_round(running)
             return None
         job.detail = reported
         if verdict == "failed":
@@ -523,6 +526,18 @@ class Engine:
                 result, status="failed", message=f"job {job.job_id} on {where} ended {reported}"
             )
         return result
+
+    def _next_round(self, running: _Running) -> float:
+        """When to poll a job next: one interval from now, or, for executors that batch their
+        status queries, the next multiple of the interval, so that every job of a site with
+        that interval is due at the same instant and one query answers for all of them."""
+        interval = jobs.poll_interval(
+            self.model.nodes[running.step.node], self.options.poll_interval
+        )
+        now = time.monotonic()
+        if not polls_in_rounds(running.executor):
+            return now + interval
+        return (now // interval + 1) * interval
 
     def _leave_jobs_running(self) -> None:
         """Stopping: job watches between polls end now, their jobs go on where they run."""
@@ -641,6 +656,9 @@ class Engine:
             ),
             store=True,
         )
+        if step.job == "run" and polls_in_rounds(executor):
+            self._sleeping[step.id] = self._next_round(running)  # first poll: next round
+            return None
         log_path = self.store.log_path(self.name, op_id)
         pool.submit(self._work, running, log_path)
         return None
@@ -679,6 +697,8 @@ class Engine:
                 ),
                 artifacts_dir=str(log_path.parent.parent.resolve() / "runs" / str(running.op_id)),
                 known_hosts=list(self.options.host_keys.known_hosts_files),
+                poll_due=running.due,
+                force_rebuild=self.options.force_rebuild,
             )
             try:
                 result = running.executor.run(running.task, context)
@@ -872,6 +892,16 @@ class Engine:
         assert operation.implementation is not None
         secrets = list(self.options.secret_values)
         secrets.extend(s for s in (host.password, host.private_key) if s)
+        builtin: dict[str, Any] = {}
+        if operation.implementation.builtin and step.link is None:
+            builtin = {
+                "properties": self.evaluator.value(
+                    self.model.nodes[step.node].properties, Scope(instance=step.instance)
+                ),
+                "related": self._related(step.node),
+                "site": site_for(self.evaluator, step.instance),
+                "base_dir": str(Path(self.model.entry).resolve().parent),
+            }
         return Task(
             deployment=self.name,
             node=step.node,
@@ -885,7 +915,28 @@ class Engine:
             host=host,
             timeout=operation.timeout or self.options.default_timeout,
             secret_values=tuple(secrets),
+            **builtin,
         )
+
+    def _related(self, node_name: str) -> dict[str, dict[str, Any]]:
+        """Per requirement, what a built-in executor reads of its target: the target's
+        properties, with its attributes (declared defaults, then live values) over them."""
+        related: dict[str, dict[str, Any]] = {}
+        for requirement in self.model.nodes[node_name].requirements:
+            target = self.model.nodes.get(requirement.target or "")
+            if target is None or requirement.name in related:
+                continue
+            instance = self.evaluator.by_node.get(target.name, [f"{target.name}/0"])[0]
+            scope = Scope(instance=instance)
+            values = dict(self.evaluator.value(target.properties, scope))
+            for name, value in target.attributes.items():
+                try:
+                    values[name] = self.evaluator.value(value, scope)
+                except EvaluationError:
+                    continue  # an attribute not set yet
+            values.update(self.evaluator.attributes.get(instance, {}))
+            related[requirement.name] = values
+        return related
 
     def _artifact(self, ref: FileRef) -> Artifact:
         if ref.sha:

@@ -88,6 +88,17 @@ class Task:
     """Seconds; None = no limit."""
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     """Values that must never appear in logs or outputs (masked as '*****')."""
+    properties: dict[str, Any] = field(default_factory=dict)
+    """Built-in implementations only: the node's properties, evaluated (what a Slurm job or an
+    image is made of lives there, not in operation inputs)."""
+    related: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Built-in implementations only: per requirement name, the target node's properties with
+    its live attributes over them (e.g. the image a job runs, the site data goes to)."""
+    base_dir: str | None = None
+    """Built-in implementations only: the blueprint's folder (relative local paths start there)."""
+    site: Any = None
+    """The ``orch.sites.config.Site`` the operation's host is, when it is a site of sites.yaml
+    (its partition, account, modules, work folder, environment are the jobs' defaults)."""
 
     @property
     def label(self) -> str:
@@ -160,6 +171,11 @@ class RunContext:
     known_hosts: list[str] = field(default_factory=list)
     """known_hosts files that executors running their own ssh (Ansible) check host keys
     against; empty: ~/.ssh/known_hosts."""
+    poll_due: float | None = None
+    """For a job's run operation polled in rounds: when (``time.monotonic``) this round began;
+    executors that batch one status query per site and round share results taken after it."""
+    force_rebuild: bool = False
+    """``orch deploy --force-rebuild``: build images even when an identical one exists."""
 
 
 class Executor(Protocol):
@@ -174,3 +190,9 @@ class Executor(Protocol):
         ...
 
     def run(self, task: Task, context: RunContext) -> OperationResult: ...
+
+
+def polls_in_rounds(executor: Executor) -> bool:
+    """Whether the engine should align this executor's job polls on common rounds (so that one
+    status query per site and round answers for every job), first poll included."""
+    return bool(getattr(executor, "polls_in_rounds", False))

@@ -11,9 +11,16 @@ ENTRY_POINT_GROUP = "orch.executors"
 
 def load_executors() -> list[Any]:
     from orch.executors.ansible import AnsibleExecutor
+    from orch.executors.images import ImageExecutor
+    from orch.executors.pycompss import PyCOMPSsExecutor
     from orch.executors.script import ScriptExecutor
+    from orch.executors.slurm import SlurmExecutor
+    from orch.executors.staging import StagingExecutor
 
-    executors: list[Any] = [ScriptExecutor(), AnsibleExecutor()]
+    executors: list[Any] = [
+        ScriptExecutor(), AnsibleExecutor(), SlurmExecutor(), PyCOMPSsExecutor(),
+        ImageExecutor(), StagingExecutor(),
+    ]  # fmt: skip
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         executors.append(entry.load()())
     return executors

@@ -141,6 +141,20 @@ def candidates(cwd: Path | None = None, env: Mapping[str, str] = os.environ) -> 
     return [cwd / FILE_NAME, config / "orch" / FILE_NAME]
 
 
+_LOADED: dict[tuple[str, int], SiteBook] = {}
+
+
+def current_sites() -> SiteBook:
+    """``load_sites()`` for the engine, which asks once per operation: the file is read again
+    only when it changed."""
+    chosen = find_sites_file()
+    key = (str(chosen.resolve()), chosen.stat().st_mtime_ns)
+    book = _LOADED.get(key)
+    if book is None:
+        book = _LOADED[key] = load_sites(chosen)
+    return book
+
+
 def find_sites_file(
     path: str | os.PathLike[str] | None = None,
     cwd: Path | None = None,

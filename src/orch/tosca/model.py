@@ -48,6 +48,13 @@ JOB_STATES = ("submitting", "submitted", "executing", "executed", "cancelled", "
 ``stopping`` in the lifecycle."""
 
 
+BUILTIN_ARTIFACT = "orch.artifacts.Builtin"
+"""An implementation carried out by one of orch's own executors: its ``file`` names the executor
+(``slurm``, ``pycompss``, ``image``, ``stage``), not a file."""
+BUILTIN_ARTIFACTS = (BUILTIN_ARTIFACT, "org.eflows4hpc.pycompss.plugin.artifacts.Deployment")
+"""orch's, and the eFlows4HPC Yorc plugin's ``embedded`` PyCOMPSs implementation."""
+
+
 @dataclass
 class FileRef:
     """A file an operation needs: ``name`` is its path in the operation's work directory."""
@@ -58,6 +65,8 @@ class FileRef:
     type: str | None = None
     sha: str | None = None
     """Content hash in the state store, set when the deployment is snapshotted."""
+    builtin: bool = False
+    """Not a file: an orch executor's name (the artifact type is or derives from a builtin)."""
 
 
 @dataclass
@@ -192,8 +201,9 @@ class Model:
             found.extend(node.artifacts.values())
             for operations in _all_operations(node):
                 for operation in operations:
-                    if operation.implementation is not None:
-                        found.append(operation.implementation)
+                    implementation = operation.implementation
+                    if implementation is not None and not implementation.builtin:
+                        found.append(implementation)
                     found.extend(operation.dependencies)
         return found
 
@@ -395,8 +405,12 @@ class ModelBuilder:
         relative = os.path.relpath(path, self.base_dir)
         name = relative if not relative.startswith("..") else os.path.basename(path)
         artifact_type = self.registry.get("artifact_types", kind) if kind else None
+        builtin = any(self.registry.is_a(artifact_type, b) for b in BUILTIN_ARTIFACTS)
+        if builtin:
+            name = file
         return FileRef(
-            name=name, path=path, type=artifact_type.name if artifact_type else _str(kind)
+            name=name, path=path, type=artifact_type.name if artifact_type else _str(kind),
+            builtin=builtin,
         )
 
     def _csar_root(self) -> str:
@@ -468,7 +482,9 @@ class ModelBuilder:
                 operation.outputs.update(source["outputs"])
         primary: Any = implementation
         if isinstance(implementation, dict):
-            primary = implementation.get("primary")
+            # Alien4Cloud/Yorc also write the artifact itself: {file: embedded, type: ...}
+            artifact = implementation if "file" in implementation else None
+            primary = implementation.get("primary", artifact)
             dependencies = implementation.get("dependencies")
             if isinstance(dependencies, list):
                 operation.dependencies = [

@@ -12,7 +12,7 @@ from orch.tosca.definitions import DefinitionChecker
 from orch.tosca.diagnostics import did_you_mean
 from orch.tosca.functions import FunctionChecker, FunctionContext
 from orch.tosca.imports import read_zip_member
-from orch.tosca.model import JOB_STATES, NODE_STATES
+from orch.tosca.model import BUILTIN_ARTIFACTS, JOB_STATES, NODE_STATES
 from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
@@ -616,7 +616,9 @@ class TopologyChecker:
             self.functions.check_value(op["inputs"], where / "inputs", context)
         primary = implementation
         dependencies: list[Any] = []
-        if isinstance(implementation, dict):
+        if isinstance(implementation, dict) and "file" in implementation:
+            pass  # Alien4Cloud/Yorc's form: the artifact definition itself
+        elif isinstance(implementation, dict):
             primary = implementation.get("primary")
             impl_where = impl_where / "primary"
             deps = implementation.get("dependencies")
@@ -630,7 +632,7 @@ class TopologyChecker:
         """An implementation names an artifact of the node, or a file that must exist."""
         if isinstance(reference, dict):
             file = reference.get("file")
-            if reference.get("repository") is not None:
+            if reference.get("repository") is not None or self._builtin(reference.get("type")):
                 return
             where = where / "file"
         else:
@@ -642,6 +644,11 @@ class TopologyChecker:
         if "://" in file or file.startswith("<"):
             return
         self._file_exists(file, where, "implementation artifact")
+
+    def _builtin(self, artifact_type: Any) -> bool:
+        """An artifact type of orch's own executors: its file names the executor."""
+        typedef = self.registry.get("artifact_types", artifact_type)
+        return any(self.registry.is_a(typedef, name) for name in BUILTIN_ARTIFACTS)
 
     def _file_exists(self, file: str, where: Where, what: str) -> None:
         if os.path.isabs(file):

@@ -1,0 +1,97 @@
+"""What orch's built-in executors (slurm, pycompss, image, stage) share: which implementations
+they take, and where a node's files live on a site.
+
+A built-in operation names its executor in an ``orch.artifacts.Builtin`` artifact (see
+``tosca_types/orch-hpc.yaml``) and reads the node's evaluated properties (``Task.properties``),
+its requirements' targets (``Task.related``) and the site's defaults (``Task.site``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from typing import Any
+
+from orch.executors.base import Task
+from orch.tosca.model import BUILTIN_ARTIFACTS
+from orch.transport.base import Transport
+
+DEFAULT_WORK_DIR = "orch-work"
+"""Folder (relative to the home) of nodes hosted on a plain Compute, not a site of sites.yaml."""
+
+
+def accepts_builtin(name: str, implementation: str, artifact_type: str | None) -> bool:
+    """Whether an implementation is the built-in executor ``name``."""
+    return artifact_type in BUILTIN_ARTIFACTS and implementation == name
+
+
+def site_default(task: Task, key: str) -> Any:
+    """A site default from sites.yaml (partition, account, qos, modules...), None without one."""
+    return getattr(task.site, key, None) if task.site is not None else None
+
+
+def setting(task: Task, key: str, site_key: str | None = None) -> Any:
+    """The node's property when set (not None, not empty), else the site's default."""
+    value = task.properties.get(key)
+    if value not in (None, "", [], {}):
+        return value
+    return site_default(task, site_key or key)
+
+
+def expand_home(path: str, transport: Transport) -> str:
+    """An absolute path on the host: ``~`` and relative paths are under the user's home;
+    ``$VARIABLES`` are left for the remote shell."""
+    if path == "~" or path.startswith("~/"):
+        return posixpath.join(transport.home(), path[2:])
+    if path.startswith(("/", "$")):
+        return path
+    return posixpath.join(transport.home(), path)
+
+
+def work_root(task: Task, transport: Transport) -> str:
+    """The site's work folder (sites.yaml ``work_dir``), absolute."""
+    return expand_home(str(site_default(task, "work_dir") or DEFAULT_WORK_DIR), transport)
+
+
+def node_dir(task: Task, transport: Transport, prop: str = "workdir") -> str:
+    """The node's folder on its host: its ``prop`` property (absolute, or relative to the work
+    folder), else ``<work folder>/<deployment>/<node>``."""
+    own = task.properties.get(prop)
+    root = work_root(task, transport)
+    if own:
+        own = str(own)
+        if own.startswith(("/", "~", "$")):
+            return expand_home(own, transport)
+        return posixpath.join(root, own)
+    return posixpath.join(root, safe_segment(task.deployment), safe_segment(task.node))
+
+
+def safe_segment(name: str) -> str:
+    """A name usable as one folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "x"
+
+
+def quote_path(path: str) -> str:
+    """A path for the remote shell: quoted, except a leading ``$VAR`` (left to expand)."""
+    match = re.match(r"^(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)(/.*)?$", path)
+    if match:
+        return f'"{match.group(1)}"' + (shlex.quote(match.group(2)) if match.group(2) else "")
+    return shlex.quote(path)
+
+
+def environment_lines(task: Task, variables: dict[str, Any] | None = None) -> list[str]:
+    """``export`` lines: the site's environment, then the node's own over it."""
+    merged: dict[str, str] = {}
+    merged.update({str(k): str(v) for k, v in (site_default(task, "environment") or {}).items()})
+    merged.update({str(k): str(v) for k, v in (variables or {}).items()})
+    return [f"export {name}={shlex.quote(value)}" for name, value in merged.items()
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+
+
+def module_lines(modules: Any) -> list[str]:
+    """``module load`` lines for a list of modules (none for an empty list)."""
+    names = [str(m) for m in (modules or []) if str(m).strip()]
+    if not names:
+        return []
+    return ["module load " + " ".join(shlex.quote(m) for m in names)]
