@@ -14,10 +14,7 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,57 +38,9 @@ from orch.sites.credentials import (
     new_token,
 )
 from orch.transport.base import CommandResult
+from sites.cli import TOKEN, Orch, site_yaml
 from sites.fixtures import SlurmSite
-from sites.sshd import SshServer, free_port
-
-ORCH = [sys.executable, "-m", "orch"]
-TOKEN = "abcdefghijklmnopqrstuv"
-
-
-class Orch:
-    """Runs orch in ``root`` with its own data folder (credentials) and HOME."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.data = root / "data"
-        self.home = root / "home"
-        self.home.mkdir(exist_ok=True)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("ORCH_SITES", "XDG_CONFIG_HOME")}
-        return {
-            **env,
-            "NO_COLOR": "1",
-            "ORCH_DATA_HOME": str(self.data),
-            "HOME": str(self.home),
-            **extra,
-        }
-
-    def __call__(
-        self, *args: str, check: int | None = 0, timeout: float = 90, **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [*ORCH, *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(**env),
-        )
-        if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def write(self, name: str, text: str) -> Path:
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-        return path
-
-
-@pytest.fixture
-def orch(tmp_path: Path) -> Orch:
-    return Orch(tmp_path)
+from sites.sshd import free_port
 
 
 def write(path: Path, text: str) -> Path:
@@ -580,51 +529,6 @@ def test_the_example_in_the_help_is_valid(orch: Orch) -> None:
 # -- orch sites check on the loopback Slurm site ----------------------------------------------
 
 
-def authorized_keys_file(server: SshServer, user: str) -> Path:
-    """The file the test sshd reads ``user``'s authorized keys from (its AuthorizedKeysFile)."""
-    for line in server.config.read_text().splitlines():
-        if line.startswith("AuthorizedKeysFile "):
-            return Path(line.split(None, 1)[1].replace("%u", user))
-    raise AssertionError("no AuthorizedKeysFile in the test sshd's config")
-
-
-@pytest.fixture
-def credential(orch: Orch, slurm_site: SlurmSite) -> Iterator[str]:
-    """A token whose key the site's unprivileged user accepts (for this test only)."""
-    token = orch("credentials", "generate", "--comment", "orch sites test").stdout.strip()
-    public = orch("credentials", "public-key", token).stdout
-    path = authorized_keys_file(slurm_site.ssh, slurm_site.ssh.unprivileged_user)
-    before = path.read_text()
-    path.write_text(before + public)
-    try:
-        yield token
-    finally:
-        path.write_text(before)
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder the site's unprivileged user can use (pytest's tmp folders are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="orch-sites-test-"))
-    path.chmod(0o777)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def site_yaml(site: SlurmSite, token: str, name: str = "hpc1", **settings: Any) -> str:
-    values = {
-        "host": "127.0.0.1",
-        "port": site.ssh.port,
-        "user": site.ssh.unprivileged_user,
-        "credentials": token,
-        "known_hosts": str(site.ssh.known_hosts),
-        **settings,
-    }
-    return f"  {name}: {json.dumps(values)}\n"  # JSON is YAML
-
-
 def stored_key(orch: Orch, token: str) -> str:
     return (orch.data / "credentials" / token / "key").read_text()
 
@@ -656,7 +560,10 @@ def test_check_reports_slurm_partitions_and_space(
     work = report["work_dir"]
     assert work["path"] == "/home/orchtest/orch-work" and work["writable"]
     assert work["free_kib"] > 0
-    assert report["containers"] == {"apptainer": None, "singularity": None, "podman": None}
+    containers = report["containers"]
+    assert set(containers) == {"apptainer", "singularity", "podman"}
+    for tool, version in containers.items():  # the site is this machine: same tools
+        assert (version is None) == (shutil.which(tool) is None), (tool, version)
 
     text = orch("sites", "check", "hpc1")
     out = text.stdout

@@ -188,6 +188,7 @@ def status_view(
                         "id": i.id,
                         "node": i.node,
                         "state": i.state,
+                        "attributes": dict(i.attributes),
                         "last_operation": _op_dict(last[i.id]) if i.id in last else None,
                     }
                     for i in instances

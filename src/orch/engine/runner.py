@@ -522,8 +522,11 @@ class Engine:
             return None
         job.detail = reported
         if verdict == "failed":
+            why = f": {result.message}" if result.message else ""
             return dataclasses.replace(
-                result, status="failed", message=f"job {job.job_id} on {where} ended {reported}"
+                result,
+                status="failed",
+                message=f"job {job.job_id} on {where} ended {reported}{why}",
             )
         return result
 
@@ -734,17 +737,18 @@ class Engine:
             for other in self.plan.steps.values():
                 if other.instance == step.instance and other.job == "submit":
                     self.store.unmark_step_done(self.name, self.plan.kind, other.id)
-        if result.ok:
+        if result.ok or step.job == "run":  # a failed job's report (exit code...) is real too
             owner = self._owner(step)
             key = (owner, step.interface or "", step.operation or "")
-            self.evaluator.outputs[key] = dict(result.outputs)
+            if result.ok:
+                self.evaluator.outputs[key] = dict(result.outputs)
             for target, change in self._attribute_mappings(
                 step, running.operation, result.outputs
             ).items():
                 updates.setdefault(target, {}).setdefault("attributes", {}).update(
                     change.get("attributes", {})
                 )
-            if step.state_after is not None and step.link is None:
+            if result.ok and step.state_after is not None and step.link is None:
                 update = self._state_update(step.instance, step.state_after)
                 merged = updates.setdefault(step.instance, {})
                 merged["state"] = update["state"]

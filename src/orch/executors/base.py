@@ -39,6 +39,8 @@ class Host:
     private_key: str | None = field(default=None, repr=False)
     """PEM text of a private key (from a Credential token)."""
     password: str | None = field(default=None, repr=False)
+    known_hosts: str | None = None
+    """A known_hosts file of this host's own (a site's in sites.yaml), checked first."""
 
     @property
     def is_local(self) -> bool:

@@ -83,6 +83,7 @@ class Site:
             port=self.port,
             user=self.user,
             identity_file=identity,
+            known_hosts=os.path.expanduser(self.known_hosts) if self.known_hosts else None,
         )
 
 

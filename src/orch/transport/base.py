@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -78,3 +79,81 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class FileTransferError(TransportError):
+    """A file of a streamed transfer cannot be opened, read, written, renamed or removed:
+    ``path`` and ``cause`` let the caller say which file and why in its own words."""
+
+    def __init__(self, message: str, *, host: str, path: str, cause: str, started: bool = True):
+        super().__init__(message, host=host, started=started)
+        self.path = path
+        self.cause = cause
+
+
+def failure_cause(exc: BaseException) -> str:
+    """The reason of a file error as a person reads it (``Permission denied``), not a repr."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class FileStream:
+    """A file opened on a host for a streamed transfer: a read, write or close that fails
+    raises FileTransferError naming the file, whatever the medium (SFTP or a local file)."""
+
+    def __init__(self, handle: Any, path: str, host: str,
+                 errors: tuple[type[BaseException], ...], size: int = 0, mode: int = 0o644):
+        self.handle = handle
+        self.path = path
+        self.host = host
+        self.errors = errors
+        self.size = size
+        self.mode = mode
+
+    def _fail(self, what: str, exc: BaseException) -> FileTransferError:
+        cause = failure_cause(exc)
+        return FileTransferError(f"{self.host}: cannot {what} {self.path}: {cause}",
+                                 host=self.host, path=self.path, cause=cause)
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self.handle.read(size)
+        except self.errors as exc:
+            raise self._fail("read", exc) from exc
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.handle.write(data)
+        except self.errors as exc:
+            raise self._fail("write", exc) from exc
+
+    def close(self) -> None:
+        """Closing a written file flushes it: errors of pipelined writes come out here."""
+        try:
+            self.handle.close()
+        except self.errors as exc:
+            raise self._fail("write", exc) from exc
+
+    def discard(self) -> None:
+        """Close after a failure: a second error says nothing new."""
+        with contextlib.suppress(Exception):
+            self.handle.close()
+
+
+class FileSession(Protocol):
+    """Streaming access to a host's files for one transfer (SFTP, or plain files locally)."""
+
+    def open_read(self, path: str) -> FileStream: ...
+
+    def open_write(self, path: str, mode: int) -> FileStream:
+        """Create or truncate ``path`` with permission bits ``mode``."""
+        ...
+
+    def rename(self, source: str, target: str) -> None:
+        """Atomically replace ``target`` by ``source`` (a half transfer never looks whole)."""
+        ...
+
+    def remove(self, path: str) -> None:
+        """Remove a file; a missing one is fine."""
+        ...

@@ -15,8 +15,16 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
-from orch.transport.base import CommandResult, LineSink, TransportError
+from orch.transport.base import (
+    CommandResult,
+    FileStream,
+    FileTransferError,
+    LineSink,
+    TransportError,
+    failure_cause,
+)
 
 KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL of a command's process group."""
@@ -249,5 +257,57 @@ class LocalTransport:
     def home(self) -> str:
         return os.path.expanduser("~")
 
+    @contextlib.contextmanager
+    def file_session(self, cancel: threading.Event | None = None) -> Iterator[LocalFiles]:
+        """Plain files of this machine, with the same calls as an SFTP session."""
+        yield LocalFiles(self.host)
+
     def close(self) -> None:
         """Nothing to release: each command owns its process."""
+
+
+class LocalFiles:
+    """This machine's files for streamed transfers (``FileSession``)."""
+
+    def __init__(self, host: str = "localhost"):
+        self.host = host
+
+    def _fail(self, what: str, path: str, exc: OSError) -> FileTransferError:
+        cause = failure_cause(exc)
+        return FileTransferError(f"{self.host}: cannot {what} {path}: {cause}",
+                                 host=self.host, path=path, cause=cause)
+
+    def open_read(self, path: str) -> FileStream:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - the stream owns it
+        except OSError as exc:
+            raise self._fail("read", path, exc) from exc
+        info = os.fstat(handle.fileno())
+        return FileStream(handle, path, self.host, (OSError,), info.st_size,
+                          info.st_mode & 0o7777)
+
+    def open_write(self, path: str, mode: int) -> FileStream:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        except OSError as exc:
+            raise self._fail("write", path, exc) from exc
+        try:
+            os.fchmod(fd, mode)  # not narrowed by the umask
+        except OSError as exc:
+            os.close(fd)
+            raise self._fail("set the mode of", path, exc) from exc
+        return FileStream(os.fdopen(fd, "wb"), path, self.host, (OSError,), 0, mode)
+
+    def rename(self, source: str, target: str) -> None:
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            raise self._fail(f"rename {source} to", target, exc) from exc
+
+    def remove(self, path: str) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._fail("remove", path, exc) from exc

@@ -24,6 +24,7 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -31,11 +32,14 @@ import paramiko
 from orch.executors.base import Host
 from orch.transport.base import (
     CommandResult,
+    FileStream,
+    FileTransferError,
     HostKeyError,
     HostKeyPolicy,
     LineSink,
     Transport,
     TransportError,
+    failure_cause,
 )
 from orch.transport.local import KILL_GRACE, TICK, LineSplitter, LocalTransport
 
@@ -50,6 +54,19 @@ END_GRACE = 2.0
 MAX_CHANNELS = 6
 """Commands running at once on one connection. sshd's MaxSessions defaults to 10 sessions per
 connection, SFTP and the kill commands of timed-out operations included."""
+
+MAX_FILE_SESSIONS = 2
+"""Streamed transfers (SFTP sessions of their own, ``file_session``) at once on one connection:
+with ``MAX_CHANNELS`` and the shared SFTP client, within sshd's default of 10 sessions."""
+
+READ_WINDOW = 4 * 1024 * 1024
+"""Bytes of read requests a download has in flight at once: fast on a distant site, while
+what waits in memory stays bounded."""
+
+READ_REQUEST = 32768
+"""One SFTP read request (paramiko's largest)."""
+
+_SFTP_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 _PGID_LINE = re.compile(rb"(?:^|\n)(__orch_pgid__=(\d+)\n)")
 # run by setsid: report the new process group, then become the command
@@ -278,11 +295,14 @@ class SshTransport:
         self._lock = threading.Lock()
         self._conn: _Connection | None = None
         self._channels = threading.BoundedSemaphore(max_channels)
+        self._file_sessions = threading.BoundedSemaphore(MAX_FILE_SESSIONS)
 
     # -- connection -------------------------------------------------------------------------
 
     def known_hosts_files(self) -> list[str]:
         files = list(self.policy.known_hosts_files) or [DEFAULT_KNOWN_HOSTS]
+        if self.target.known_hosts:
+            files.insert(0, self.target.known_hosts)
         if self.policy.accept_new:
             files.append(self.policy.known_hosts_file or DEFAULT_KNOWN_HOSTS)
         return [os.path.expanduser(f) for f in dict.fromkeys(files)]
@@ -661,11 +681,149 @@ class SshTransport:
                                    lambda sftp: sftp.normalize("."))
         return conn.home
 
+    @contextlib.contextmanager
+    def file_session(self, cancel: threading.Event | None = None) -> Iterator[SftpFiles]:
+        """An SFTP session of its own on the pooled connection, for long streamed transfers:
+        the shared client serves one thread at a time and must not wait for gigabytes."""
+        while not self._file_sessions.acquire(timeout=TICK):
+            if cancel is not None and cancel.is_set():
+                raise self._error("cancelled while waiting for a transfer slot")
+        try:
+            sftp = self._open_sftp()
+            try:
+                yield SftpFiles(sftp, self.host)
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    sftp.close()
+        finally:
+            self._file_sessions.release()
+
+    def _open_sftp(self) -> paramiko.SFTPClient:
+        """A new SFTP channel, re-opening a stale connection once."""
+        for attempt in range(2):
+            conn, fresh = self._connection()
+            try:
+                sftp = paramiko.SFTPClient.from_transport(conn.transport)
+            except _SFTP_ERRORS as exc:
+                sftp = None
+                if conn.alive():
+                    raise self._error(f"cannot open an SFTP session: {exc}") from None
+                self._drop(conn)
+                if fresh or attempt:
+                    raise self._error(f"connection lost: {exc}") from None
+                continue
+            if sftp is None:
+                raise self._error("cannot open an SFTP session")
+            return sftp
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+class SftpFiles:
+    """A host's files over one SFTP session (``FileSession``): pipelined writes, prefetched
+    reads, atomic renames (OpenSSH's posix-rename)."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, host: str):
+        self.sftp = sftp
+        self.host = host
+
+    def _fail(self, what: str, path: str, exc: BaseException) -> FileTransferError:
+        cause = failure_cause(exc)
+        return FileTransferError(f"{self.host}: cannot {what} {path}: {cause}",
+                                 host=self.host, path=path, cause=cause)
+
+    def open_read(self, path: str) -> FileStream:
+        try:
+            handle = self.sftp.open(path, "rb")
+        except _SFTP_ERRORS as exc:
+            raise self._fail("read", path, exc) from exc
+        try:
+            info = handle.stat()
+        except _SFTP_ERRORS as exc:
+            with contextlib.suppress(Exception):
+                handle.close()
+            raise self._fail("read", path, exc) from exc
+        size = info.st_size or 0
+        return FileStream(_WindowedReader(handle, size), path, self.host, _SFTP_ERRORS, size,
+                          (info.st_mode or 0o644) & 0o7777)
+
+    def open_write(self, path: str, mode: int) -> FileStream:
+        try:
+            handle = self.sftp.open(path, "wb")
+        except _SFTP_ERRORS as exc:
+            raise self._fail("write", path, exc) from exc
+        try:
+            handle.set_pipelined(True)
+            handle.chmod(mode)
+        except _SFTP_ERRORS as exc:
+            with contextlib.suppress(Exception):
+                handle.close()
+            raise self._fail("set the mode of", path, exc) from exc
+        return FileStream(handle, path, self.host, _SFTP_ERRORS, 0, mode)
+
+    def rename(self, source: str, target: str) -> None:
+        try:
+            self.sftp.posix_rename(source, target)
+        except _SFTP_ERRORS as exc:
+            raise self._fail(f"rename {source} to", target, exc) from exc
+
+    def remove(self, path: str) -> None:
+        try:
+            self.sftp.remove(path)
+        except FileNotFoundError:
+            pass
+        except _SFTP_ERRORS as exc:
+            raise self._fail("remove", path, exc) from exc
+
+
+class _WindowedReader:
+    """Reads a remote file from start to end with ``READ_WINDOW`` bytes requested ahead.
+
+    paramiko's ``prefetch`` of a whole file starts a thread that waits for its answers to be
+    read: a reader that stops early (cancel) would leave it spinning. Each window here is one
+    ``readv``, whose thread has sent all its requests and ended before the window is read."""
+
+    def __init__(self, handle: paramiko.SFTPFile, size: int):
+        self.handle = handle
+        self.size = size
+        self.requested = 0
+        self.blocks: Iterator[bytes] = iter(())
+        self.pending = b""
+
+    def _next_window(self) -> bool:
+        if self.requested >= self.size:
+            return False
+        end = min(self.size, self.requested + READ_WINDOW)
+        chunks = [(offset, min(READ_REQUEST, end - offset))
+                  for offset in range(self.requested, end, READ_REQUEST)]
+        self.requested = end
+        self.blocks = iter(self.handle.readv(chunks))
+        return True
+
+    def read(self, size: int) -> bytes:
+        parts = [self.pending]
+        have = len(self.pending)
+        while have < size:
+            block = next(self.blocks, None)
+            if block is None:
+                if self._next_window():
+                    continue
+                break
+            if not block:
+                break  # the file shrank while it was read
+            parts.append(block)
+            have += len(block)
+        data = b"".join(parts)
+        self.pending = data[size:]
+        return data[:size]
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 class TransportPool:

@@ -1,0 +1,123 @@
+"""The orch CLI against the loopback sites: a runner with its own data folder and HOME, a
+credential the site's user accepts, and sites.yaml entries for the test sites."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sites.fixtures import SlurmSite
+from sites.sshd import SshServer
+
+ORCH = [sys.executable, "-m", "orch"]
+TOKEN = "abcdefghijklmnopqrstuv"
+
+
+class Orch:
+    """Runs orch in ``root`` with its own data folder (credentials) and HOME."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data = root / "data"
+        self.home = root / "home"
+        self.home.mkdir(exist_ok=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("ORCH_SITES", "XDG_CONFIG_HOME")}
+        return {
+            **env,
+            "NO_COLOR": "1",
+            "ORCH_DATA_HOME": str(self.data),
+            "HOME": str(self.home),
+            **extra,
+        }
+
+    def __call__(
+        self, *args: str, check: int | None = 0, timeout: float = 90, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*ORCH, *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(**env),
+        )
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """orch running in the background (stdout and stderr piped)."""
+        return subprocess.Popen(
+            [*ORCH, *args], cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=self.env(**env),
+        )  # fmt: skip
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+
+@pytest.fixture
+def orch(tmp_path: Path) -> Orch:
+    return Orch(tmp_path)
+
+
+def authorized_keys_file(server: SshServer, user: str) -> Path:
+    """The file the test sshd reads ``user``'s authorized keys from (its AuthorizedKeysFile)."""
+    for line in server.config.read_text().splitlines():
+        if line.startswith("AuthorizedKeysFile "):
+            return Path(line.split(None, 1)[1].replace("%u", user))
+    raise AssertionError("no AuthorizedKeysFile in the test sshd's config")
+
+
+@pytest.fixture
+def credential(orch: Orch, slurm_site: SlurmSite) -> Iterator[str]:
+    """A token whose key the site's unprivileged user accepts (for this test only)."""
+    token = orch("credentials", "generate", "--comment", "orch sites test").stdout.strip()
+    public = orch("credentials", "public-key", token).stdout
+    path = authorized_keys_file(slurm_site.ssh, slurm_site.ssh.unprivileged_user)
+    before = path.read_text()
+    path.write_text(before + public)
+    try:
+        yield token
+    finally:
+        path.write_text(before)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder the site's unprivileged user can use (pytest's tmp folders are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="orch-sites-test-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def site_yaml(site: SlurmSite, token: str, name: str = "hpc1", **settings: Any) -> str:
+    values = {
+        "host": "127.0.0.1",
+        "port": site.ssh.port,
+        "user": site.ssh.unprivileged_user,
+        "credentials": token,
+        "known_hosts": str(site.ssh.known_hosts),
+        **settings,
+    }
+    return f"  {name}: {json.dumps(values)}\n"  # JSON is YAML
+
+
