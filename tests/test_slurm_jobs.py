@@ -104,7 +104,8 @@ properties:
     exit 3
 """))  # fmt: skip
     proc = deploy(orch, check=4)
-    found = re.search(r"job (\d+) on orchtest@127\.0\.0\.1:\d+ ended FAILED: exit code 3", proc.stderr)
+    ended = r"job (\d+) on orchtest@127\.0\.0\.1:\d+ ended FAILED: exit code 3"
+    found = re.search(ended, proc.stderr)
     assert found, proc.stderr
     assert "step 2: matrix is singular" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -152,7 +153,8 @@ properties: {command: sleep 4}
 
 def test_an_unreachable_site_is_named(orch: Orch, slurm_site: SlurmSite, credential: str) -> None:
     orch.write("sites.yaml", "sites:\n" + site_yaml(slurm_site, credential, port=1))
-    orch.write("bp.yaml", HEADER + job("j", "type: orch.nodes.SlurmJob\nproperties: {command: true}"))
+    body = "type: orch.nodes.SlurmJob\nproperties: {command: 'true'}"
+    orch.write("bp.yaml", HEADER + job("j", body))
     proc = deploy(orch, check=4)
     assert "127.0.0.1:1" in proc.stderr and "Traceback" not in proc.stderr
 
