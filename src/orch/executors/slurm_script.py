@@ -91,8 +91,8 @@ def batch_script(task: Task, files: JobFiles) -> str:
         f"orch_exit_file={shlex.quote(files.exit_file(''))}\"$SLURM_JOB_ID\".exit",
         "trap 'echo $? > \"$orch_exit_file\"' EXIT",
     ]
-    lines += module_lines(setting(task, "modules"))
     lines += environment_lines(task, props.get("environment"))
+    lines += module_lines(setting(task, "modules"))
     lines.append(body(task))
     return "\n".join(lines) + "\n"
 
