@@ -109,7 +109,8 @@ def test_enqueue_compss_gets_the_flags_and_its_job_is_watched(
 def test_a_failing_workflow_reports_exit_code_and_tail(
     orch: Orch, site: SlurmSite, shared_dir: Path
 ) -> None:
-    app = write_app(shared_dir, "import sys\nprint('task 3 failed', file=sys.stderr)\nsys.exit(2)\n")
+    code = "import sys\nprint('task 3 failed', file=sys.stderr)\nsys.exit(2)\n"
+    app = write_app(shared_dir, code)
     orch.write("bp.yaml", BLUEPRINT.replace("{app}", str(app)).replace("{data}", "x"))
     proc = orch("deploy", "bp.yaml", "--poll-interval", "0.5", check=4, timeout=120)
     assert "ended FAILED: exit code 2" in proc.stderr
