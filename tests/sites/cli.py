@@ -28,7 +28,7 @@ class Orch:
 
     def __init__(self, root: Path):
         self.root = root
-        self.data = root / "data"
+        self.data = root / ".orch-data"  # not "data": blueprints stage folders named so
         self.home = root / "home"
         self.home.mkdir(exist_ok=True)
 

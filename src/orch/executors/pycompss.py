@@ -54,6 +54,7 @@ def enqueue_command(task: Task, props: dict[str, Any]) -> list[str]:
         "container_image": props.get("container_image")
         or task.related.get("image", {}).get("image_path"),
         "container_opts": props.get("container_options"),
+        "container_compss_path": props.get("container_compss_path"),
         "python_interpreter": props.get("python_interpreter"),
     }
     words = ["enqueue_compss"]
@@ -86,4 +87,5 @@ def _yorc_properties(props: dict[str, Any]) -> dict[str, Any]:
         "modules": params.get("compss_modules"),
         "container_image": container.get("container_image"),
         "container_options": container.get("container_opts"),
+        "container_compss_path": container.get("container_compss_path"),
     }

@@ -24,10 +24,12 @@ import shlex
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
+from paramiko.sftp import CMD_DATA, CMD_READ, SFTPError, int64
 
 from orch.executors.base import Host
 from orch.transport.base import (
@@ -66,7 +68,7 @@ what waits in memory stays bounded."""
 READ_REQUEST = 32768
 """One SFTP read request (paramiko's largest)."""
 
-_SFTP_ERRORS = (paramiko.SSHException, EOFError, OSError)
+_SFTP_ERRORS = (paramiko.SSHException, SFTPError, EOFError, OSError)
 
 _PGID_LINE = re.compile(rb"(?:^|\n)(__orch_pgid__=(\d+)\n)")
 # run by setsid: report the new process group, then become the command
@@ -749,7 +751,7 @@ class SftpFiles:
                 handle.close()
             raise self._fail("read", path, exc) from exc
         size = info.st_size or 0
-        return FileStream(_WindowedReader(handle, size), path, self.host, _SFTP_ERRORS, size,
+        return FileStream(_PipelinedReader(handle, size), path, self.host, _SFTP_ERRORS, size,
                           (info.st_mode or 0o644) & 0o7777)
 
     def open_write(self, path: str, mode: int) -> FileStream:
@@ -781,41 +783,71 @@ class SftpFiles:
             raise self._fail("remove", path, exc) from exc
 
 
-class _WindowedReader:
-    """Reads a remote file from start to end with ``READ_WINDOW`` bytes requested ahead.
+class _PipelinedReader:
+    """Reads a remote file from start to end with ``READ_WINDOW`` bytes of read requests in
+    flight, taking the answers in order, in the caller's thread.
 
-    paramiko's ``prefetch`` of a whole file starts a thread that waits for its answers to be
-    read: a reader that stops early (cancel) would leave it spinning. Each window here is one
-    ``readv``, whose thread has sent all its requests and ended before the window is read."""
+    paramiko's ``prefetch`` sends its requests from a thread that its reader can overtake: it
+    then falls back to one request per round trip and keeps the late answers in memory (a
+    whole file's worth). This uses the same request calls as paramiko's own file objects."""
 
     def __init__(self, handle: paramiko.SFTPFile, size: int):
+        self.sftp = handle.sftp
         self.handle = handle
         self.size = size
-        self.requested = 0
-        self.blocks: Iterator[bytes] = iter(())
+        self.asked = 0
+        self.order: deque[tuple[int, int, int]] = deque()
+        self.answers: dict[int, bytes | BaseException] = {}
         self.pending = b""
 
-    def _next_window(self) -> bool:
-        if self.requested >= self.size:
-            return False
-        end = min(self.size, self.requested + READ_WINDOW)
-        chunks = [(offset, min(READ_REQUEST, end - offset))
-                  for offset in range(self.requested, end, READ_REQUEST)]
-        self.requested = end
-        self.blocks = iter(self.handle.readv(chunks))
-        return True
+    def _request(self, offset: int, length: int) -> int:
+        return self.sftp._async_request(self, CMD_READ, self.handle.handle, int64(offset),
+                                        int(length))
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        """Called by paramiko with the answer to one of our requests."""
+        if kind == CMD_DATA:
+            self.answers[num] = msg.get_string()
+            return
+        try:
+            self.sftp._convert_status(msg)
+            self.answers[num] = SFTPError("unexpected answer to a read")
+        except BaseException as exc:  # EOFError at the end of a file that shrank
+            self.answers[num] = exc
+
+    def _answer(self, num: int) -> bytes:
+        while num not in self.answers:
+            self.sftp._read_response()
+        answer = self.answers.pop(num)
+        if isinstance(answer, EOFError):
+            return b""
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _block(self) -> bytes:
+        while self.asked < self.size and len(self.order) * READ_REQUEST < READ_WINDOW:
+            length = min(READ_REQUEST, self.size - self.asked)
+            self.order.append((self._request(self.asked, length), self.asked, length))
+            self.asked += length
+        if not self.order:
+            return b""
+        num, offset, length = self.order.popleft()
+        data = self._answer(num)
+        while data and len(data) < length:  # a short read: ask for the rest
+            more = self._answer(self._request(offset + len(data), length - len(data)))
+            if not more:
+                break
+            data += more
+        return data
 
     def read(self, size: int) -> bytes:
         parts = [self.pending]
         have = len(self.pending)
         while have < size:
-            block = next(self.blocks, None)
-            if block is None:
-                if self._next_window():
-                    continue
-                break
+            block = self._block()
             if not block:
-                break  # the file shrank while it was read
+                break
             parts.append(block)
             have += len(block)
         data = b"".join(parts)
