@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what the integration tests start (an
-# OpenSSH server, Slurm with munge), orch with its test extras into .venv, then runs ruff and
-# pytest. The fixtures start and stop the servers themselves, on 127.0.0.1, in temporary folders.
+# OpenSSH server, Slurm with munge, podman and Apptainer for image builds), orch with its test
+# extras into .venv, then runs ruff and pytest. The fixtures start and stop the servers
+# themselves, on 127.0.0.1, in temporary folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -11,6 +12,14 @@ command -v /usr/sbin/slurmctld >/dev/null || need+=(slurmctld)
 command -v /usr/sbin/slurmd >/dev/null || need+=(slurmd)
 command -v sbatch >/dev/null || need+=(slurm-client)
 command -v /usr/sbin/munged >/dev/null || need+=(munge)
+# container image builds: podman (runc, buildah) and a static busybox to put in test images;
+# debootstrap and bubblewrap to install Apptainer below
+command -v podman >/dev/null || need+=(podman)
+command -v buildah >/dev/null || need+=(buildah)
+command -v runc >/dev/null || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v /usr/sbin/debootstrap >/dev/null || need+=(debootstrap)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own
@@ -22,7 +31,26 @@ if [ ${#need[@]} -gt 0 ]; then
       >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
     rm -f "$log"
   else
-    echo "tests/run.sh: missing ${need[*]}; install them (as root) or the SSH/Slurm tests will skip" >&2
+    echo "tests/run.sh: missing ${need[*]}; install them (as root) or the SSH/Slurm/image tests" \
+      "will skip" >&2
+  fi
+fi
+# Apptainer has no Debian 12 package: tests/sites/apptainer_sid.sh installs one into
+# $ORCH_TEST_SITES (where tests/sites/apptainer.py looks). Without it only those tests skip.
+sites=${ORCH_TEST_SITES:-/opt/orch-sites}
+if ! command -v apptainer >/dev/null && [ ! -x "$sites/bin/apptainer" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log=$(mktemp)
+    if ORCH_TEST_SITES="$sites" bash tests/sites/apptainer_sid.sh install >"$log" 2>&1; then
+      rm -f "$log"
+    else
+      cat "$log" >&2; rm -f "$log"
+      echo "tests/run.sh: *** installing Apptainer into $sites FAILED (output above):" \
+        "the Apptainer tests will be SKIPPED ***" >&2
+    fi
+  else
+    echo "tests/run.sh: *** Apptainer is not installed and installing it needs root:" \
+      "the Apptainer tests will be SKIPPED ***" >&2
   fi
 fi
 python3 -m venv .venv

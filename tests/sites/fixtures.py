@@ -163,3 +163,8 @@ def slurm_site(slurm_cluster: SlurmCluster) -> Iterator[SlurmSite]:
 def second_slurm_site(second_slurm_cluster: SlurmCluster) -> Iterator[SlurmSite]:
     """The login node of ``second_slurm_cluster``."""
     yield from _slurm_site(second_slurm_cluster)
+
+
+# -- container builders (tests/sites/podman.py, tests/sites/apptainer.py) ----------------------
+from sites.apptainer import apptainer, apptainer_dir  # noqa: E402, F401
+from sites.podman import podman, podman_env  # noqa: E402, F401

@@ -9,17 +9,27 @@ podman reads its settings from the environment orch runs in (``CONTAINERS_CONF``
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shlex
 import threading
+import time
 from dataclasses import dataclass, field
 
-from orch.executors.base import TAIL_LINES, LogSink
+from orch.executors.base import TAIL_LINES, LogSink, OperationStatus
 from orch.images.context import DEFINITION, DOCKERFILE
 from orch.images.spec import ImageSpec
-from orch.transport.base import Transport
+from orch.transport.base import Transport, TransportError
 
+PID_FILE = ".orch-build.pid"
+KILL_TREE = (
+    # stop each process before listing its children (no new ones escape), then kill it
+    't() { kill -STOP "$1" 2>/dev/null; for c in $(ps -o pid= --ppid "$1"); do t "$c"; done; '
+    'kill -KILL "$1" 2>/dev/null; }; '
+    f'P=$(cat {PID_FILE} 2>/dev/null) || exit 0; '
+    'for c in $(ps -o pid= --ppid "$P"); do t "$c"; done'
+)
 MISSING_RC = 127
 MISSING = "orch: builder not found:"
 INSTALL_HINTS = {
@@ -33,7 +43,7 @@ INSTALL_HINTS = {
 @dataclass
 class BuildResult:
     ok: bool
-    status: str = "ok"
+    status: OperationStatus = "ok"
     rc: int | None = 0
     message: str = ""
     tail: list[str] = field(default_factory=list)
@@ -72,7 +82,43 @@ def build_command(spec: ImageSpec, digest: str, output: str, *, force: bool) -> 
         if spec.format == "sif":
             steps += [f"apptainer build --force {q(output)} oci-archive:{q(archive)}",
                       f"rm -f {q(archive)}"]  # fmt: skip
-    return "{ " + check + " " + " && ".join(steps) + "; } 2>&1"
+    return f"echo $$ > {PID_FILE}; {{ {check} {' && '.join(steps)}; }} 2>&1"
+
+
+class _Guard:
+    """Ends a build on cancel or timeout, whole: builders start their build containers outside
+    their own process group (podman's survive the group being killed), so every process
+    below the build's shell is killed first, then the command itself is cancelled."""
+
+    def __init__(self, transport: Transport, cwd: str, cancel: threading.Event,
+                 timeout: float | None):
+        self.transport, self.cwd, self.cancel, self.timeout = transport, cwd, cancel, timeout
+        self.stop = threading.Event()
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while not self._done.is_set():
+            if self.cancel.wait(0.1):
+                self.reason = "cancelled"
+            elif deadline is not None and time.monotonic() >= deadline:
+                self.reason = "timeout"
+            else:
+                continue
+            with contextlib.suppress(TransportError):
+                self.transport.run(KILL_TREE, cwd=self.cwd, timeout=30)
+            self.stop.set()
+            return
+
+    def __enter__(self) -> _Guard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def run_build(
@@ -85,11 +131,12 @@ def run_build(
     where: str,
 ) -> BuildResult:
     """Run a build command; a failure says the builder's exit status and its last lines."""
-    result = transport.run(command, cwd=cwd, timeout=timeout, cancel=cancel, on_line=log)
+    with _Guard(transport, cwd, cancel, timeout) as guard:
+        result = transport.run(command, cwd=cwd, cancel=guard.stop, on_line=log)
     tail = result.stdout.splitlines()[-TAIL_LINES:]
-    if result.cancelled:
+    if guard.reason == "cancelled":
         return BuildResult(False, "cancelled", None, "cancelled: the build was stopped", tail)
-    if result.timed_out:
+    if guard.reason == "timeout":
         return BuildResult(False, "timeout", None, f"the build timed out after {timeout:g} s",
                            tail)  # fmt: skip
     if result.rc == 0:

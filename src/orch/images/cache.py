@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,12 +122,3 @@ def size_text(size: int) -> str:
         value /= 1000
     return f"{size} B"
 
-
-def age_text(path: Path) -> str:
-    """How long ago a file was written (for 'built 3 min ago')."""
-    seconds = max(0.0, time.time() - path.stat().st_mtime)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.0f} h ago"

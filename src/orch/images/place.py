@@ -5,6 +5,7 @@ removing one."""
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ def upload(transport: Transport, local: str, remote: str, sha256: str) -> None:
     q = shlex.quote
     folder = remote.rpartition("/")[0]
     transport.makedirs(folder)
-    partial = f"{folder}/.{remote.rpartition('/')[2]}.part"
+    partial = f"{folder}/.{remote.rpartition('/')[2]}.{secrets.token_hex(4)}.part"
     transport.put(local, partial, mode=0o644)
     check = (f"t={q(partial)}; set -- $(sha256sum \"$t\"); "
              f"if [ \"$1\" = {sha256} ]; then mv -f \"$t\" {q(remote)}; "

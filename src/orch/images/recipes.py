@@ -65,11 +65,16 @@ def _section(name: str, lines: list[str]) -> list[str]:
     return ["", f"%{name}", *(INDENT + line if line else "" for line in lines)]
 
 
+def _double_quoted(value: str) -> str:
+    """A value in double quotes: ``$VARIABLES`` expand, as in a Dockerfile's ENV."""
+    return '"' + re.sub(r'(["\\`])', r"\\\1", value) + '"'
+
+
 def _exports(environ: list[str]) -> list[str]:
     exports = []
     for pair in environ:
         name, _, value = pair.partition("=")
-        exports.append(f"export {name}={shlex.quote(value)}")
+        exports.append(f"export {name}={_double_quoted(value)}")
     return exports
 
 

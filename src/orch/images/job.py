@@ -1,0 +1,56 @@
+"""One image operation's inputs, worked out once: the image's settings, its build folder,
+its content hash and file name, and where its messages go."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from orch.executors.base import RunContext, Task
+from orch.executors.builtin import site_default
+from orch.images.cache import content_hash, image_file
+from orch.images.context import BuildContext, compose
+from orch.images.spec import ImageSpec, image_spec
+
+
+@dataclass
+class ImageJob:
+    spec: ImageSpec
+    context: BuildContext
+    digest: str
+    file: str
+    """``<image_name>-<hash[:12]>.sif``: the same name in the cache and on sites."""
+    run: RunContext
+    timeout: float | None
+    site_name: str | None
+    """The site the image is placed on (None: it stays on orch's machine)."""
+
+    @property
+    def label(self) -> str:
+        """The image as log lines name it: ``app-1a2b3c4d5e6f``."""
+        return self.file.rsplit(".", 1)[0]
+
+    @property
+    def cancel(self) -> threading.Event:
+        return self.run.cancel
+
+    @property
+    def force(self) -> bool:
+        return self.run.force_rebuild
+
+    def say(self, line: str) -> None:
+        """A line of orch's own in the operation's log."""
+        self.run.log("stdout", line)
+
+
+def plan(task: Task, run: RunContext) -> ImageJob:
+    """Everything an operation on a ContainerImage needs (raises ImageError, SpackError)."""
+    spack = task.related.get("spack_environment")
+    spec = image_spec(task.properties, task.node, task.base_dir, spack,
+                      site_default(task, "container_runtime"))  # fmt: skip
+    context = compose(spec, task.base_dir)
+    digest = content_hash(spec, context)
+    site = None
+    if not task.host.is_local:
+        site = task.site.name if task.site is not None else task.host.describe()
+    return ImageJob(spec, context, digest, image_file(spec, digest), run, task.timeout, site)
