@@ -10,9 +10,6 @@ scancel.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +17,6 @@ import pytest
 from sites.cli import Orch, site_yaml
 from sites.fixtures import SlurmSite
 from sites.slurm import PATH
-
-STAND_IN = Path(__file__).parent / "sites" / "pycompss" / "enqueue_compss"
 
 BLUEPRINT = """
 tosca_definitions_version: tosca_simple_yaml_1_3
@@ -45,25 +40,6 @@ topology_template:
         modules: [COMPSs/3.3]
       requirements: [{host: login}]
 """
-
-
-@pytest.fixture
-def compss_bin() -> Iterator[Path]:
-    """A folder the site's user can read, with the stand-in enqueue_compss and a stand-in
-    `module` command (no module system on the test site) that records what it loads."""
-    folder = Path(tempfile.mkdtemp(prefix="orch-compss-"))
-    folder.chmod(0o755)
-    shutil.copy(STAND_IN, folder / "enqueue_compss")
-    (folder / "module").write_text(
-        '#!/bin/sh\n# stand-in for Environment Modules/Lmod: records the call\n'
-        'echo "module $*" >> "$HOME/modules.calls"\n'
-    )
-    for tool in folder.iterdir():
-        tool.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -121,3 +121,23 @@ def site_yaml(site: SlurmSite, token: str, name: str = "hpc1", **settings: Any) 
     return f"  {name}: {json.dumps(values)}\n"  # JSON is YAML
 
 
+STAND_IN = Path(__file__).parent / "pycompss" / "enqueue_compss"
+
+
+@pytest.fixture
+def compss_bin() -> Iterator[Path]:
+    """A folder the site's user can read, with the stand-in enqueue_compss and a stand-in
+    `module` command (no module system on the test site) that records what it loads."""
+    folder = Path(tempfile.mkdtemp(prefix="orch-compss-"))
+    folder.chmod(0o755)
+    shutil.copy(STAND_IN, folder / "enqueue_compss")
+    (folder / "module").write_text(
+        '#!/bin/sh\n# stand-in for Environment Modules/Lmod: records the call\n'
+        'echo "module $*" >> "$HOME/modules.calls"\n'
+    )
+    for tool in folder.iterdir():
+        tool.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
