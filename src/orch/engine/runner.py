@@ -660,6 +660,9 @@ class Engine:
             store=True,
         )
         if step.job == "run" and polls_in_rounds(executor):
+            expect = getattr(executor, "expect", None)
+            if expect is not None:
+                expect(task)  # the site's next status command includes this job
             self._sleeping[step.id] = self._next_round(running)  # first poll: next round
             return None
         log_path = self.store.log_path(self.name, op_id)

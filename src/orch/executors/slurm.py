@@ -54,6 +54,13 @@ class SlurmExecutor:
         with self._lock:
             return sum(m.rounds for m in self._monitors.values())
 
+    def expect(self, task: Task) -> None:
+        """Called by the engine when a job's watch starts (no I/O): its site's next round asks
+        for it, whichever poll comes first."""
+        job_id = _job_id(task)
+        if task.operation == "run" and job_id is not None:
+            self.monitor(task.host).expect(job_id)
+
     def run(self, task: Task, context: RunContext) -> OperationResult:
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)

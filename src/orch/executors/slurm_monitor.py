@@ -21,6 +21,8 @@ ENDED = (
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
     "DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT",
 )  # fmt: skip
+_ACTIVE = "PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|RESIZING|STOPPED"
+"""States of a job that has not ended (its tails and exit file are not read yet)."""
 _FORMAT = "JobID:24,State:24,exit_code:12,TimeUsed:16,NodeList:400"
 _WIDTHS = (24, 24, 12, 16)
 
@@ -56,9 +58,11 @@ class SiteMonitor:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._jobs: dict[str, JobFiles] = {}
+        self._jobs: dict[str, JobFiles | None] = {}
+        """The jobs watched; files None until the job's first poll says where they are."""
         self._answers: dict[str, JobInfo] = {}
         self._asked: frozenset[str] = frozenset()
+        self._asked_with_files: frozenset[str] = frozenset()
         self._taken = float("-inf")
         self._querying = False
         self.rounds = 0
@@ -79,7 +83,11 @@ class SiteMonitor:
             self._jobs[job_id] = files
             while True:
                 if self._taken >= need and job_id in self._asked:
-                    return self._answers[job_id]
+                    answer = self._answers[job_id]
+                    # an end judged without the job's files (no exit file, no output tail)
+                    # is asked again, with them
+                    if not answer.ended or job_id in self._asked_with_files:
+                        return answer
                 if not self._querying:
                     break
                 self._cond.wait(0.2)
@@ -97,8 +105,15 @@ class SiteMonitor:
                 if answers is not None:
                     self.rounds += 1
                     self._answers, self._asked, self._taken = answers, frozenset(asked), started
+                    self._asked_with_files = frozenset(j for j, f in asked.items() if f)
                 self._cond.notify_all()
         return answers[job_id]
+
+    def expect(self, job_id: str) -> None:
+        """A job about to be watched: the next round asks for it too, so that the first polls
+        of many jobs, which reach the monitor a few at a time, share one command."""
+        with self._cond:
+            self._jobs.setdefault(job_id, None)
 
     def forget(self, job_id: str) -> None:
         """The job ended (or was cancelled): later rounds no longer ask for it."""
@@ -106,20 +121,23 @@ class SiteMonitor:
             self._jobs.pop(job_id, None)
 
 
-def status_command(jobs: dict[str, JobFiles]) -> str:
+def status_command(jobs: dict[str, JobFiles | None]) -> str:
     """One shell command reporting every job: ``Q`` lines from squeue, then per job Slurm does
     not list as running: ``A`` (sacct), ``E`` (exit file), ``O``/``R`` (output tails)."""
     ids = ",".join(jobs)
     records = "\n".join(
         "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
+        if f is not None
+        else f"{job_id}|||"
         for job_id, f in jobs.items()
     )
     return f"""S=$(squeue -h -t all -j {ids} -O {_FORMAT} 2>/dev/null)
 printf '%s\\n' "$S" | sed -n 's/^/Q /p'
+A=$(printf '%s\\n' "$S" | awk '{{printf " %s ", $1}}')
+W=$(printf '%s\\n' "$S" | awk '$2 ~ /^({_ACTIVE})$/ {{printf " %s ", $1}}')
 while IFS='|' read -r id out err ex; do
-  st=$(printf '%s\\n' "$S" | awk -v id="$id" '$1==id {{print $2}}')
-  case "$st" in PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|RESIZING) continue;; esac
-  if [ -z "$st" ] && command -v sacct >/dev/null 2>&1; then
+  case "$W" in *" $id "*) continue;; esac
+  if case "$A" in *" $id "*) false;; esac && command -v sacct >/dev/null 2>&1; then
     sacct -n -P -X -j "$id" -o JobID,State,ExitCode,Elapsed,NodeList 2>/dev/null | sed 's/^/A /'
   fi
   [ -f "$ex" ] && echo "E $id $(cat "$ex")"
@@ -132,7 +150,7 @@ ORCH_JOBS
 
 
 def query(
-    transport: Transport, jobs: dict[str, JobFiles], cancel: threading.Event
+    transport: Transport, jobs: dict[str, JobFiles | None], cancel: threading.Event
 ) -> dict[str, JobInfo]:
     try:
         result = transport.run(status_command(jobs), timeout=120, cancel=cancel)
