@@ -340,12 +340,7 @@ class Store:
             raise StateError(f"cannot open {db}: {e}") from e
         store = cls(root, conn)
         try:
-            with store._mutex:
-                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                store._migrate()
+            store._set_up()
         except sqlite3.Error as e:
             conn.close()
             raise StateError(f"cannot use {db}: {e}") from e
@@ -353,6 +348,27 @@ class Store:
             conn.close()
             raise
         return store
+
+    def _set_up(self) -> None:
+        """Pragmas and schema. Processes opening a fresh state dir together can get "database
+        is locked" here without SQLite's busy handler being called (switching to WAL, a read
+        lock upgraded to write): such a clash is retried until BUSY_TIMEOUT."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.01
+        while True:
+            try:
+                with self._mutex:
+                    self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+                    self._conn.execute("PRAGMA journal_mode = WAL")
+                    self._conn.execute("PRAGMA synchronous = NORMAL")
+                    self._conn.execute("PRAGMA foreign_keys = ON")
+                    self._migrate()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _migrate(self) -> None:
         if self._version() == SCHEMA_VERSION:
