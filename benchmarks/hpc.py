@@ -555,16 +555,69 @@ def _s(values: list[float], how: str) -> str:
 # -- images ----------------------------------------------------------------------------------------
 
 
-def image_rows() -> None:
-    """TODO(images): "second deploy of an unchanged image blueprint: no build, no transfer".
+IMAGE_BLUEPRINT = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [orch-hpc:1.0.0]
+topology_template:
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties: {site: hpc1}
+    image:
+      type: orch.nodes.ContainerImage
+      properties:
+        image_name: bench
+        builder: apptainer
+        base: scratch
+        files: {/bin/busybox: /bin/busybox, payload.bin: /payload.bin}
+      requirements: [{host: login}]
+"""
 
-    To be written with the image executor (``orch.executors.images.ImageExecutor``): deploy a
-    blueprint with an ``orch.nodes.ContainerImage`` hosted on a loopback site twice (two
-    deployment names, one orch cache), time both, and check on the second that the outputs say
-    built=false and transferred=false and that no build or upload command ran (Recorder).
-    Not called from main() until then.
-    """
-    raise NotImplementedError("image benchmark: TODO, see the docstring")
+
+def image_rows(site: Site, recorder: Recorder, scratch: Path) -> None:
+    """A deploy of an image blueprint (Apptainer, busybox and 16 MiB of data, placed on the
+    site), then a second deploy of the same blueprint (a new deployment, same orch cache): it
+    should build nothing and send nothing; then one with --force-rebuild."""
+    from orch import deployments
+    from orch.engine.runner import EngineOptions
+    from orch.state import Store
+    from orch.transport.base import HostKeyPolicy
+    from sites.apptainer import find_apptainer
+
+    folder = find_apptainer()
+    if folder is None:
+        say("image scenario SKIPPED: no apptainer (tests/run.sh installs it in /opt/orch-sites)")
+        return
+    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
+    os.environ["ORCH_CACHE_HOME"] = str(scratch / "cache")
+    (scratch / "payload.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    path = scratch / "image.yaml"
+    path.write_text(IMAGE_BLUEPRINT)
+    policy = HostKeyPolicy(known_hosts_files=[str(site.ssh.known_hosts)])
+    print("\nImage blueprint deployed three times (new deployment each time, one orch cache)\n")
+    print("| deploy | wall | built | transferred | SSH commands | SFTP requests |")
+    print("|---|---|---|---|---|---|")
+    for index, (label, force) in enumerate(
+        [("first", False), ("second, unchanged", False), ("third, --force-rebuild", True)]
+    ):
+        prepared = deployments.prepare(str(path), [])
+        options = EngineOptions(host_keys=policy, force_rebuild=force)
+        store = Store.open(scratch / f"state-image{index}")
+        try:
+            recorder.reset()
+            started = time.perf_counter()
+            outcome = deployments.deploy(store, prepared, f"image{index}", options)
+            wall = time.perf_counter() - started
+            if outcome.summary.status != "ok":
+                why = [f"{f.title}: {f.message}" for f in outcome.summary.failures]
+                raise SystemExit("image deploy failed: " + "; ".join(why))
+            [row] = [r for r in store.instances(f"image{index}") if r.node == "image"]
+            attributes = dict(row.attributes)
+        finally:
+            store.close()
+        commands = sum(Counter(recorder.commands).values())
+        print(f"| {label} | {wall:.2f} s | {attributes.get('built')} | "
+              f"{attributes.get('transferred')} | {commands} | {recorder.sftp} |")
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -588,6 +641,8 @@ def main() -> None:
         default=20,
         help="jobs per site in the two-site deploy (0: no two-site deploy)",
     )
+    parser.add_argument("--no-image", dest="image", action="store_false",
+                        help="skip the unchanged-image scenario")
     args = parser.parse_args()
     counts = [int(n) for n in args.jobs.split(",") if n.strip()]
     if os.geteuid() != 0:
@@ -611,7 +666,7 @@ def main() -> None:
     if args.two_sites:
         jobs = {"hpc1": args.two_sites, "hpc2": args.two_sites}
         rows.append(Row(f"two sites, {args.two_sites} jobs each", jobs, args.workers))
-    if not rows:
+    if not rows and not args.image:
         raise SystemExit("nothing to run: give --jobs or --two-sites")
 
     recorder = Recorder()
@@ -623,12 +678,14 @@ def main() -> None:
         work = scratch / "work"  # the job folders, written by the site's user
         work.mkdir(mode=0o777)
         work.chmod(0o777)
-        names = sorted({site for row in rows for site in row.jobs})
+        names = sorted({site for row in rows for site in row.jobs} | {"hpc1"})
         sites = {name: start_site(stack, name) for name in names}
         recorder.site_names = {site.ssh.port: name for name, site in sites.items()}
         sites_file = scratch / "sites.yaml"
         sites_file.write_text(sites_yaml(list(sites.values()), work))
         os.environ["ORCH_SITES"] = str(sites_file)
+        if args.image:
+            image_rows(sites["hpc1"], recorder, scratch)
         for index, row in enumerate(rows):
             for attempt in range(args.repeat):
                 name = f"bench{index}-{row.total}-w{row.workers}-r{attempt}"
@@ -645,7 +702,8 @@ def main() -> None:
                     f"{_s(run.lags, 'median')}"
                 )
         cpus = sites[names[0]].cluster.cpus
-    print_tables(rows, args.poll_interval, cpus)
+    if rows:
+        print_tables(rows, args.poll_interval, cpus)
 
 
 if __name__ == "__main__":
