@@ -104,14 +104,7 @@ def site_for(evaluator: Evaluator, instance_id: str) -> Any:
         return None
     node = evaluator.model.nodes[evaluator.instances[compute].node]
     name = evaluator.value(node.properties.get("site"), Scope(instance=compute))
-    if not name:
-        return None
-    from orch.sites.config import SitesError, current_sites
-
-    try:
-        return current_sites().get(str(name))
-    except SitesError as exc:
-        raise EvaluationError(f"Compute '{node.name}': site '{name}': {exc}") from None
+    return _site(str(name), node.name) if name else None
 
 
 def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any:
@@ -127,14 +120,21 @@ def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any
     return None
 
 
-def _site_host(name: str, node: str) -> Host:
+def _site(name: str, node: str) -> Any:
+    """The site called ``name`` in sites.yaml; a missing or wrong file names the node."""
     from orch.sites.config import SitesError, current_sites
+
+    try:
+        return current_sites().get(name)
+    except SitesError as exc:
+        raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
+
+
+def _site_host(name: str, node: str) -> Host:
     from orch.sites.credentials import CredentialError
 
     try:
-        return current_sites().get(name).host()
-    except SitesError as exc:
-        raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
+        return _site(name, node).host()
     except CredentialError as exc:
         raise EvaluationError(f"Compute '{node}': site '{name}': {exc}") from None
 

@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from orch.engine.jobs import JOB_ID, JOB_STATUS
-from orch.executors.base import Host, OperationResult, RunContext, Task
+from orch.executors.base import TAIL_LINES, Host, OperationResult, RunContext, Task
 from orch.executors.builtin import accepts_builtin, node_dir, quote_path
 from orch.executors.slurm_monitor import JobInfo, SiteMonitor, StatusError
 from orch.executors.slurm_script import JobFiles, ScriptError, batch_script, job_files
@@ -210,4 +210,4 @@ def _job_id(task: Task) -> str | None:
 
 
 def _lines(text: str | None) -> list[str]:
-    return (text or "").splitlines()[-20:]
+    return (text or "").splitlines()[-TAIL_LINES:]

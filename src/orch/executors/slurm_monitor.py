@@ -13,10 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from orch.executors.base import TAIL_LINES
 from orch.executors.slurm_script import JobFiles
 from orch.transport.base import Transport, TransportError
 
-TAIL_LINES = 20
 ENDED = (
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
     "DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT",
