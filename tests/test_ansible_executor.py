@@ -541,3 +541,21 @@ def _children(parent: int, marker: bytes) -> list[int]:
             if int(stat[1]) == parent and marker in cmdline and running(int(entry.name)):
                 found.append(int(entry.name))
     return found
+
+
+def test_a_warning_is_not_why_the_fork_server_died():
+    """Libraries print deprecation warnings when Ansible is imported (cryptography 51 does for
+    DSA): the reason a dead server gives is its signal or its error, never such a line."""
+    from orch.executors.ansible_server import _exit_cause
+
+    warning = (
+        "/venv/lib/python3.11/site-packages/paramiko/pkey.py:100: "
+        "CryptographyDeprecationWarning: DSA is deprecated\n"
+        "  from cryptography.hazmat.primitives.asymmetric import dsa\n"
+        "[DEPRECATION WARNING]: something old. This feature will be removed.\n"
+    )
+    assert _exit_cause(warning, killed=True) is None
+    assert _exit_cause(warning, killed=False) is None
+    crash = warning + "Traceback (most recent call last):\n  File 'x'\nImportError: no ansible\n"
+    assert _exit_cause(crash, killed=False) == "ImportError: no ansible"
+    assert _exit_cause("plain last words\n", killed=False) == "plain last words"

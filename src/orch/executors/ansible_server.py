@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -453,9 +454,33 @@ class ForkServer:
             text = self._stderr.read()[-STDERR_TAIL:].decode(errors="replace")
         except (OSError, ValueError):
             text = ""
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        errors = [line for line in lines if "Error" in line or "error" in line]
-        return f"{why}: {(errors or lines)[-1]}" if lines else why
+        cause = _exit_cause(text, killed=code is None or code < 0)
+        return f"{why}: {cause}" if cause else why
+
+
+_WARNING = re.compile(r"warning|deprecat", re.IGNORECASE)
+_ERROR = re.compile(r"\w*(Error|Exception)\b|\b(error|fatal|traceback)\b", re.IGNORECASE)
+
+
+def _exit_cause(stderr: str, *, killed: bool) -> str | None:
+    """The line of a dead server's stderr that says why it died, if any.
+
+    Warnings are never a cause (libraries print deprecation notices at import time, with the
+    source line that raised them indented below); a server killed by a signal died of the
+    signal, so only an error line adds anything then."""
+    lines: list[str] = []
+    in_warning = False
+    for raw in stderr.splitlines():
+        if _WARNING.search(raw):
+            in_warning = True
+        elif not (in_warning and raw[:1].isspace()):
+            in_warning = False
+            if raw.strip():
+                lines.append(raw.strip())
+    errors = [line for line in lines if _ERROR.search(line)]
+    if errors:
+        return errors[-1]
+    return None if killed or not lines else lines[-1]
 
 
 _servers_lock = threading.Lock()
