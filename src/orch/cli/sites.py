@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from orch.cli import exitcodes
+from orch.cli.complete import site_names
 
 SITES_HELP = (
     "sites.yaml to use (default: $ORCH_SITES, else ./sites.yaml, else "
@@ -178,7 +179,29 @@ def _site_dict(site: Any) -> dict[str, Any]:
 
 
 @sites.command("check", short_help="Log in to sites and report what they offer.")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=site_names)
+@click.option(
+    "-b",
+    "--blueprint",
+    type=click.Path(path_type=Path),
+    help="Check what this blueprint needs on the sites it runs on (its commands, modules, "
+    "partitions, enqueue_compss, image builders and runtimes), here too.",
+)
+@click.option(
+    "-i",
+    "--inputs",
+    "input_specs",
+    multiple=True,
+    metavar="FILE|NAME=VALUE",
+    help="The blueprint's inputs, as for deploy (repeatable).",
+)
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Folder of type libraries for the blueprint's 'name:version' imports.",
+)
 @_sites_option
 @_format_option
 @click.option(
@@ -211,6 +234,9 @@ def _site_dict(site: Any) -> dict[str, Any]:
 )
 def check(
     names: tuple[str, ...],
+    blueprint: Path | None,
+    input_specs: tuple[str, ...],
+    catalogs: tuple[Path, ...],
     sites_file: Path | None,
     fmt: str,
     known_hosts: tuple[Path, ...],
@@ -223,23 +249,36 @@ def check(
     One SSH round trip per site: host name, Slurm version and partitions, the default
     partition, account and QoS, modules, container runtimes, free space of the work folder.
 
+    With --blueprint (and its -i inputs, as for deploy), the sites are those the blueprint
+    runs on (or the NAMEs given), each checked for what the blueprint's nodes will use there:
+    Slurm's commands, their modules (and `module`), partitions, accounts and QoS,
+    enqueue_compss once the modules are loaded, the image builders and runtimes; images built
+    on this machine need their builder here too. Each finding names the nodes behind it.
+
     \b
-    Exit status: 0 all fine; 4 something the site's configuration needs is missing;
-    3 a site is unreachable (or sites.yaml is wrong).
+    Exit status: 0 all fine; 4 something needed is missing; 3 a site is unreachable (or
+    sites.yaml is wrong); 1 the blueprint or its inputs have errors.
     """
-    from orch.sites.check import check_sites
+    from orch.sites.check import check_local, check_sites
     from orch.sites.config import SitesError
     from orch.transport.base import HostKeyPolicy
 
     book = _load(sites_file)
     try:
-        chosen = [book.get(n) for n in dict.fromkeys(names)] if names else list(book)
+        needs = _needs(blueprint, input_specs, catalogs, book, fmt) if blueprint else None
+        if names or needs is None:
+            chosen = [book.get(n) for n in dict.fromkeys(names)] if names else list(book)
+        else:
+            chosen = [book.get(n) for n in needs.sites]
     except SitesError as exc:
         for diagnostic in exc.diagnostics:
             click.echo(str(diagnostic), err=True)
         sys.exit(exitcodes.CONFIG)
-    if not chosen:
+    if not chosen and needs is None:
         _fail(f"no sites in {book.path}")
+    local = check_local(needs) if needs is not None else None
+    if local is not None and fmt == "text":
+        click.echo(_local_text(local, needs), nl=False)
     files = [str(p) for p in known_hosts]
     policy = HostKeyPolicy(
         known_hosts_files=files,
@@ -247,15 +286,59 @@ def check(
         known_hosts_file=files[0] if files else None,
     )
     reports = []
-    for report in check_sites(chosen, policy, connect_timeout=connect_timeout, timeout=timeout):
+    options = {"connect_timeout": connect_timeout, "timeout": timeout, "needs": needs}
+    for report in check_sites(chosen, policy, **options):
         reports.append(report)
         if fmt == "text":
             click.echo(_report_text(report), nl=False)
-    code = _exit_code([r.status for r in reports])
+    statuses = [r.status for r in reports] + ([local.status] if local is not None else [])
+    code = _exit_code(statuses)
     if fmt == "json":
         status = {0: "ok", 3: "unreachable", 4: "missing"}[code]
-        click.echo(_json({"status": status, "sites": [r.as_dict() for r in reports]}), nl=False)
+        data: dict[str, Any] = {"status": status}
+        if needs is not None and local is not None:
+            data |= {"blueprint": needs.blueprint, "local": local.as_dict()}
+        data["sites"] = [r.as_dict() for r in reports]
+        click.echo(_json(data), nl=False)
     sys.exit(code)
+
+
+def _needs(
+    blueprint: Path, input_specs: tuple[str, ...], catalogs: tuple[Path, ...], book: Any, fmt: str
+) -> Any:
+    """What the blueprint needs of each site; its problems are reported as deploy reports
+    them (exit 1)."""
+    from orch.cli.deploy import _show_diagnostics
+    from orch.deployments import BlueprintProblems, prepare
+    from orch.sites.needs import blueprint_needs
+
+    try:
+        prepared = prepare(str(blueprint), list(input_specs), [str(c) for c in catalogs])
+    except BlueprintProblems as exc:
+        _show_diagnostics(exc.diagnostics, fmt)
+        sys.exit(exitcodes.FINDINGS)
+    return blueprint_needs(str(blueprint), prepared.model, prepared.inputs, book)
+
+
+def _local_text(report: Any, needs: Any) -> str:
+    """This machine's part of a blueprint's check (the builders of images built here)."""
+    lines = [f"this machine (orch), for {needs.blueprint}:"]
+    lines += _finding_lines(report.findings)
+    if not report.findings:
+        lines.append(f"  {'ok':<8} nothing is needed here")
+    missing = sum(f.level == "missing" for f in report.findings)
+    lines.append("this machine: " + ("ok" if not missing else f"{missing} missing"))
+    return "\n".join(lines) + "\n"
+
+
+def _finding_lines(findings: list[Any]) -> list[str]:
+    width = max((len(f.check) for f in findings), default=0)
+    lines = []
+    for finding in findings:
+        lines.append(f"  {_MARKS[finding.level]:<8} {finding.check:<{width}}  {finding.message}")
+        if finding.hint:
+            lines.append(f"  {'':<8} {'':<{width}}  hint: {finding.hint}")
+    return lines
 
 
 def _exit_code(statuses: list[str]) -> int:
@@ -278,11 +361,7 @@ def _report_text(report: Any) -> str:
         f"{site.name}: {where}, login node {facts.get('hostname', '?')} "
         f"({facts.get('system', '?')}), checked in {report.seconds:.2f} s"
     ]
-    width = max((len(f.check) for f in report.findings), default=0)
-    for finding in report.findings:
-        lines.append(f"  {_MARKS[finding.level]:<8} {finding.check:<{width}}  {finding.message}")
-        if finding.hint:
-            lines.append(f"  {'':<8} {'':<{width}}  hint: {finding.hint}")
+    lines += _finding_lines(report.findings)
     missing = sum(f.level == "missing" for f in report.findings)
     warnings = sum(f.level == "warning" for f in report.findings)
     verdict = "ok" if not missing else f"{missing} missing"

@@ -37,8 +37,15 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 
 from orch.executors import ansible_server
-from orch.executors.base import TAIL_LINES, OperationResult, RunContext, Task, escaping_artifact
-from orch.executors.script import MASK, Masker
+from orch.executors.base import (
+    TAIL_LINES,
+    OperationResult,
+    RunContext,
+    Task,
+    as_text,
+    escaping_artifact,
+)
+from orch.executors.masking import MASK, Masker
 
 ARTIFACT_TYPES = frozenset(
     name.lower()
@@ -70,16 +77,6 @@ COMMON_SETTINGS = {
 }
 """Settings of every run (in the fork server's environment: Ansible reads some at import)."""
 MESSAGE_LIMIT = 500
-
-
-class _JsonMasker(Masker):
-    """Masks secrets as they are and as they appear inside JSON strings (escaped)."""
-
-    def __init__(self, values: tuple[str, ...]):
-        forms = set(values)
-        forms.update(json.dumps(v)[1:-1] for v in values if v)
-        forms.update(json.dumps(v, ensure_ascii=False)[1:-1] for v in values if v)
-        super().__init__(tuple(forms))
 
 
 def _inventory_name(name: str) -> str:
@@ -229,6 +226,41 @@ def _redact_tree(root: str, mask: Masker, skip: str) -> None:
                     handle.write(masked)
 
 
+INPUT_FILES = (("env", "extravars"), ("inventory", "hosts.yml"))
+"""Files of the private data dir that hold the inputs and the host's password, as JSON."""
+
+
+def _redact_inputs(private: str, secrets: tuple[str, ...], mask: Masker) -> None:
+    """Replaces the values that are secrets in the kept inputs and inventory by ``MASK``,
+    whole, however short (masking text alone leaves short secrets there), and masks the rest.
+    A file that cannot be rewritten is removed: it is no use without its secrets."""
+    whole = {str(value) for value in secrets if value not in (None, "")}
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {mask(str(k)): scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        text = value if isinstance(value, str) else str(value)
+        if text in whole or as_text(value) in whole:
+            return MASK
+        return mask(value) if isinstance(value, str) else value
+
+    for parts in INPUT_FILES:
+        path = os.path.join(private, *parts)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            _write_private(path, json.dumps(scrub(data)))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
 @dataclass
 class _Outcome:
     """How a playbook process ended, whichever way it ran."""
@@ -363,7 +395,7 @@ class AnsibleExecutor:
     def run(self, task: Task, context: RunContext) -> OperationResult:
         host = task.host
         extra_secrets = tuple(v for v in (host.password, host.private_key) if v)
-        mask = _JsonMasker((*task.secret_values, *extra_secrets))
+        mask = Masker((*task.secret_values, *extra_secrets))
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)
         escaping = escaping_artifact(task)
@@ -384,7 +416,7 @@ class AnsibleExecutor:
         try:
             if keep:
                 private = os.path.abspath(context.artifacts_dir)
-                os.makedirs(private, exist_ok=True)
+                os.makedirs(private, mode=0o700, exist_ok=True)
             else:
                 private = tempfile.mkdtemp(prefix="orch-ansible-")
         except OSError as exc:
@@ -429,6 +461,7 @@ class AnsibleExecutor:
             with contextlib.suppress(OSError):
                 os.remove(key_path)
             if keep:
+                _redact_inputs(private, (*task.secret_values, *extra_secrets), mask)
                 _redact_tree(private, mask, os.path.join(private, "project"))
             else:
                 shutil.rmtree(private, ignore_errors=True)

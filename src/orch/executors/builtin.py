@@ -11,11 +11,12 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+import threading
 from typing import Any
 
 from orch.executors.base import Task
 from orch.tosca.model import BUILTIN_ARTIFACTS
-from orch.transport.base import Transport
+from orch.transport.base import Transport, TransportError
 
 DEFAULT_WORK_DIR = "orch-work"
 """Folder (relative to the home) of nodes hosted on a plain Compute, not a site of sites.yaml."""
@@ -50,8 +51,41 @@ def expand_home(path: str, transport: Transport) -> str:
 
 
 def work_root(task: Task, transport: Transport) -> str:
-    """The site's work folder (sites.yaml ``work_dir``), absolute."""
-    return expand_home(str(site_default(task, "work_dir") or DEFAULT_WORK_DIR), transport)
+    """The site's work folder (sites.yaml ``work_dir``), absolute. Its ``$VARIABLES`` are
+    expanded on the site with the site's environment, as ``orch sites check`` does: SFTP and
+    quoted paths would take ``$SCRATCH`` for a folder's name."""
+    raw = str(site_default(task, "work_dir") or DEFAULT_WORK_DIR)
+    if "$" not in raw:
+        return expand_home(raw, transport)
+    environment = {str(k): str(v) for k, v in (site_default(task, "environment") or {}).items()}
+    return expand_home(resolve_on_site(raw, transport, environment), transport)
+
+
+_RESOLVED: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
+_RESOLVING = threading.Lock()
+
+
+def resolve_on_site(path: str, transport: Transport, environment: dict[str, str]) -> str:
+    """``path`` with its variables expanded by the host's shell (once per host, path and
+    environment); an unset variable is an error naming it. The path holds no quote, backslash
+    nor command substitution (sites.yaml's schema)."""
+    key = (transport.host, path, tuple(sorted(environment.items())))
+    with _RESOLVING:
+        if key in _RESOLVED:
+            return _RESOLVED[key]
+    command = """set -u; eval "printf '%s' \"$ORCH_PATH\"" """
+    result = transport.run(command, env={**environment, "ORCH_PATH": path}, timeout=60)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if result.rc != 0 or not result.stdout:
+        why = lines[-1] if lines else f"exit status {result.rc}"
+        raise TransportError(
+            f"{transport.host}: work_dir {path} cannot be expanded there ({why}): set the "
+            "variable in the site's environment in sites.yaml",
+            host=transport.host, started=True,
+        )  # fmt: skip
+    with _RESOLVING:
+        _RESOLVED[key] = result.stdout
+    return result.stdout
 
 
 def node_dir(task: Task, transport: Transport, prop: str = "workdir") -> str:
@@ -65,6 +99,17 @@ def node_dir(task: Task, transport: Transport, prop: str = "workdir") -> str:
             return expand_home(own, transport)
         return posixpath.join(root, own)
     return posixpath.join(root, safe_segment(task.deployment), safe_segment(task.node))
+
+
+def deployment_dir(task: Task, transport: Transport) -> str:
+    """``<work folder>/<deployment>``: where the nodes' default folders are."""
+    return posixpath.join(work_root(task, transport), safe_segment(task.deployment))
+
+
+def remove_if_empty(folder: str) -> str:
+    """A shell command removing ``folder`` if nothing is left in it (never failing): what
+    undeploy removed leaves no empty folder of orch's behind."""
+    return f"rmdir -- {quote_path(folder)} 2>/dev/null || :"
 
 
 def safe_segment(name: str) -> str:

@@ -10,10 +10,12 @@ become the node's attributes.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 
 from orch.executors.base import OperationResult, RunContext, Task
-from orch.executors.builtin import accepts_builtin, work_root
+from orch.executors.builtin import accepts_builtin, remove_if_empty, work_root
+from orch.executors.masking import Masker
 from orch.images.build import BuildResult
 from orch.images.cache import size_text
 from orch.images.job import ImageJob, plan
@@ -96,11 +98,13 @@ def delete(task: Task, context: RunContext) -> OperationResult:
         context.log("stderr", f"cannot tell which image to remove ({exc}): left on the site")
         return OperationResult("ok", rc=0)
     transport = context.transport(task.host)
-    remote = posixpath.join(site_images(task, transport), job.file)
+    folder = site_images(task, transport)
+    remote = posixpath.join(folder, job.file)
     if remove(transport, remote):
         job.say(f"image {job.label} removed from {job.site_name} ({remote})")
     else:
         job.say(f"image {job.label} was not on {job.site_name} ({remote})")
+    transport.run(remove_if_empty(folder))  # the last image gone: no empty folder left
     return OperationResult("ok", rc=0)
 
 
@@ -117,6 +121,12 @@ class ImageExecutor:
         return accepts_builtin(self.name, implementation, artifact_type)
 
     def run(self, task: Task, context: RunContext) -> OperationResult:
+        """The operation, with secrets masked in what it logs and returns (build logs)."""
+        mask = Masker(task.secret_values)
+        masked = dataclasses.replace(context, log=mask.sink(context.log))
+        return mask.result(self._run(task, masked))
+
+    def _run(self, task: Task, context: RunContext) -> OperationResult:
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)
         operation = OPERATIONS.get(task.operation)

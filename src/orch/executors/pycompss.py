@@ -23,6 +23,7 @@ YORC_ARTIFACT = "org.eflows4hpc.pycompss.plugin.artifacts.Deployment"
 class PyCOMPSsExecutor(SlurmExecutor):
     name = "pycompss"
     kinds = "orch.artifacts.Builtin 'pycompss' (enqueue_compss), eFlows4HPC's embedded PyCOMPSs"
+    names_job_files = False
 
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
         return artifact_type == YORC_ARTIFACT or super().accepts(implementation, artifact_type)
@@ -36,7 +37,9 @@ class PyCOMPSsExecutor(SlurmExecutor):
         lines = environment_lines(task, props.get("environment"))
         lines += module_lines(props.get("modules") or setting(task, "modules"))
         lines.append(" ".join(enqueue_command(task, props)))
-        return " && ".join(lines), None
+        # on stdin, evaluated by the shell: the exported values (secrets, maybe) stay out of
+        # the command line, which every user of the login node can read with ps
+        return 'eval "$(cat)"', " && ".join(lines).encode()
 
 
 def enqueue_command(task: Task, props: dict[str, Any]) -> list[str]:

@@ -9,6 +9,8 @@ would at the login node, over the site's one SSH connection.
   code, elapsed time and nodes become outputs (mapped to attributes), and the last lines of its
   output reach the operation's log (``orch logs``).
 - cancel: ``scancel``.
+- delete (Standard, at undeploy): with ``remove_on_undeploy``, removes the job's folder when it
+  is orch's default one, else only the files orch named in the node's own ``workdir``.
 
 Subclasses change how a job is submitted (``submission``): PyCOMPSs' ``enqueue_compss`` writes
 its own batch script, and the rest is the same.
@@ -16,13 +18,21 @@ its own batch script, and the rest is the same.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from typing import Any
 
 from orch.engine.jobs import JOB_ID, JOB_STATUS
 from orch.executors.base import TAIL_LINES, Host, OperationResult, RunContext, Task
-from orch.executors.builtin import accepts_builtin, node_dir, quote_path
+from orch.executors.builtin import (
+    accepts_builtin,
+    deployment_dir,
+    node_dir,
+    quote_path,
+    remove_if_empty,
+)
+from orch.executors.masking import Masker
 from orch.executors.slurm_monitor import JobInfo, SiteMonitor, StatusError
 from orch.executors.slurm_script import JobFiles, ScriptError, batch_script, job_files
 from orch.transport.base import Transport, TransportError
@@ -36,6 +46,9 @@ class SlurmExecutor:
     kinds = "orch.artifacts.Builtin 'slurm' (Slurm batch jobs: submit, run, cancel)"
     polls_in_rounds = True
     """The engine aligns this executor's polls so that one status command serves a round."""
+    names_job_files = True
+    """orch writes the batch script and names the job's output files (undeploy can tell them
+    apart in a folder of the user's); enqueue_compss names its own."""
 
     def __init__(self) -> None:
         self._monitors: dict[tuple[str, int, str], SiteMonitor] = {}
@@ -62,16 +75,23 @@ class SlurmExecutor:
             self.monitor(task.host).expect(job_id)
 
     def run(self, task: Task, context: RunContext) -> OperationResult:
+        """The operation, with secrets masked in what it logs and returns (a job's output may
+        print them)."""
+        mask = Masker(task.secret_values)
+        masked = dataclasses.replace(context, log=mask.sink(context.log))
+        return mask.result(self._run(task, masked))
+
+    def _run(self, task: Task, context: RunContext) -> OperationResult:
         if context.cancel.is_set():
             return OperationResult("cancelled", message="cancelled", started=False)
-        action = {"submit": self.submit, "run": self.watch, "cancel": self.cancel}.get(
-            task.operation
-        )
+        actions = {"submit": self.submit, "run": self.watch, "cancel": self.cancel,
+                   "delete": self.remove}  # fmt: skip
+        action = actions.get(task.operation)
         if action is None:
             return OperationResult(
                 "failed",
                 message=f"the {self.name} executor runs submit, run and cancel "
-                f"(Runnable), not {task.interface}.{task.operation}",
+                f"(Runnable) and delete, not {task.interface}.{task.operation}",
                 started=False,
             )
         try:
@@ -95,7 +115,8 @@ class SlurmExecutor:
         """The command that submits the job from its folder, and what it reads on stdin."""
         script = batch_script(task, files).encode()
         name = quote_path(files.script)
-        return f"cat > {name} && sbatch {name}", script
+        # 0600 (a new file: an old one keeps its mode): its exports may hold secrets
+        return f"(umask 077 && rm -f -- {name} && cat > {name}) && sbatch {name}", script
 
     def submit(self, task: Task, context: RunContext) -> OperationResult:
         transport = context.transport(task.host)
@@ -202,6 +223,42 @@ class SlurmExecutor:
             )  # fmt: skip
         context.log("stdout", f"cancelled Slurm job {job_id}")
         return OperationResult("ok", rc=0, outputs={JOB_STATUS: "CANCELLED"})
+
+
+    # ------------------------------------------------------------------ delete (undeploy)
+    def remove(self, task: Task, context: RunContext) -> OperationResult:
+        """The job's files, when ``remove_on_undeploy``: its whole folder when it is orch's
+        ``<work_dir>/<deployment>/<node>`` (then the deployment's folder too once empty);
+        in a ``workdir`` of the node's own, only the files orch named there."""
+        transport = context.transport(task.host)
+        files = self.files(task, transport)
+        if not task.properties.get("remove_on_undeploy"):
+            context.log("stdout", f"kept {task.host.describe()}:{files.folder} "
+                        "(remove_on_undeploy is false)")  # fmt: skip
+            return OperationResult("ok", rc=0)
+        if task.properties.get("workdir") and not self.names_job_files:
+            context.log("stdout", f"kept {task.host.describe()}:{files.folder}: the node's "
+                        "own workdir (enqueue_compss' files are not told from others)")  # fmt: skip
+            return OperationResult("ok", rc=0)
+        if task.properties.get("workdir"):
+            prefix = quote_path(files.exit_file(""))  # <folder>/<stem>-, then any job id
+            globbed = [f"{prefix}*{ext}" for ext in (".out", ".err", ".exit")]
+            command = "rm -f -- " + " ".join([quote_path(files.script), *globbed])
+            what = f"{files.stem} files in {files.folder}"
+        else:
+            command = (f"rm -rf -- {quote_path(files.folder)} || exit 1; "
+                       + remove_if_empty(deployment_dir(task, transport)))  # fmt: skip
+            what = files.folder
+        result = transport.run(command, timeout=task.timeout or 120)
+        if result.rc != 0:
+            err = _lines(result.stderr)
+            return OperationResult(
+                "failed", rc=result.rc, stderr_tail=err,
+                message=f"cannot remove {what} on {task.host.describe()}"
+                + (f": {err[-1]}" if err else ""),
+            )  # fmt: skip
+        context.log("stdout", f"removed {task.host.describe()}:{what}")
+        return OperationResult("ok", rc=0)
 
 
 def _job_id(task: Task) -> str | None:

@@ -27,13 +27,15 @@ from typing import Any, NoReturn
 from orch.executors.base import TAIL_LINES, OperationResult, OperationStatus, RunContext, Task
 from orch.executors.builtin import (
     accepts_builtin,
+    deployment_dir,
     expand_home,
     node_dir,
     quote_path,
+    remove_if_empty,
     safe_segment,
     work_root,
 )
-from orch.executors.script import Masker
+from orch.executors.masking import Masker
 from orch.transport.base import (
     CommandResult,
     FileSession,
@@ -723,7 +725,9 @@ def remove_staged(run: Run, transport: Transport) -> dict[str, str]:
         '  case "${x%/}/" in "${P%/}/"*) echo "refusing to remove $P: it holds $x" >&2; exit 5;;',
         "  esac",
         "done",
-        'rm -rf -- "$P"',
+        'rm -rf -- "$P" || exit 1',
+        # the deployment's folder, once its nodes' folders are all gone
+        remove_if_empty(deployment_dir(run.task, transport)),
     ])
     result = run.command(transport, command)
     if result.rc != 0:

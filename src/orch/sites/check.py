@@ -6,6 +6,12 @@ work folder), each with its exit status; the parse below turns the sections into
 findings against what the site's configuration asks for. A finding is ``ok``, ``info``,
 ``warning`` or ``missing``; a site is ``ok``, ``missing`` (something its configuration needs is
 not there: exit 4) or ``unreachable`` (no connection, no login, or no answer: exit 3).
+
+Given what a blueprint needs of the site (``orch.sites.needs``), the same round trip also looks
+up the commands its nodes run (Slurm's, ``enqueue_compss`` once their modules are loaded, the
+image builders and runtimes) and the judging is against those needs, each finding naming the
+nodes behind it. Without a blueprint the check is about sites.yaml's settings, and says what
+it did not check.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orch.sites.config import WORK_DIR_PATTERN, Site
+from orch.sites.needs import BlueprintNeeds, Need, SiteNeeds
 from orch.tosca.diagnostics import did_you_mean
 from orch.transport.base import Transport
 
@@ -31,6 +38,9 @@ PROBE_TIMEOUT = 15.0
 most a quarter of the whole check's time): a hung slurmctld makes sinfo wait for ever."""
 TIMED_OUT = (124, 137)
 """Exit statuses of a probe stopped by ``timeout``."""
+GENERIC_COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "enqueue_compss")
+"""Looked up when no blueprint says what is needed: Slurm's job commands, and PyCOMPSs'."""
+SLURM_JOB_COMMANDS = ("sbatch", "squeue", "scancel")
 
 # The probes. Each `sec NAME cmd...` prints a begin line, the command's output (stderr
 # included) and an end line with its exit status; $M (a random mark) keeps a command's output
@@ -73,6 +83,22 @@ workdir_() {
   if [ -d "$p" ] && [ -w "$p" ]; then echo writable=yes; else echo writable=no; fi
   $T df -Pk -- "$p" | tail -n 1
 }
+commands_() {
+  set -f
+  for c in $ORCH_CHECK_COMMANDS; do
+    if p=$(command -v "$c" 2>/dev/null); then echo "found $c $p"; else echo "missing $c"; fi
+  done
+  set +f
+}
+loaded_() {
+  printf '%s\n' "$ORCH_CHECK_LOADED" | while IFS='|' read -r mods c; do
+    [ -n "$c" ] || continue
+    ( set -f; l=
+      if [ -n "$mods" ] && ! module load $mods >/dev/null 2>&1; then l=noload-; fi
+      if p=$(command -v "$c" 2>/dev/null); then echo "${l}found $mods|$c $p"
+      else echo "${l}missing $mods|$c"; fi )
+  done
+}
 sec hostname hostname_
 sec user id -un
 sec system uname -srm
@@ -85,6 +111,10 @@ fi
 if have sacctmgr; then
   sec associations $T sacctmgr -nP show assoc where user="$(id -un)" format=account,qos
 fi
+# as orch's commands will find them: before modules_ reads the module system's start-up files
+sec module_command found module
+sec commands commands_
+[ -z "$ORCH_CHECK_LOADED" ] || sec loaded loaded_
 sec modules modules_
 for c in apptainer singularity podman; do
   if have $c; then sec $c $T $c --version; fi
@@ -130,10 +160,13 @@ class Finding:
     """Short name of what was checked: slurm, partition, account, modules, work_dir, ..."""
     message: str
     hint: str | None = None
+    nodes: tuple[str, ...] = ()
+    """The blueprint's nodes that need what was checked."""
 
     def as_dict(self) -> dict[str, Any]:
-        found = {"level": self.level, "check": self.check, "message": self.message}
-        return found | ({"hint": self.hint} if self.hint else {})
+        found: dict[str, Any] = {"level": self.level, "check": self.check, "message": self.message}
+        found |= {"hint": self.hint} if self.hint else {}
+        return found | ({"nodes": list(self.nodes)} if self.nodes else {})
 
 
 @dataclass
@@ -187,9 +220,24 @@ class SiteReport:
     seconds: float = 0.0
     facts: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    needs: SiteNeeds | None = None
+    """What a blueprint needs here (None: check sites.yaml's settings only)."""
 
-    def add(self, level: Level, check: str, message: str, hint: str | None = None) -> None:
-        self.findings.append(Finding(level, check, message, hint))
+    def add(
+        self,
+        level: Level,
+        check: str,
+        message: str,
+        hint: str | None = None,
+        needs: list[Need] | None = None,
+    ) -> None:
+        """A finding; ``needs`` are the blueprint's needs it is about (their nodes are named)."""
+        if needs and level in ("ok", "info"):
+            message += f" (for {', '.join(dict.fromkeys(n.node for n in needs))})"
+        elif needs:
+            message += f" (needed by {_why(needs)})"
+        nodes = tuple(dict.fromkeys(n.node for n in needs or []))
+        self.findings.append(Finding(level, check, message, hint, nodes))
         if level == "missing" and self.status == "ok":
             self.status = "missing"
 
@@ -199,6 +247,7 @@ class SiteReport:
 
     def as_dict(self) -> dict[str, Any]:
         site = self.site
+        blueprint = {"nodes": self.needs.nodes} if self.needs is not None else {}
         return {
             "site": site.name,
             "host": site.address,
@@ -208,8 +257,17 @@ class SiteReport:
             "error": self.error,
             "seconds": round(self.seconds, 3),
             **self.facts,
+            **blueprint,
             "findings": [f.as_dict() for f in self.findings],
         }
+
+
+def _why(needs: list[Need]) -> str:
+    """``wordcount: submits the job; sim: ...``: each node once, with what it does."""
+    found: dict[str, str] = {}
+    for need in needs:
+        found.setdefault(need.node, need.why)
+    return "; ".join(f"{node}: {why}" for node, why in found.items())
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -219,29 +277,42 @@ def probe_timeout(timeout: float) -> float:
     return max(1.0, min(PROBE_TIMEOUT, timeout / 4))
 
 
-def probe_environment(site: Site, mark: str, timeout: float = 60.0) -> dict[str, str]:
+def probe_environment(
+    site: Site, mark: str, timeout: float = 60.0, needs: SiteNeeds | None = None
+) -> dict[str, str]:
     """The site's own variables, then the script's parameters (so PATH from sites.yaml is
-    the one sinfo is looked up in)."""
+    the one sinfo is looked up in): what to look up is what ``needs`` names, else sites.yaml's
+    modules and the usual commands."""
     if not WORK_DIR_PATTERN.match(site.work_dir):
         raise ValueError(f"site {site.name}: work_dir {site.work_dir!r} cannot be checked")
+    if needs is None:
+        modules, commands, loaded = list(site.modules), list(GENERIC_COMMANDS), []
+    else:
+        modules, commands = needs.modules(), needs.plain_commands()
+        loaded = [" ".join(after) + "|" + command for after, command in needs.loaded_commands()]
     return {
         **site.environment,
         "ORCH_CHECK_MARK": mark,
         "ORCH_CHECK_PROBE_TIMEOUT": f"{probe_timeout(timeout):g}",
-        "ORCH_CHECK_MODULES": "\n".join(site.modules),
+        "ORCH_CHECK_MODULES": "\n".join(modules),
+        "ORCH_CHECK_COMMANDS": " ".join(commands),
+        "ORCH_CHECK_LOADED": "\n".join(loaded),
         "ORCH_CHECK_WORKDIR": site.work_dir,
     }
 
 
-def check_site(site: Site, transport: Transport, timeout: float = 60.0) -> SiteReport:
-    """Probe ``site`` over ``transport`` (one command) and judge what came back. A transport
-    error propagates: the caller reports the site unreachable."""
-    report = SiteReport(site)
+def check_site(
+    site: Site, transport: Transport, timeout: float = 60.0, needs: SiteNeeds | None = None
+) -> SiteReport:
+    """Probe ``site`` over ``transport`` (one command) and judge what came back, against
+    ``needs`` when a blueprint gives them. A transport error propagates: the caller reports
+    the site unreachable."""
+    report = SiteReport(site, needs=needs)
     mark = "@orch-" + secrets.token_hex(6)
     began = time.monotonic()
     result = transport.run(
         "/bin/sh -s",
-        env=probe_environment(site, mark, timeout),
+        env=probe_environment(site, mark, timeout, needs),
         timeout=timeout,
         stdin=SCRIPT.encode(),
     )
@@ -323,18 +394,28 @@ def _failure(probe: Probe) -> str:
 
 def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
     site = report.site
-    needed = site.scheduler == "slurm"
+    jobs = report.needs.of("scheduler").get("slurm", []) if report.needs is not None else []
+    needed = bool(jobs) if report.needs is not None else site.scheduler == "slurm"
     slurm: dict[str, Any] = {"version": None, "partitions": []}
     report.facts["slurm"] = slurm
+    if jobs and site.scheduler != "slurm":
+        report.add(
+            "missing",
+            "scheduler",
+            f"sites.yaml says scheduler: {site.scheduler}",
+            "set scheduler: slurm for the site in sites.yaml",
+            jobs,
+        )
     if "sinfo" not in probes:
         if needed:
             path = probes["path"].first_line if "path" in probes else "?"
             report.add(
                 "missing",
                 "slurm",
-                "sinfo not found (scheduler: slurm)",
+                "sinfo not found" + ("" if jobs else " (scheduler: slurm)"),
                 f"PATH on the site is {path}; non-interactive SSH sessions read no "
                 "profile: set PATH in the site's environment",
+                jobs,
             )
         else:
             report.facts["slurm"] = None
@@ -350,6 +431,7 @@ def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
             "slurm",
             f"sinfo fails: {_failure(partitions)}",
             "is slurmctld up, and SLURM_CONF set in the site's environment if needed?",
+            jobs,
         )
         return
     parsed = parse_partitions(partitions.output)
@@ -359,7 +441,7 @@ def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
     listed = ", ".join(p.describe() for p in parsed.values()) or "none"
     report.add("ok" if parsed else "warning", "partitions", listed)
     if needed:
-        _partition(report, parsed)
+        _partitions(report, parsed)
 
 
 def parse_partitions(output: str) -> dict[str, Partition]:
@@ -379,16 +461,35 @@ def parse_partitions(output: str) -> dict[str, Partition]:
     return found
 
 
-def _partition(report: SiteReport, parsed: dict[str, Partition]) -> None:
-    wanted = report.site.partition
-    if wanted is None:
+def _wanted(report: SiteReport, kind: Literal["partition", "account", "qos"]
+            ) -> dict[str, list[Need]]:
+    """The values of a setting to check, with the needs behind each: the blueprint's, else
+    sites.yaml's own (with no need behind it)."""
+    if report.needs is not None:
+        return report.needs.of(kind)
+    value = getattr(report.site, kind)
+    return {value: []} if value else {}
+
+
+def _partitions(report: SiteReport, parsed: dict[str, Partition]) -> None:
+    wanted = _wanted(report, "partition")
+    if not wanted:
         default = next((p.name for p in parsed.values() if p.default), None)
-        report.add(
-            "info",
-            "partition",
-            f"no default partition configured; Slurm's default is {default or 'none'}",
-        )
+        if report.needs is None:
+            message = "no default partition configured; "
+            report.add("info", "partition", f"{message}Slurm's default is {default or 'none'}")
+        elif default is None:
+            report.add("warning", "partition", "no partition is set and Slurm has no default",
+                       "set partition for the site in sites.yaml, or on the jobs",
+                       report.needs.of("scheduler").get("slurm"))  # fmt: skip
         return
+    for name, needs in wanted.items():
+        _partition(report, parsed, name, needs)
+
+
+def _partition(
+    report: SiteReport, parsed: dict[str, Partition], wanted: str, needs: list[Need]
+) -> None:
     part = parsed.get(wanted)
     if part is None:
         report.add(
@@ -396,12 +497,14 @@ def _partition(report: SiteReport, parsed: dict[str, Partition]) -> None:
             "partition",
             f"partition '{wanted}' does not exist for this user",
             did_you_mean(wanted, parsed) or None,
+            needs,
         )
     elif part.available != "up":
         report.add(
             "warning",
             "partition",
             f"partition '{wanted}' is {part.available}: jobs are queued but do not start",
+            needs=needs,
         )
     elif part.usable_nodes == 0:
         report.add(
@@ -409,29 +512,33 @@ def _partition(report: SiteReport, parsed: dict[str, Partition]) -> None:
             "partition",
             f"partition '{wanted}' has no usable node: "
             + ", ".join(f"{n} {s}" for s, n in part.states.items()),
+            needs=needs,
         )
     else:
         report.add(
             "ok",
             "partition",
             f"partition '{wanted}' exists ({part.usable_nodes} of {part.nodes} nodes usable)",
+            needs=needs,
         )
 
 
 def _associations(report: SiteReport, probes: dict[str, Probe]) -> None:
-    site = report.site
-    wanted = {"account": site.account, "qos": site.qos}
-    if site.scheduler != "slurm" or not any(wanted.values()):
+    wanted = {"account": _wanted(report, "account"), "qos": _wanted(report, "qos")}
+    if report.needs is None and report.site.scheduler != "slurm":
+        return
+    if not any(wanted.values()):
         return
     probe = probes.get("associations")
     if probe is None or not probe.ok:
         reason = "sacctmgr not found" if probe is None else _failure(probe)
-        for check, value in wanted.items():
-            if value:
+        for check, values in wanted.items():
+            for value, needs in values.items():
                 report.add(
                     "info",
                     check,
                     f"{check} '{value}' not checked: Slurm accounting is not available ({reason})",
+                    needs=needs,
                 )
         return
     accounts: set[str] = set()
@@ -443,50 +550,84 @@ def _associations(report: SiteReport, probes: dict[str, Probe]) -> None:
         qos.update(q for q in levels.split(",") if q)
     report.facts["accounts"] = sorted(accounts)
     report.facts["qos"] = sorted(qos)
-    for check, value, known in (("account", site.account, accounts), ("qos", site.qos, qos)):
-        if not value:
-            continue
-        if value in known:
-            report.add("ok", check, f"{check} '{value}' is associated with the user")
-        elif known:
-            report.add(
-                "missing",
-                check,
-                f"{check} '{value}' is not associated with the user",
-                did_you_mean(value, known),
-            )
-        else:
-            report.add("info", check, f"{check} '{value}' not checked: no association lists it")
+    for check, known in (("account", accounts), ("qos", qos)):
+        for value, needs in wanted[check].items():
+            _association(report, check, value, known, needs)
+
+
+def _association(
+    report: SiteReport, check: str, value: str, known: set[str], needs: list[Need]
+) -> None:
+    if value in known:
+        report.add("ok", check, f"{check} '{value}' is associated with the user", needs=needs)
+    elif known:
+        report.add(
+            "missing",
+            check,
+            f"{check} '{value}' is not associated with the user",
+            did_you_mean(value, known),
+            needs,
+        )
+    else:
+        report.add(
+            "info", check, f"{check} '{value}' not checked: no association lists it", needs=needs
+        )
 
 
 def _modules(report: SiteReport, probes: dict[str, Probe]) -> None:
     site = report.site
+    if report.needs is not None:
+        wanted = report.needs.of("module")
+        users = report.needs.of("command").get("module", [])
+    else:
+        wanted = {m: [] for m in site.modules}
+        users = []
     probe = probes.get("modules")
     if probe is None or not probe.ok:
         report.facts["modules"] = None
-        if site.modules:
+        if wanted:
             report.add(
                 "missing",
                 "modules",
-                f"no `module` command on the site (modules: {', '.join(site.modules)})",
+                f"no `module` command on the site (modules: {', '.join(wanted)})",
                 "set MODULESHOME or PATH in the site's environment if the site has one",
+                users,
             )
+        elif report.needs is None:
+            report.add("info", "modules", "no `module` command on the site (none configured)")
         return
     lines = probe.output.splitlines()
     system = lines[0].strip() if lines and not lines[0].startswith(("avail ", "unavail ")) else ""
     missing = [line.split(" ", 1)[1] for line in lines if line.startswith("unavail ")]
     report.facts["modules"] = {"system": system or None, "missing": missing}
-    if not site.modules:
-        report.add("ok", "modules", system or "module command available")
+    plain = probes.get("module_command")
+    if wanted and plain is not None and not plain.ok:
+        report.add(
+            "missing",
+            "modules",
+            "`module` is set up only by the site's shell start-up files, which the commands "
+            "orch runs (/bin/sh, no login profile) do not read: `module load` fails there",
+            "set the variables the modules give (PATH...) in the site's environment instead",
+            users,
+        )
+    if not wanted:
+        if report.needs is None:
+            report.add("ok", "modules", system or "module command available")
     elif missing:
         report.add(
             "missing",
             "modules",
             f"not available: {', '.join(missing)}",
             "`module avail` on the site lists what is",
+            [n for m in missing for n in wanted.get(m, [])],
         )
     else:
-        report.add("ok", "modules", f"{', '.join(site.modules)} available ({system or '?'})")
+        report.add(
+            "ok",
+            "modules",
+            f"{', '.join(wanted)} available ({system or '?'})",
+            needs=[n for needs in wanted.values() for n in needs],
+        )
 
 
 def _containers(report: SiteReport, probes: dict[str, Probe]) -> None:
@@ -497,7 +638,7 @@ def _containers(report: SiteReport, probes: dict[str, Probe]) -> None:
         runtimes[name] = match.group(1) if match else None
     report.facts["containers"] = runtimes
     wanted = report.site.container_runtime
-    if wanted is None:
+    if wanted is None or report.needs is not None:  # a blueprint's needs are commands
         found = [f"{n} {v}" for n, v in runtimes.items() if v]
         if found:
             report.add("info", "containers", ", ".join(found))
@@ -509,6 +650,122 @@ def _containers(report: SiteReport, probes: dict[str, Probe]) -> None:
     if wanted == "apptainer" and runtimes["singularity"]:
         hint = f"singularity {runtimes['singularity']} is there: container_runtime is apptainer"
     report.add("missing", wanted, f"{wanted} not found (container_runtime: {wanted})", hint)
+
+
+COMMAND_HINTS = {
+    "enqueue_compss": "it comes with COMPSs: name COMPSs' module in modules (the node's or the "
+    "site's), or put its bin folder on PATH in the site's environment",
+    "apptainer": "install Apptainer on the site, or name its module in modules, or put it on "
+    "PATH in the site's environment",
+    "podman": "install podman on the login node, or build on orch's machine (build_on: local)",
+    "sha256sum": "install coreutils (sha256sum) or perl's shasum on the site",
+}
+SLURM_HINT = "put Slurm's bin folder on PATH in the site's environment (sites.yaml)"
+DEFAULT_HINT = "put the folder that holds it on PATH in the site's environment (sites.yaml)"
+
+
+def parse_commands(probes: dict[str, Probe]) -> tuple[dict[str, str | None], set[str]]:
+    """``commands`` and ``loaded`` sections: {name or 'modules|name': path or None}, and the
+    'modules|name' keys whose modules did not load (the command was looked up all the same)."""
+    found: dict[str, str | None] = {}
+    unloaded: set[str] = set()
+    for section in ("commands", "loaded"):
+        probe = probes.get(section)
+        for line in probe.output.splitlines() if probe is not None else []:
+            verdict, _, rest = line.partition(" ")
+            if verdict.startswith("noload-"):
+                verdict = verdict.removeprefix("noload-")
+                unloaded.add(_loaded(rest)[0])
+            if verdict == "found":
+                name, path = rest.partition(" ")[::2] if section == "commands" else _loaded(rest)
+                found[name] = path
+            elif verdict == "missing":
+                found[rest.strip()] = None
+    return found, unloaded
+
+
+def _loaded(rest: str) -> tuple[str, str]:
+    """``MODS|NAME PATH`` as ('MODS|NAME', PATH): module names hold no '|', commands no blank."""
+    mods, _, tail = rest.partition("|")
+    name, _, path = tail.partition(" ")
+    return f"{mods}|{name}", path
+
+
+def _commands(report: SiteReport, probes: dict[str, Probe]) -> None:
+    if "commands" not in probes:
+        return  # output of an older script: nothing was looked up
+    found, unloaded = parse_commands(probes)
+    report.facts["commands"] = {k: v for k, v in found.items() if "|" not in k}
+    if report.needs is None:
+        _generic_commands(report, found, "sinfo" in probes)
+        return
+    plain_ok: list[str] = []
+    groups: dict[tuple[tuple[str, ...], str], list[Need]] = {}
+    for need in report.needs.needs:
+        if need.kind == "command" and need.name != "module":
+            groups.setdefault((need.after, need.name), []).append(need)
+    for (after, name), needs in groups.items():
+        if after:
+            key = " ".join(after) + "|" + name
+            _loaded_command(report, found.get(key), key in unloaded, after, needs)
+        elif any(found.get(c) for c in needs[0].commands):
+            plain_ok.append(name)
+        else:
+            _missing_command(report, name, needs)
+    if plain_ok:
+        report.add("ok", "commands", "found: " + ", ".join(plain_ok))
+
+
+def _loaded_command(report: SiteReport, path: str | None, unloaded: bool,
+                    after: tuple[str, ...], needs: list[Need]) -> None:  # fmt: skip
+    """A command looked up once its modules are loaded (as the node will run it)."""
+    loads = f"`module load {' '.join(after)}`"
+    name = needs[0].name
+    if path is None:
+        where = f" (and {loads} fails)" if unloaded else f" after {loads}"
+        _missing_command(report, name, needs, where)
+    elif unloaded:
+        report.add("info", name, f"{path}, but {loads} fails before it", needs=needs)
+    else:
+        report.add("ok", name, f"{path} (after {loads})", needs=needs)
+
+
+def _missing_command(report: SiteReport, name: str, needs: list[Need], where: str = "") -> None:
+    what = " or ".join(needs[0].commands)
+    slurm = name in (*SLURM_JOB_COMMANDS, "sacct", "srun")
+    hint = COMMAND_HINTS.get(name) or (SLURM_HINT if slurm else DEFAULT_HINT)
+    if all(n.optional for n in needs):
+        report.add("info", name, f"{what} not found{where}", None, needs)
+    else:
+        report.add("missing", name, f"{what} not found on the site{where}", hint, needs)
+
+
+def _generic_commands(report: SiteReport, found: dict[str, str | None], slurm: bool) -> None:
+    """Without a blueprint: Slurm's job commands where sinfo is (its absence is reported
+    already), and where enqueue_compss is, as a fact."""
+    if report.site.scheduler == "slurm" and slurm:
+        absent = [c for c in SLURM_JOB_COMMANDS if not found.get(c)]
+        if absent:
+            report.add("missing", "commands", f"not found: {', '.join(absent)}", SLURM_HINT)
+    compss = found.get("enqueue_compss")
+    report.add(
+        "info",
+        "enqueue_compss",
+        compss or "not on PATH (PyCOMPSs jobs need it, perhaps once their modules are loaded)",
+    )
+
+
+def _not_checked(report: SiteReport, probes: dict[str, Probe]) -> None:
+    """Say what a check without a blueprint leaves out, so its 'ok' is not read as more."""
+    if report.needs is None:
+        report.add(
+            "info",
+            "blueprint",
+            "not checked: what a blueprint's nodes need here (their modules, partitions, "
+            "enqueue_compss, image runtimes): `orch sites check --blueprint BLUEPRINT`",
+        )
+    elif not report.needs.nodes:
+        report.add("info", "blueprint", "no node of the blueprint runs on this site")
 
 
 def _work_dir(report: SiteReport, probes: dict[str, Probe]) -> None:
@@ -567,7 +824,9 @@ _STEPS: tuple[Callable[[SiteReport, dict[str, Probe]], None], ...] = (
     _associations,
     _modules,
     _containers,
+    _commands,
     _work_dir,
+    _not_checked,
 )
 
 
@@ -581,9 +840,11 @@ def check_sites(
     connect_timeout: float = 10.0,
     timeout: float = 60.0,
     store: Any = None,
+    needs: BlueprintNeeds | None = None,
 ) -> Iterator[SiteReport]:
     """Check each site (at the same time, one connection each); reports come in ``sites``
-    order. ``policy`` is the transport's HostKeyPolicy for sites without known_hosts."""
+    order. ``policy`` is the transport's HostKeyPolicy for sites without known_hosts;
+    ``needs``, a blueprint's, make each site checked for what the blueprint needs there."""
     from concurrent.futures import ThreadPoolExecutor
 
     if not sites:
@@ -591,7 +852,10 @@ def check_sites(
     pool = ThreadPoolExecutor(max_workers=min(8, len(sites)), thread_name_prefix="orch-check")
     options = {"connect_timeout": connect_timeout, "timeout": timeout, "store": store}
     try:
-        futures = [pool.submit(check_one, site, policy, **options) for site in sites]
+        futures = [
+            pool.submit(check_one, site, policy, **options, needs=_needs_of(needs, site))
+            for site in sites
+        ]
         for future in futures:
             yield future.result()
     finally:
@@ -606,6 +870,7 @@ def check_one(
     connect_timeout: float = 10.0,
     timeout: float = 60.0,
     store: Any = None,
+    needs: SiteNeeds | None = None,
 ) -> SiteReport:
     """Connect to ``site`` and check it; any failure to get there is an unreachable report."""
     from orch.sites.credentials import CredentialError
@@ -626,12 +891,61 @@ def check_one(
         return SiteReport(site, "unreachable", f"{site.login()}: {exc}")
     transport = SshTransport(host, policy_for(site, policy), connect_timeout)
     try:
-        return check_site(site, transport, timeout)
+        return check_site(site, transport, timeout, needs)
     except TransportError as exc:
         error = _login_error(site, str(exc), host.identity_file)
-        return SiteReport(site, "unreachable", error, time.monotonic() - began)
+        return SiteReport(site, "unreachable", error, time.monotonic() - began, needs=needs)
     finally:
         transport.close()
+
+
+def _needs_of(needs: BlueprintNeeds | None, site: Site) -> SiteNeeds | None:
+    """A blueprint's needs on ``site`` (none for a site it does not use); None: no blueprint."""
+    if needs is None:
+        return None
+    return needs.sites.get(site.name) or SiteNeeds(site.name)
+
+
+@dataclass
+class LocalReport:
+    """What orch's own machine lacks of what the blueprint needs here (image builders)."""
+
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        return "missing" if any(f.level == "missing" for f in self.findings) else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "findings": [f.as_dict() for f in self.findings]}
+
+
+LOCAL_HINTS = {
+    "apptainer": "install Apptainer here (or podman: builder podman), or build on the site: "
+    "build_on: site",
+    "podman": "install podman here (or use builder apptainer), or build on the site: "
+    "build_on: site",
+}
+
+
+def check_local(needs: BlueprintNeeds) -> LocalReport:
+    """orch's machine against the blueprint's needs here: commands on orch's PATH."""
+    from orch.sites.needs import missing_here
+
+    report = LocalReport()
+    missing = missing_here(needs.local)
+    for name, wanting in missing.items():
+        message = f"{name} not found on this machine (needed by {_why(wanting)})"
+        nodes = tuple(dict.fromkeys(n.node for n in wanting))
+        report.findings.append(Finding("missing", name, message, LOCAL_HINTS.get(name), nodes))
+    present = [n.name for n in needs.local if n.name not in missing]
+    if present:
+        found = ", ".join(dict.fromkeys(present))
+        nodes = tuple(dict.fromkeys(n.node for n in needs.local if n.name not in missing))
+        report.findings.append(Finding("ok", "builders", f"found: {found}", None, nodes))
+    for note in needs.notes:
+        report.findings.append(Finding("info", "blueprint", note))
+    return report
 
 
 def _login_error(site: Site, message: str, key_file: str | None) -> str:
