@@ -10,12 +10,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, site_yaml, wait_until
 from sites.fixtures import SlurmSite
 
 HEADER = """
@@ -160,15 +159,6 @@ def test_an_unreachable_site_is_named(orch: Orch, slurm_site: SlurmSite, credent
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def wait_until(predicate, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_for_job(orch: Orch, node: str, name: str = "bp") -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -154,7 +154,8 @@ def test_open_creates_a_private_dir_and_db_with_the_expected_pragmas(root: Path)
     assert mode(root) == 0o700
     assert mode(root / "state.db") == 0o600
     assert mode(root / "state.db-wal") == 0o600
-    assert mode(root / "locks") == 0o700 and mode(root / "locks" / "hello.lock") == 0o600
+    assert not (root / "locks").exists()  # the lock is a byte of state.db, not a file
+    assert mode(root / "deployments" / "hello" / "deployment.json") == 0o600
     assert {mode(log.parent), mode(log.parent.parent), mode(root / "deployments")} == {0o700}
     assert {mode(blob.parent), mode(root / "blobs")} == {0o700} and mode(blob) == 0o600
     with store._mutex:
@@ -255,7 +256,12 @@ def test_deployment_errors(store: Store) -> None:
             call()
 
 
-@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden", "a b", "x" * 129, "-x"])
+INVALID_NAMES = [
+    "", "../x", "a/b", ".hidden", "a b", "a:b", "x" * 129, "-x", "a\nb", "é/x", "a\x00",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
 def test_names_that_cannot_be_file_names_are_refused(store: Store, name: str) -> None:
     with pytest.raises(StateError, match="invalid deployment name"):
         store.create_deployment(name, "bp.yaml", {}, {})
@@ -264,6 +270,29 @@ def test_names_that_cannot_be_file_names_are_refused(store: Store, name: str) ->
     with pytest.raises(StateError, match="invalid deployment name"):
         store.log_path(name, 1)
     assert store.deployments() == []
+
+
+VALID_NAMES = ["a", "x" * 128, "Été_2026", "日本語の計算", "run.1-b_c", "_x", "ü" * 128, "Ω-3"]
+
+
+def test_names_the_rule_allows_round_trip_exactly_and_never_share_a_folder(
+    store: Store, root: Path
+) -> None:
+    for name in VALID_NAMES:
+        store.create_deployment(name, "bp.yaml", {}, {})
+        store.log_path(name, 1).write_text(name)
+        with store.lock(name, "deploy"):
+            pass
+    assert [d.name for d in store.deployments()] == sorted(VALID_NAMES)
+    folders = list((root / "deployments").iterdir())
+    assert len(folders) == len(VALID_NAMES)
+    assert all(len(f.name.encode()) <= 255 for f in folders)
+    for name in VALID_NAMES:
+        assert store.log_path(name, 1).read_text() == name
+    assert store.lost_deployments() == []
+    with Store.open(root, create=False) as again:
+        assert [d.name for d in again.deployments()] == sorted(VALID_NAMES)
+        assert again.lost_deployments() == []
 
 
 # -- blobs ---------------------------------------------------------------------------------
@@ -662,18 +691,17 @@ def counts(root: Path, name: str) -> dict[str, int]:
         }
 
 
-def test_delete_deployment_removes_rows_folder_and_lock_file(store: Store, root: Path) -> None:
+def test_delete_deployment_removes_rows_and_folder(store: Store, root: Path) -> None:
     populate(store, "hello")
     populate(store, "other")
     sha = store.put_blob(b"shared artifact")
     last_event = store.events("hello")[-1].id
     assert all(counts(root, "hello").values())
-    assert (root / "locks" / "hello.lock").exists()
 
     store.delete_deployment("hello")
     assert counts(root, "hello") == dict.fromkeys(TABLES, 0)
     assert not (root / "deployments" / "hello").exists()
-    assert not (root / "locks" / "hello.lock").exists()
+    assert [p.name for p in (root / "deployments").iterdir()] == ["other"]
     assert all(counts(root, "other").values())
     assert (root / "deployments" / "other" / "logs").is_dir()
     assert store.blob(sha) == b"shared artifact"  # blobs are shared
@@ -771,13 +799,14 @@ def test_a_holder_that_wrote_nothing_is_reported_without_details(
     store.lock("hello", "deploy").release()
     proc = spawn(
         """
-        import fcntl, os, sys, time
-        fd = os.open(sys.argv[1], os.O_RDWR)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        import sys, time
+        from pathlib import Path
+        from orch.state.lock import ByteLocks
+        assert ByteLocks(Path(sys.argv[1])).try_lock("hello") is not None
         print("locked", flush=True)
         time.sleep(600)
         """,
-        root / "locks" / "hello.lock",
+        root / "state.db",
     )
     assert line(proc) == "locked"
     with pytest.raises(DeploymentBusy, match="another orch process holds its lock") as info:
@@ -798,16 +827,34 @@ def test_a_dead_holder_and_a_probing_reader_do_not_refuse_the_lock(
     while stat_file.read_text().rsplit(")", 1)[1].split()[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    # its details are still in the lock file, and a reader (interrupt_stale) probes the lock
-    probe = os.open(root / "locks" / "hello.lock", os.O_RDONLY)
-    fcntl.flock(probe, fcntl.LOCK_SH)
-    timer = threading.Timer(0.1, os.close, [probe])
-    timer.start()
-    try:
-        with store.lock("hello", "deploy") as held:
-            assert held.held
-    finally:
-        timer.join()
+    # its details are still in the holders table, and a reader (interrupt_stale) probes the lock
+    with Store.open(root) as reader:
+        stop = threading.Event()
+        probing = threading.Thread(target=lambda: [reader.holder("hello") for _ in iter(
+            stop.is_set, True)])  # fmt: skip
+        probing.start()
+        try:
+            with store.lock("hello", "deploy") as held:
+                assert held.held
+        finally:
+            stop.set()
+            probing.join()
+
+
+def test_deleting_lock_files_by_hand_lets_no_second_deploy_in(
+    store: Store, root: Path, hold: Hold
+) -> None:
+    """The lock is a byte of state.db: nothing a user tidies away (locks/, *.lock) frees it."""
+    hello(store)
+    proc, _, _ = hold()
+    for leftover in root.rglob("*.lock"):
+        leftover.unlink()
+    shutil.rmtree(root / "locks", ignore_errors=True)
+    with pytest.raises(DeploymentBusy) as info:
+        store.lock("hello", "deploy")
+    assert info.value.pid == proc.pid
+    kill9(proc)
+    store.lock("hello", "deploy").release()
 
 
 # -- crashes -------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ decides.
 
 from __future__ import annotations
 
-import re
+import contextlib
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +17,20 @@ from orch.engine import interrupts
 from orch.engine.events import Listener, ignore
 from orch.engine.runner import Engine, EngineOptions, RunSummary
 from orch.plan import Plan, cancel_plan, deploy_plan, undeploy_plan, workflow_plan
-from orch.state import Store
+from orch.state import StateError, Store
 from orch.tosca.diagnostics import Diagnostic, Location, Severity
-from orch.tosca.inputs import check_inputs, read_inputs, secret_inputs
+from orch.tosca.inputs import GivenInputs, check_inputs, read_inputs, secret_inputs
 from orch.tosca.model import Model, build_model
 from orch.tosca.validator import ValidationResult, validate
 
 SECRET_PLACEHOLDER = "<secret: not stored>"
+"""Stored in place of a secret input the user gave."""
+SECRET_DEFAULT = "<secret: the blueprint's default>"
+"""Stored in place of a secret input left to its default (known again from the blueprint)."""
+MISSING_INPUT = "inputs.missing"
+SECRET_MIN_LENGTH = 4
+"""Shorter secret values are not searched for in outputs (they would match by chance); the
+same as the executors' masking.MIN_SECRET_LENGTH."""
 _GENERIC_NAMES = {"blueprint", "service", "main", "topology", "template", "deployment"}
 
 
@@ -46,6 +55,10 @@ class Prepared:
     model: Model
     inputs: dict[str, Any]
     secrets: set[str] = field(default_factory=set)
+    given: GivenInputs = field(default_factory=GivenInputs)
+    """What the user gave (-i): on an existing deployment, only these replace stored inputs."""
+    missing: list[Diagnostic] = field(default_factory=list)
+    """Inputs without a value, when prepared with ``missing_ok``."""
 
 
 @dataclass
@@ -57,8 +70,17 @@ class Outcome:
 
 
 # ---------------------------------------------------------------------------- preparing
-def prepare(blueprint: str, input_specs: list[str], catalogs: Iterable[str] = ()) -> Prepared:
-    """Validate the blueprint and its inputs; raise BlueprintProblems with every finding."""
+def prepare(
+    blueprint: str,
+    input_specs: list[str],
+    catalogs: Iterable[str] = (),
+    *,
+    missing_ok: bool = False,
+) -> Prepared:
+    """Validate the blueprint and its inputs; raise BlueprintProblems with every finding.
+
+    With ``missing_ok``, inputs without a value are kept in ``Prepared.missing`` instead (an
+    existing deployment has them stored: ``deploy`` decides)."""
     result = validate(blueprint, catalogs=catalogs)
     problems = [d for d in result.diagnostics if d.severity is Severity.ERROR]
     if problems or result.registry is None or result.template is None:
@@ -67,30 +89,45 @@ def prepare(blueprint: str, input_specs: list[str], catalogs: Iterable[str] = ()
     given = read_inputs(input_specs)
     inputs, diagnostics = check_inputs(result.registry, model.inputs, given)
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
-    if errors:
+    missing = [d for d in errors if d.rule == MISSING_INPUT] if missing_ok else []
+    if len(errors) > len(missing):
         raise BlueprintProblems(diagnostics)
-    return Prepared(result, model, inputs, secret_inputs(model.inputs))
+    return Prepared(result, model, inputs, secret_inputs(model.inputs), given, missing)
 
 
-def default_name(prepared: Prepared) -> str:
-    """The blueprint's template_name, else its file (or folder, for generic file names)."""
+def deployment_name(prepared: Prepared, given: str | None) -> str:
+    """The name a deployment is stored under: ``given`` (-n) exactly as written, else the
+    blueprint's template_name, else its file (or folder, for generic file names). A name the
+    rule refuses is an error, never rewritten: two names must never become one."""
+    from orch.state.store import NAME_RULE, check_name
+
+    if given is not None:
+        try:
+            return check_name(given)
+        except StateError as exc:
+            raise DeploymentError(str(exc)) from None
     data = prepared.result.template.data if prepared.result.template else {}
     metadata = data.get("metadata") if isinstance(data, dict) else None
     name = metadata.get("template_name") if isinstance(metadata, dict) else None
+    origin = "its metadata's template_name"
     if not isinstance(name, str) or not name:
         entry = Path(prepared.model.entry)
-        name = entry.parent.name if entry.stem.lower() in _GENERIC_NAMES else entry.stem
-    return safe_name(name)
+        generic = entry.stem.lower() in _GENERIC_NAMES
+        name = entry.parent.name if generic else entry.stem
+        origin = f"its {'folder' if generic else 'file'} name"
+    try:
+        return check_name(name)
+    except StateError:
+        raise DeploymentError(
+            f"the blueprint's name {name!r} ({origin}) is not a valid deployment name: "
+            f"{NAME_RULE}; give one with -n NAME"
+        ) from None
 
 
-def safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "deployment"
-    return cleaned[:100]
-
-
-def snapshot_files(store: Store, model: Model) -> None:
+def snapshot_files(store: Store | None, model: Model) -> None:
     """Copy every file the operations need into the store, so that later runs (resume,
-    undeploy) use the files as deployed, not as they are on disk by then."""
+    undeploy) use the files as deployed, not as they are on disk by then. Without a store,
+    only their content hashes are set (to compare them: ``orch diff``)."""
     missing: list[Diagnostic] = []
     for ref in model.files():
         try:
@@ -107,15 +144,20 @@ def snapshot_files(store: Store, model: Model) -> None:
                 )
             )
             continue
-        ref.sha = store.put_blob(data)
+        ref.sha = store.put_blob(data) if store is not None else hashlib.sha256(data).hexdigest()
     if missing:
         raise BlueprintProblems(missing)
 
 
-def _stored_inputs(prepared: Prepared) -> dict[str, Any]:
+def _stored_inputs(
+    inputs: dict[str, Any], secrets: set[str], given: set[str]
+) -> dict[str, Any]:
+    """Inputs as stored: a secret is never stored, only whether it was given or defaulted."""
     return {
-        name: (SECRET_PLACEHOLDER if name in prepared.secrets else value)
-        for name, value in prepared.inputs.items()
+        name: (
+            (SECRET_PLACEHOLDER if name in given else SECRET_DEFAULT) if name in secrets else value
+        )
+        for name, value in inputs.items()
     }
 
 
@@ -123,7 +165,77 @@ def _secret_values(inputs: dict[str, Any], secrets: set[str]) -> tuple[str, ...]
     return tuple(str(inputs[n]) for n in secrets if n in inputs and inputs[n] not in (None, ""))
 
 
+def _use_secrets(
+    options: EngineOptions, inputs: dict[str, Any], secrets: set[str], name: str,
+    listener: Listener,
+) -> None:  # fmt: skip
+    """The values executors mask; a secret too short to be masked is said (never shown)."""
+    from orch.engine.events import Event
+    from orch.executors.masking import short_secret_warnings
+
+    options.secret_values = _secret_values(inputs, secrets)
+    for warning in short_secret_warnings(inputs, secrets):
+        listener(Event("message", name, message=f"warning: {warning}"))
+
+
+def merged_inputs(prepared: Prepared, stored: dict[str, Any], name: str) -> dict[str, Any]:
+    """The inputs a deployment goes on with: what is stored, with what the user gave now over
+    it (and the new blueprint's defaults for inputs it adds). Inputs change only when the user
+    changes them; secrets, never stored, must be given again when they were given at first."""
+    from orch.tosca.context import Where
+    from orch.tosca.loader import load_bytes
+
+    definitions = prepared.model.inputs
+    again = sorted(
+        n for n, v in stored.items()
+        if v == SECRET_PLACEHOLDER and n in definitions and n not in prepared.given.values
+    )  # fmt: skip
+    if again:
+        flags = " ".join(f"-i {n}=..." for n in again)
+        raise DeploymentError(
+            f"deployment '{name}' was deployed with the secret input(s) {', '.join(again)}, "
+            f"which are never stored: pass them again ({flags})"
+        )
+    kept = {
+        n: v for n, v in stored.items()
+        if n in definitions and n not in prepared.given.values
+        and v not in (SECRET_PLACEHOLDER, SECRET_DEFAULT)
+    }  # fmt: skip
+    text = json.dumps(kept, ensure_ascii=False, indent=1, default=str)
+    loaded = load_bytes(text.encode(), f"<inputs stored for deployment '{name}'>")
+    merged = GivenInputs(
+        values={**kept, **prepared.given.values},
+        places={**{n: Where(loaded, (n,)) for n in kept}, **prepared.given.places},
+    )
+    inputs, diagnostics = check_inputs(prepared.result.registry, definitions, merged)
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        raise BlueprintProblems(diagnostics)
+    return inputs
+
+
+def _old_inputs(stored: dict[str, Any], model: Model, given: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's inputs for running its own operations, secrets given again filled in."""
+    values = {}
+    for name, value in stored.items():
+        if value == SECRET_PLACEHOLDER:
+            value = given.get(name)
+        elif value == SECRET_DEFAULT:
+            definition = model.inputs.get(name) or {}
+            value = given.get(name, definition.get("default"))
+        values[name] = value
+    return values
+
+
 # ---------------------------------------------------------------------------- deploy
+class Drifted(Exception):
+    """A deployment differs from the blueprint and inputs given now: nothing ran."""
+
+    def __init__(self, name: str, diff: Any):
+        super().__init__(f"deployment '{name}' differs from this blueprint and its inputs")
+        self.name = name
+        self.diff = diff
+
+
 def deploy(
     store: Store,
     prepared: Prepared,
@@ -131,33 +243,135 @@ def deploy(
     options: EngineOptions,
     listener: Listener = ignore,
     executors: list[Any] | None = None,
+    *,
+    update: bool = False,
+    show_update: Any = None,
 ) -> Outcome:
+    """Deploy, or resume a deploy. On an existing deployment whose blueprint or inputs changed,
+    raise ``Drifted`` unless ``update``: then show the change (``show_update(diff)``), delete
+    what it replaces or removes with the old snapshot, and deploy the new one."""
     interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, "deploy"):
+        store.check_health()
         snapshot_files(store, prepared.model)
         existing = store.deployment(name)
         model_data = prepared.model.to_dict()
+        given = set(prepared.given.values)
+        inputs = prepared.inputs
+        executors = _executors(executors)
         if existing is None:
-            store.create_deployment(
-                name, prepared.model.entry, model_data, _stored_inputs(prepared)
-            )
+            if prepared.missing:
+                raise BlueprintProblems(prepared.missing)
+            store.create_deployment(name, prepared.model.entry, model_data,
+                                    _stored_inputs(inputs, prepared.secrets, given))  # fmt: skip
         else:
+            inputs = merged_inputs(prepared, existing.inputs, name)
+            kept_given = given | {n for n, v in existing.inputs.items() if v == SECRET_PLACEHOLDER}
+            difference = _difference(existing, prepared, inputs)
+            if difference.drifted and not update:
+                raise Drifted(name, difference)
+            if difference.drifted:
+                if show_update is not None:
+                    show_update(difference)
+                torn = _tear_down(store, name, existing, prepared, inputs, difference,
+                                  options, listener, executors)  # fmt: skip
+                if torn is not None:
+                    return torn
             _check_compatible(store, name, prepared.model)
-            store.update_snapshot(name, prepared.model.entry, model_data, _stored_inputs(prepared))
+            store.update_snapshot(name, prepared.model.entry, model_data,
+                                  _stored_inputs(inputs, prepared.secrets, kept_given))  # fmt: skip
+            if difference.drifted:
+                from orch.plan.diff import rerun_steps
+
+                again = rerun_steps(deploy_plan(prepared.model), difference.rerun)
+                store.unmark_steps_done(name, "deploy", again)
         plan = deploy_plan(prepared.model)
-        store.set_status(name, "deploying")
-        options.secret_values = _secret_values(prepared.inputs, prepared.secrets)
-        engine = Engine(store, name, prepared.model, prepared.inputs, _executors(executors),
-                        options, listener)  # fmt: skip
-        summary = _run(store, name, lambda: engine.run(plan, action="deploy"))
+        _use_secrets(options, inputs, prepared.secrets, name, listener)
+        engine = Engine(store, name, prepared.model, inputs, executors, options, listener)
+        summary = _run(store, name, "deploying", lambda: engine.run(plan, action="deploy"))
         _cancel_if_asked(store, name, engine, listener)
-        outputs = engine.outputs()
+        outputs = public_outputs(prepared.model, engine.outputs(), inputs, prepared.secrets)
         store.set_outputs(name, outputs)
         status = {"ok": "deployed", "failed": "failed", "cancelled": "interrupted"}[summary.status]
         store.set_status(name, status)
         if summary.status == "ok":
             store.clear_done_steps(name, "undeploy")
         return Outcome(name, summary, outputs, status)
+
+
+def _difference(existing: Any, prepared: Prepared, inputs: dict[str, Any]) -> Any:
+    from orch.plan.diff import compute
+
+    old = Model.from_dict(existing.model)
+    secrets = frozenset(prepared.secrets | secret_inputs(old.inputs))
+    return compute(old, existing.inputs, prepared.model, inputs, secrets)
+
+
+def _tear_down(
+    store: Store,
+    name: str,
+    existing: Any,
+    prepared: Prepared,
+    inputs: dict[str, Any],
+    difference: Any,
+    options: EngineOptions,
+    listener: Listener,
+    executors: list[Any],
+) -> Outcome | None:
+    """An update's first half: delete, with the snapshot they were deployed from, the instances
+    that the new blueprint replaces or removes. None when done; else the failed outcome (the
+    snapshot is unchanged, so the same update can be run again)."""
+    from orch.plan.instances import make_instances
+
+    old = Model.from_dict(existing.model)
+    old_inputs = _old_inputs(existing.inputs, old, inputs)
+    doomed_nodes = difference.replaced | difference.removed
+    doomed = {iid for iid, i in make_instances(old).items() if i.node in doomed_nodes}
+    states = {row.id: row.state for row in store.instances(name) if row.id in doomed}
+    plan = undeploy_plan(old, states, running_jobs(store, name) & doomed)
+    plan.kind = "teardown"
+    secrets = prepared.secrets | secret_inputs(old.inputs)
+    _use_secrets(options, old_inputs, secrets, name, listener)
+    engine = Engine(store, name, old, old_inputs, executors, options, listener)
+    summary = _run(store, name, "updating", lambda: engine.run(plan, action="update"))
+    if summary.status != "ok":
+        status = "failed" if summary.status == "failed" else "interrupted"
+        store.set_status(name, status)
+        return Outcome(name, summary, {}, status)
+    store.clear_done_steps(name, "teardown")
+    wanted = make_instances(prepared.model)
+    stored = {row.id for row in store.instances(name)}
+    store.forget_instances(
+        name,
+        reset={i for i in doomed if i in wanted},
+        remove={i for i in stored if i not in wanted},
+    )
+    return None
+
+
+SECRET_OUTPUT = "<secret: hidden>"
+
+
+def public_outputs(
+    model: Model, values: dict[str, Any], inputs: dict[str, Any], secrets: set[str]
+) -> dict[str, Any]:
+    """Outputs as they may be shown and stored: one that is marked sensitive, reads a secret
+    input or holds a secret's value is replaced by SECRET_OUTPUT."""
+    from orch.plan.diff import input_references
+
+    hidden = [str(inputs[n]) for n in secrets if isinstance(inputs.get(n), (str, int, float))]
+    hidden = [v for v in hidden if len(v) >= SECRET_MIN_LENGTH]
+    shown: dict[str, Any] = {}
+    for name, value in values.items():
+        definition = model.outputs.get(name) or {}
+        metadata = definition.get("metadata") if isinstance(definition, dict) else None
+        sensitive = isinstance(metadata, dict) and str(metadata.get("sensitive")).lower() == "true"
+        reads = input_references(definition.get("value")) & secrets
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if sensitive or reads or any(secret in text for secret in hidden):
+            value = SECRET_OUTPUT
+        shown[name] = value
+    return shown
 
 
 def _check_compatible(store: Store, name: str, model: Model) -> None:
@@ -178,6 +392,31 @@ def _check_compatible(store: Store, name: str, model: Model) -> None:
         )
 
 
+def difference(
+    store: Store,
+    name: str,
+    blueprint: str | None,
+    input_specs: list[str],
+    catalogs: Iterable[str] = (),
+) -> Any:
+    """``orch diff``: what deploying ``blueprint`` (default: the file the deployment was
+    deployed from, as it is now) with these inputs would change. Reads only."""
+    existing = store.deployment(name)
+    if existing is None:
+        known = ", ".join(d.name for d in store.deployments()) or "none"
+        raise DeploymentError(f"no deployment '{name}' in this state folder (deployments: {known})")
+    path = blueprint or Model.from_dict(existing.model).entry
+    if blueprint is None and not Path(path).exists():
+        raise DeploymentError(
+            f"the blueprint deployment '{name}' was deployed from, {path}, is gone: "
+            f"give the blueprint to compare with (orch diff {name} BLUEPRINT)"
+        )
+    prepared = prepare(path, input_specs, catalogs, missing_ok=True)
+    snapshot_files(None, prepared.model)
+    inputs = merged_inputs(prepared, existing.inputs, name)
+    return _difference(existing, prepared, inputs)
+
+
 # ---------------------------------------------------------------------------- stored deployments
 def stored(
     store: Store, name: str, input_specs: list[str] = ()
@@ -188,17 +427,32 @@ def stored(
         known = ", ".join(d.name for d in store.deployments()) or "none"
         raise DeploymentError(f"no deployment '{name}' in this state folder (deployments: {known})")
     model = Model.from_dict(deployment.model)
-    inputs = dict(deployment.inputs)
-    secrets = {n for n, v in inputs.items() if v == SECRET_PLACEHOLDER}
+    given: dict[str, Any] = {}
     if input_specs:
-        given = read_inputs(list(input_specs))
-        if given.diagnostics:
-            raise BlueprintProblems(given.diagnostics)
-        inputs.update(given.values)
-    missing = sorted(n for n in secrets if inputs.get(n) == SECRET_PLACEHOLDER)
-    for n in missing:
-        inputs[n] = None
+        read = read_inputs(list(input_specs))
+        if read.diagnostics:
+            raise BlueprintProblems(read.diagnostics)
+        given = read.values
+    hidden = {SECRET_PLACEHOLDER, SECRET_DEFAULT}
+    secrets = {n for n, v in deployment.inputs.items() if isinstance(v, str) and v in hidden}
+    inputs = {**_old_inputs(deployment.inputs, model, given), **given}
     return model, inputs, secrets | set(secret_inputs(model.inputs))
+
+
+def outputs_with_secrets(store: Store, name: str, input_specs: list[str]) -> dict[str, Any]:
+    """``orch outputs --show-secrets``: the outputs evaluated again from the state, with the
+    secret inputs they read given again (-i); nothing is stored."""
+    from orch.engine.evaluate import stored_evaluator
+    from orch.plan.diff import input_references
+    from orch.plan.instances import make_instances
+
+    model, inputs, secrets = stored(store, name, input_specs)
+    read: set[str] = set()
+    for definition in model.outputs.values():
+        read |= input_references((definition or {}).get("value"))
+    _require_secrets(name, inputs, secrets & read, model)
+    evaluator = stored_evaluator(store, name, model, make_instances(model), inputs)
+    return evaluator.outputs_of(model)
 
 
 def _require_secrets(name: str, inputs: dict[str, Any], secrets: set[str], model: Model) -> None:
@@ -221,14 +475,14 @@ def undeploy(
 ) -> Outcome:
     interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, "undeploy"):
+        store.check_health()
         model, inputs, secrets = stored(store, name, input_specs)
         _require_secrets(name, inputs, secrets, model)
         states = {row.id: row.state for row in store.instances(name)}
         plan = undeploy_plan(model, states, running_jobs(store, name))
-        store.set_status(name, "undeploying")
-        options.secret_values = _secret_values(inputs, secrets)
+        _use_secrets(options, inputs, secrets, name, listener)
         engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
-        summary = _run(store, name, lambda: engine.run(plan, action="undeploy"))
+        summary = _run(store, name, "undeploying", lambda: engine.run(plan, action="undeploy"))
         if summary.status == "ok":
             status = "undeployed"
             store.clear_done_steps(name, "deploy")
@@ -252,6 +506,7 @@ def run_workflow(
 ) -> Outcome:
     interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, f"run {workflow}"):
+        store.check_health()
         model, inputs, secrets = stored(store, name)
         plan = workflow_plan(model, workflow)
         given = read_inputs(list(input_specs))
@@ -271,15 +526,20 @@ def run_workflow(
                 "default" in definition
             ):
                 workflow_inputs[input_name] = definition["default"]
-        options.secret_values = _secret_values(inputs, secrets)
+        _use_secrets(options, inputs, secrets, name, listener)
         engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
-        summary = engine.run(plan, action="run", workflow=workflow, workflow_inputs=workflow_inputs)
+        deployment = store.deployment(name)
+        before = deployment.status if deployment else "deployed"
+        summary = _run(store, name, None, lambda: engine.run(
+            plan, action="run", workflow=workflow, workflow_inputs=workflow_inputs
+        ), restore=before)  # fmt: skip
         _cancel_if_asked(store, name, engine, listener)
+        outputs = public_outputs(model, engine.outputs(), inputs, secrets)
         if summary.status == "ok":
             store.clear_done_steps(name, plan.kind)
-            store.set_outputs(name, engine.outputs())
+            store.set_outputs(name, outputs)
         deployment = store.deployment(name)
-        return Outcome(name, summary, engine.outputs(), deployment.status if deployment else "")
+        return Outcome(name, summary, outputs, deployment.status if deployment else "")
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -303,7 +563,7 @@ def cancel_jobs(
     if not running:
         return None
     _require_secrets(name, inputs, secrets, model)
-    options.secret_values = _secret_values(inputs, secrets)
+    _use_secrets(options, inputs, secrets, name, listener)
     engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
     summary = _cancel(store, name, engine, running)
     deployment = store.deployment(name)
@@ -329,15 +589,20 @@ def _cancel(store: Store, name: str, engine: Engine, running: frozenset[str]) ->
     return summary
 
 
-def _run(store: Store, name: str, run: Any) -> RunSummary:
-    """Run the engine; a plan that cannot start leaves the deployment marked failed, not
-    'deploying' forever."""
-    from orch.engine.runner import EngineError
-
+def _run(
+    store: Store, name: str, status: str | None, run: Any, restore: str | None = None
+) -> RunSummary:
+    """Run the engine with the deployment marked ``status`` (deploying, ...). Whatever stops it
+    short (a plan that cannot start, a state error, Ctrl-C before the engine handles it) leaves
+    it marked failed or interrupted (or ``restore``), never 'deploying' forever."""
+    if status is not None:
+        store.set_status(name, status)
     try:
         return run()
-    except EngineError:
-        store.set_status(name, "failed")
+    except BaseException as exc:
+        interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        with contextlib.suppress(Exception):
+            store.set_status(name, restore or ("interrupted" if interrupted else "failed"))
         raise
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,31 @@ def compss_bin() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 60, every: float = 0.05) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def host_template(server: SshServer, name: str = "site", user: str = "orchtest",
+                  indent: int = 4) -> str:  # fmt: skip
+    """An ``orch.nodes.Host`` node template for the test sshd (``imports: [orch-types:1.0.0]``),
+    the user's key given as a private_key credential."""
+    lines = [
+        f"{name}:",
+        "  type: orch.nodes.Host",
+        "  properties: {address: 127.0.0.1}",
+        "  capabilities:",
+        "    endpoint:",
+        "      properties:",
+        f"        port: {server.port}",
+        f"        credentials: {{user: {user}, token_type: private_key,",
+        f"                       token: {server.client_key}}}",
+    ]
+    return "".join(" " * indent + line + "\n" for line in lines)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from orch.cli import exitcodes
+from orch.cli.complete import deployment_names, input_files
 
 STATE_DIR_HELP = "Folder of orch's state (default: $ORCH_STATE_DIR, else ./.orch)."
 
@@ -31,53 +32,83 @@ def state_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Flags shared by the commands that run operations."""
-    options = [
-        click.option("-w", "--workers", type=click.IntRange(1, 256), default=4, show_default=True,
-                     help="Operations run at the same time."),
-        click.option("--fail-fast", is_flag=True,
-                     help="Stop everything at the first failure (default: independent "
-                     "branches go on)."),
-        click.option("--timeout", "default_timeout", type=click.FloatRange(min=0.001),
-                     help="Seconds an operation may run when its blueprint sets no timeout."),
-        click.option("--known-hosts", "known_hosts", multiple=True,
-                     type=click.Path(dir_okay=False, path_type=Path),
-                     help="known_hosts file for SSH host keys (repeatable; default "
-                     "~/.ssh/known_hosts)."),
-        click.option("--accept-new-host-keys", is_flag=True,
-                     help="Trust SSH hosts seen for the first time and remember their keys "
-                     "(changed keys are always refused)."),
-        click.option("--poll-interval", type=click.FloatRange(min=0.01), default=5.0,
-                     show_default=True,
-                     help="Seconds between two checks of a running job, for job nodes that set "
-                     "no poll_interval (or Yorc's monitoring_time_interval)."),
-        click.option("--cancel-jobs", "cancel_jobs_on_interrupt", is_flag=True,
-                     help="On Ctrl-C, also cancel the jobs still running (default: they go on, "
-                     "and running the same command again watches them again)."),
-        click.option("--force-rebuild", is_flag=True,
-                     help="Build container images again even when an identical one (same "
-                     "content hash) was built or placed before."),
-        click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]),
-                     default="text", show_default=True,
-                     help="text: live view or plain lines on stderr; json: one event per line "
-                     "on stdout."),
-        state_dir_option,
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _engine_flags(*skip: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The flags of the commands that run operations, less those named in ``skip`` (by
+    parameter name): a command offers only the flags it uses."""
+    options = {
+        "workers": click.option(
+            "-w", "--workers", type=click.IntRange(1, 256), default=4, show_default=True,
+            help="Operations run at the same time."),
+        "fail_fast": click.option(
+            "--fail-fast", is_flag=True,
+            help="Stop everything at the first failure (default: independent branches go on)."),
+        "default_timeout": click.option(
+            "--timeout", "default_timeout", type=click.FloatRange(min=0.001),
+            help="Seconds an operation may run when its blueprint sets no timeout."),
+        "known_hosts": click.option(
+            "--known-hosts", "known_hosts", multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="known_hosts file for SSH host keys (repeatable; default ~/.ssh/known_hosts)."),
+        "accept_new_host_keys": click.option(
+            "--accept-new-host-keys", is_flag=True,
+            help="Trust SSH hosts seen for the first time and remember their keys (changed "
+            "keys are always refused)."),
+        "poll_interval": click.option(
+            "--poll-interval", type=click.FloatRange(min=0.01), default=5.0, show_default=True,
+            help="Seconds between two checks of a running job, for job nodes that set no "
+            "poll_interval (or Yorc's monitoring_time_interval)."),
+        "cancel_jobs_on_interrupt": click.option(
+            "--cancel-jobs", "cancel_jobs_on_interrupt", is_flag=True,
+            help="On Ctrl-C, also cancel the jobs still running (default: they go on, and "
+            "running the same command again watches them again)."),
+        "force_rebuild": click.option(
+            "--force-rebuild", is_flag=True,
+            help="Build container images again even when an identical one (same content "
+            "hash) was built or placed before."),
+        "survivors": click.option(
+            "--survivors", type=click.Choice(["wait", "stop"]), default="wait",
+            show_default=True,
+            help="Operations an orch that was killed left running: wait for them to end, or "
+            "stop them, before they run again (never two copies at once)."),
+        "fmt": click.option(
+            "-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+            show_default=True,
+            help="text: live view or plain lines on stderr; json: one event per line on stdout."),
+        "state_dir": state_dir_option,
+    }  # fmt: skip
+    unknown = set(skip) - set(options)
+    if unknown:
+        raise ValueError(f"no such engine flag: {', '.join(sorted(unknown))}")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name, option in reversed(options.items()):
+            if name not in skip:
+                func = option(func)
+        return func
+
+    return decorate
+
+
+_run_options = _engine_flags()
+"""deploy and run: a workflow may submit jobs (watched, cancelled on Ctrl-C) and build images."""
+_undeploy_options = _engine_flags("poll_interval", "cancel_jobs_on_interrupt", "force_rebuild")
+"""undeploy cancels running jobs and deletes: it submits no job and builds no image."""
+_cancel_options = _engine_flags(
+    "fail_fast", "poll_interval", "cancel_jobs_on_interrupt", "force_rebuild", "survivors"
+)
+"""cancel runs each running job's cancel operation, all of them whatever one's outcome."""
 
 
 def _engine_options(
     workers: int,
-    fail_fast: bool,
     default_timeout: float | None,
     known_hosts: tuple[Path, ...],
     accept_new_host_keys: bool,
+    fail_fast: bool = False,
     poll_interval: float = 5.0,
     cancel_jobs_on_interrupt: bool = False,
     force_rebuild: bool = False,
+    survivors: str = "wait",
 ) -> Any:
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
@@ -96,14 +127,15 @@ def _engine_options(
         poll_interval=poll_interval,
         cancel_jobs_on_interrupt=cancel_jobs_on_interrupt,
         force_rebuild=force_rebuild,
+        survivors=survivors,
     )
 
 
-def _open_store(state_dir: Path) -> Any:
+def _open_store(state_dir: Path, *, create: bool = True) -> Any:
     from orch.state import StateError, Store
 
     try:
-        return Store.open(state_dir)
+        return Store.open(state_dir, create=create)
     except StateError as exc:
         click.echo(f"orch: {exc}", err=True)
         sys.exit(exitcodes.CONFIG)
@@ -114,7 +146,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from orch.deployments import BlueprintProblems, DeploymentError
+        from orch.deployments import BlueprintProblems, DeploymentError, Drifted
         from orch.engine.runner import EngineError
         from orch.plan import WorkflowError
         from orch.state import DeploymentBusy, StateError
@@ -124,6 +156,9 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except BlueprintProblems as exc:
             _show_diagnostics(exc.diagnostics, kwargs.get("fmt", "text"))
             sys.exit(exitcodes.FINDINGS)
+        except Drifted as exc:
+            _show_drift(exc, kwargs.get("fmt", "text"))
+            sys.exit(exitcodes.DRIFTED)
         except DeploymentBusy as exc:
             click.echo(f"orch: {exc}", err=True)
             sys.exit(exitcodes.BUSY)
@@ -132,6 +167,20 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(exitcodes.CONFIG)
 
     return wrapper
+
+
+def _show_drift(exc: Any, fmt: str) -> None:
+    from orch.cli.diffview import diff_json, diff_text
+
+    if fmt == "json":
+        click.echo(diff_json(exc.name, exc.diff))
+    click.echo(diff_text(exc.name, exc.diff), nl=False, err=True)
+    click.echo(
+        f"orch: nothing ran. `orch deploy ... --update` applies these changes; deploy without "
+        f"the changed -i values (or with the blueprint as deployed) to go on as it is; "
+        f"`orch diff {exc.name}` shows this again",
+        err=True,
+    )
 
 
 def _show_diagnostics(diagnostics: list[Any], fmt: str) -> None:
@@ -212,6 +261,7 @@ def _inputs_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "input_specs",
         multiple=True,
         metavar="FILE|NAME=VALUE",
+        shell_complete=input_files,
         help="Inputs: a YAML file of name: value, or one name=value (repeatable).",
     )(func)
 
@@ -220,10 +270,15 @@ def _inputs_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command()
 @click.argument("blueprint", type=click.Path(path_type=Path))
 @_inputs_option
-@click.option("-n", "--name", help="Deployment name (default: the blueprint's template_name, "
-              "else its file or folder name).")  # fmt: skip
+@click.option("-n", "--name", shell_complete=deployment_names,
+              help="Deployment name (default: the blueprint's template_name, else its file or "
+              "folder name).")  # fmt: skip
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path),
               help="Folder of type libraries for 'name:version' imports (repeatable).")  # fmt: skip
+@click.option("--update", is_flag=True,
+              help="When the deployment differs from BLUEPRINT and its inputs (see `orch diff`), "
+              "apply the change: replace changed nodes, run changed operations again, create "
+              "added nodes, delete removed ones.")  # fmt: skip
 @_run_options
 @_handle_errors
 def deploy(
@@ -231,6 +286,7 @@ def deploy(
     input_specs: tuple[str, ...],
     name: str | None,
     catalogs: tuple[Path, ...],
+    update: bool,
     fmt: str,
     state_dir: Path,
     **run: Any,
@@ -238,28 +294,82 @@ def deploy(
     """Deploy BLUEPRINT: validate it and its inputs, then run the deploy workflow.
 
     Run the same command again after a failure or an interruption: it resumes, running only
-    what is not done yet. Exit status: 0 deployed, 1 blueprint or input errors, 4 an operation
-    failed, 5 the deployment is busy, 130 interrupted.
+    what is not done yet, with the inputs it was deployed with (-i changes them). When the
+    blueprint or the inputs changed since, nothing runs until --update. Exit status: 0
+    deployed, 1 blueprint or input errors, 4 an operation failed, 5 the deployment is busy,
+    6 it differs from BLUEPRINT (use --update), 130 interrupted.
     """
     from orch import deployments
 
-    prepared = deployments.prepare(str(blueprint), list(input_specs), [str(c) for c in catalogs])
-    deployment_name = deployments.safe_name(name) if name else deployments.default_name(prepared)
+    prepared = deployments.prepare(
+        str(blueprint), list(input_specs), [str(c) for c in catalogs], missing_ok=True
+    )
+    deployment_name = deployments.deployment_name(prepared, name)
     store = _open_store(state_dir)
     listener = _listener(fmt)
+
+    def show_update(diff: Any) -> None:
+        from orch.cli.diffview import diff_json, diff_text
+
+        if fmt == "json":
+            click.echo(diff_json(deployment_name, diff))
+        else:
+            click.echo(diff_text(deployment_name, diff), nl=False, err=True)
+
     try:
         outcome = deployments.deploy(
-            store, prepared, deployment_name, _engine_options(**run), listener
-        )
+            store, prepared, deployment_name, _engine_options(**run), listener,
+            update=update, show_update=show_update,
+        )  # fmt: skip
     finally:
         listener.close()
     _finish(outcome, fmt, "deploy")
 
 
-@click.command()
-@click.argument("name")
+@click.command("diff")
+@click.argument("name", shell_complete=deployment_names)
+@click.argument("blueprint", required=False, type=click.Path(path_type=Path))
 @_inputs_option
-@_run_options
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path),
+              help="Folder of type libraries for 'name:version' imports (repeatable).")  # fmt: skip
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)  # fmt: skip
+@state_dir_option
+@_handle_errors
+def diff(
+    name: str,
+    blueprint: Path | None,
+    input_specs: tuple[str, ...],
+    catalogs: tuple[Path, ...],
+    fmt: str,
+    state_dir: Path,
+) -> None:
+    """Show how deployment NAME differs from BLUEPRINT (default: the file it was deployed
+    from, as it is now) with its inputs: inputs, nodes added or removed, properties and
+    operations changed, and what `orch deploy --update` would do about each.
+
+    Exit status: 0 nothing deployed would change, 6 it differs, 1 blueprint errors.
+    """
+    from orch import deployments
+    from orch.cli.diffview import diff_json, diff_text
+
+    store = _open_store(state_dir, create=False)
+    difference = deployments.difference(
+        store, name, str(blueprint) if blueprint else None, list(input_specs),
+        [str(c) for c in catalogs],
+    )  # fmt: skip
+    if fmt == "json":
+        click.echo(diff_json(name, difference))
+    else:
+        click.echo(diff_text(name, difference), nl=False)
+    if difference.drifted:
+        sys.exit(exitcodes.DRIFTED)
+
+
+@click.command()
+@click.argument("name", shell_complete=deployment_names)
+@_inputs_option
+@_undeploy_options
 @_handle_errors
 def undeploy(
     name: str, input_specs: tuple[str, ...], fmt: str, state_dir: Path, **run: Any
@@ -283,7 +393,8 @@ def undeploy(
 
 @click.command("run")
 @click.argument("workflow")
-@click.option("-n", "--name", help="The deployment (default: the only one in the state folder).")
+@click.option("-n", "--name", shell_complete=deployment_names,
+              help="The deployment (default: the only one in the state folder).")  # fmt: skip
 @_inputs_option
 @_run_options
 @_handle_errors
@@ -319,12 +430,12 @@ def run_workflow(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=deployment_names)
 @_inputs_option
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=600,
               show_default=True,
               help="Seconds to wait for the orch process running NAME to stop.")  # fmt: skip
-@_run_options
+@_cancel_options
 @_handle_errors
 def cancel(
     name: str, input_specs: tuple[str, ...], wait_seconds: float, fmt: str, state_dir: Path,
@@ -380,18 +491,31 @@ def _plan_arguments(what: str) -> Callable[[Callable[..., Any]], Callable[..., A
         func = click.option("--workflow", help=workflow_help)(func)
         func = click.option("--undeploy", "action", flag_value="undeploy",
                             help=f"{what} the undeploy plan.")(func)  # fmt: skip
+        func = _catalog_option(func)
         func = _inputs_option(func)
         return click.argument("blueprint", type=click.Path(path_type=Path))(func)
 
     return decorate
 
 
+def _catalog_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path),
+        help="Folder of type libraries for 'name:version' imports (repeatable; also "
+        "ORCH_CATALOG).",
+    )(func)  # fmt: skip
+
+
 def _plan_of(
-    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None
-) -> Any:
+    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None,
+    catalogs: tuple[Path, ...] = (),
+) -> Any:  # fmt: skip
     from orch import deployments
 
-    prepared = deployments.prepare(str(blueprint), list(input_specs))
+    for folder in catalogs:
+        if not folder.is_dir():
+            raise deployments.DeploymentError(f"catalog folder not found: {folder}")
+    prepared = deployments.prepare(str(blueprint), list(input_specs), [str(c) for c in catalogs])
     return deployments.plan_for(prepared.model, action or "deploy", workflow)
 
 
@@ -401,13 +525,14 @@ def _plan_of(
               show_default=True)  # fmt: skip
 @_handle_errors
 def plan(
-    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None,
-    fmt: str,
+    blueprint: Path, input_specs: tuple[str, ...], catalogs: tuple[Path, ...],
+    action: str | None, workflow: str | None, fmt: str,
 ) -> None:  # fmt: skip
     """Show what deploying BLUEPRINT would run, in order, and what runs concurrently."""
     from orch.cli.views import plan_view
 
-    click.echo(plan_view(_plan_of(blueprint, input_specs, action, workflow), fmt), nl=False)
+    the_plan = _plan_of(blueprint, input_specs, action, workflow, catalogs)
+    click.echo(plan_view(the_plan, fmt), nl=False)
 
 
 @click.command()
@@ -418,15 +543,16 @@ def plan(
               help="Write to a file instead of stdout.")  # fmt: skip
 @_handle_errors
 def graph(
-    blueprint: Path, input_specs: tuple[str, ...], action: str | None, workflow: str | None,
-    fmt: str, output: Path | None,
+    blueprint: Path, input_specs: tuple[str, ...], catalogs: tuple[Path, ...],
+    action: str | None, workflow: str | None, fmt: str, output: Path | None,
 ) -> None:  # fmt: skip
     """Write the plan of BLUEPRINT as a graph: Graphviz DOT or Mermaid."""
+    from orch.cli.output import write_file
     from orch.cli.views import graph_dot, graph_mermaid
 
-    the_plan = _plan_of(blueprint, input_specs, action, workflow)
+    the_plan = _plan_of(blueprint, input_specs, action, workflow, catalogs)
     text = graph_dot(the_plan) if fmt == "dot" else graph_mermaid(the_plan)
     if output is not None:
-        output.write_text(text, "utf-8")
+        write_file(output, text)
     else:
         click.echo(text, nl=False)

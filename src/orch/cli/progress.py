@@ -84,6 +84,13 @@ def make_listener(
     return PlainProgress(stream, color=color, verbosity=verbosity)
 
 
+def _terminal_safe(text: Any) -> str:
+    """Operations' output as a terminal may show it: its control characters escaped."""
+    from orch.cli.views import escape_controls
+
+    return escape_controls(str(text))
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -101,12 +108,13 @@ class JsonProgress(Progress):
         self.out = out
         self.verbosity = verbosity
         self._broken = False
+        self._ascii = _isatty(out)  # JSON escapes C0 itself; a terminal must not get C1 either
 
     def __call__(self, event: Event) -> None:
         if self._broken or (event.kind == "output" and self.verbosity <= 0):
             return
         line = json.dumps(
-            {"version": JSON_VERSION, **event.to_dict()}, ensure_ascii=False, default=str
+            {"version": JSON_VERSION, **event.to_dict()}, ensure_ascii=self._ascii, default=str
         )
         try:
             self.out.write(line + "\n")
@@ -147,6 +155,7 @@ class PlainProgress(Progress):
         self.stream = stream
         self.color = color
         self.verbosity = verbosity
+        self._safe = _terminal_safe if _isatty(stream) else str
         self._zero: float | None = None
         self._action = "run"
 
@@ -190,7 +199,7 @@ class PlainProgress(Progress):
             return
         self._line(event, status, _failure_text(title, data, event.message))
         for line in data.get("tail") or ():
-            self._write(f"    {line}")
+            self._write(f"    {self._safe(line)}")
 
     def _on_step_skip(self, event: Event) -> None:
         if self.verbosity >= 0:
@@ -215,6 +224,7 @@ class PlainProgress(Progress):
     def _line(self, event: Event, label: str, text: str) -> None:
         stamp = f"[{event.time - (self._zero or event.time):6.2f}s]"
         word = _label(label)
+        text = self._safe(text)
         if self.color:
             stamp = f"{_DIM}{stamp}{_RESET}"
             word = f"{_LABEL_COLORS.get(label, '')}{word}{_RESET}"
@@ -380,14 +390,14 @@ class LiveProgress(Progress):
     def _on_message(self, event: Event) -> None:
         from rich.text import Text
 
-        self.board.pending.append(Text("note: " + event.message, style="bold"))
+        self.board.pending.append(Text("note: " + _terminal_safe(event.message), style="bold"))
 
     def _on_output(self, event: Event) -> None:
         if self.verbosity > 0:
             from rich.text import Text
 
             text = Text(f"{event.instance} | ", style="dim")
-            text.append(event.message)
+            text.append(_terminal_safe(event.message))
             self.board.pending.append(text)
 
     def _on_run_end(self, event: Event) -> None:
@@ -407,12 +417,12 @@ def _failure_renderable(event: Event) -> Any:
     data = event.data
     status = str(data.get("status", "failed"))
     text = Text(f"✗ {status}: ", style="bold red")
-    text.append(_failure_text(_title(event), data, event.message))
+    text.append(_terminal_safe(_failure_text(_title(event), data, event.message)))
     details = [f"rc {data['rc']}"] if data.get("rc") is not None else []
     details.append(_secs(data))
     text.append(f" ({', '.join(details)})", style="dim")
     for line in data.get("tail") or ():
-        text.append("\n    " + str(line), style="dim")
+        text.append("\n    " + _terminal_safe(str(line)), style="dim")
     return text
 
 

@@ -8,9 +8,11 @@ attributes: they may hold secrets.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -388,6 +390,22 @@ def graph_mermaid(plan: Plan) -> str:
 
 # ------------------------------------------------------------------------------ orch logs
 
+LOG_JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One thing ``orch logs`` shows: an operation (its header), one line of its output, or a
+    note. ``live`` marks lines yielded while following, which interleave."""
+
+    kind: str
+    """operation, line or note."""
+    op: OperationRow | None = None
+    stream: str = ""
+    """stdout or stderr, for a line ('' for a line of unknown origin)."""
+    text: str = ""
+    live: bool = False
+
 
 def _header(op: OperationRow) -> str:
     where = f" on {op.host}" if op.host and op.host != "-" else ""
@@ -397,14 +415,75 @@ def _header(op: OperationRow) -> str:
     return f"== {_op_title(op)}{where}: {_op_result(op)}{message} =="
 
 
-def _log_line(raw: str) -> str:
-    """A log file line ('out <text>' / 'err <text>') as shown: stderr lines are marked."""
-    stream, _, text = raw.partition(" ")
-    if stream == "out":
-        return text
-    if stream == "err":
-        return f"[stderr] {text}"
-    return raw
+_STREAMS = {"out": "stdout", "err": "stderr"}
+
+
+def _split_log_line(raw: str) -> tuple[str, str]:
+    """A log file line ('out <text>' / 'err <text>') as (stream, text)."""
+    tag, _, text = raw.partition(" ")
+    if tag in _STREAMS:
+        return _STREAMS[tag], text
+    return "", raw
+
+
+def log_text(record: LogRecord) -> str:
+    """A record as ``orch logs`` prints it: headers in '== ... ==', stderr lines marked,
+    followed lines prefixed with their operation."""
+    if record.kind == "operation" and record.op is not None:
+        return _header(record.op)
+    if record.kind == "note":
+        return f"== {record.text} =="
+    text = f"[stderr] {record.text}" if record.stream == "stderr" else record.text
+    if record.live and record.op is not None:
+        return f"{_op_title(record.op)} | {text}"
+    return text
+
+
+def log_json(record: LogRecord) -> dict[str, Any]:
+    """A record as ``orch logs --format json`` prints it, one object per line:
+
+    - ``{"kind": "operation", "id", "run_id", "step", "instance", "node", "operation", "host",
+      "status", "rc", "started", "ended", "elapsed", "attempt", "message"}``: an operation, when
+      it is first shown and, while following, again when it ends;
+    - ``{"kind": "line", "operation_id", "instance", "node", "operation", "stream", "text"}``:
+      one line of its output (``stream``: stdout or stderr);
+    - ``{"kind": "note", "text"}``.
+
+    Each has ``"version": 1``; fields are only ever added within a version."""
+    head: dict[str, Any] = {"version": LOG_JSON_VERSION, "kind": record.kind}
+    op = record.op
+    if record.kind == "operation" and op is not None:
+        return {**head, **_op_dict(op)}
+    if record.kind == "line" and op is not None:
+        return {
+            **head,
+            "operation_id": op.id,
+            "instance": op.instance,
+            "node": op.node,
+            "operation": f"{op.interface}.{op.operation}",
+            "stream": record.stream,
+            "text": record.text,
+        }
+    return {**head, "text": record.text}
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+"""What a terminal would obey rather than show: C0 but tab and newline, DEL, C1, the bidi
+overrides, and undecodable bytes (surrogate escapes)."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` made safe for a terminal: control characters become visible escapes
+    (``\x1b[2J`` is printed as the six characters ``\x1b[2J``), so a script's output cannot
+    move the cursor, clear the screen or retitle the window. Tabs and newlines stay."""
+    return _CONTROLS.sub(_escaped, text)
 
 
 class _LogTail:
@@ -415,7 +494,29 @@ class _LogTail:
         self.offset = 0
         self.partial = b""
 
-    def read(self, *, final: bool = False) -> list[str]:
+    def skip_to_last(self, count: int, *, final: bool) -> None:
+        """Start at the last ``count`` lines written so far (an unfinished last line counts
+        when ``final``), reading the file backwards a block at a time."""
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                data, pos = b"", size
+                while pos > 0 and data.count(b"\n") <= count:
+                    step = min(1 << 16, pos)
+                    pos -= step
+                    f.seek(pos)
+                    data = f.read(step) + data
+        except FileNotFoundError:
+            return
+        lines = data.split(b"\n")
+        if final and lines[-1]:
+            kept = b"\n".join(lines[-count:]) if count else b""
+        else:
+            kept = b"\n".join(lines[-(count + 1) :])
+        self.offset = size - len(kept)
+
+    def read(self, *, final: bool = False) -> list[tuple[str, str]]:
+        """New whole lines as (stream, text); with ``final``, an unfinished last one too."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -429,7 +530,7 @@ class _LogTail:
         if final and self.partial:
             lines.append(self.partial)
             self.partial = b""
-        return [_log_line(line.decode("utf-8", "replace")) for line in lines]
+        return [_split_log_line(line.decode("utf-8", "replace")) for line in lines]
 
 
 def log_lines(
@@ -440,14 +541,32 @@ def log_lines(
     *,
     match: Callable[[OperationRow], bool] | None = None,
     interval: float = POLL_INTERVAL,
+    tail: int | None = None,
 ) -> Iterator[str]:
-    """``orch logs NAME [--follow]``: each operation's header, then its output lines.
+    """``log_records`` as text lines (``log_text``)."""
+    for record in log_records(
+        store, name, operation_rows, follow, match=match, interval=interval, tail=tail
+    ):
+        yield log_text(record)
+
+
+def log_records(
+    store: Store,
+    name: str,
+    operation_rows: Sequence[OperationRow],
+    follow: bool = False,
+    *,
+    match: Callable[[OperationRow], bool] | None = None,
+    interval: float = POLL_INTERVAL,
+    tail: int | None = None,
+) -> Iterator[LogRecord]:
+    """``orch logs NAME [--follow]``: each operation (of ``operation_rows`` that ``match``
+    accepts, all if None), then its output lines (the last ``tail`` only, if given).
 
     With ``follow``, while a run of the deployment is running, its operations' new lines are
-    yielded as they come (prefixed with the operation, since they interleave, and closed by a
-    header saying how it ended); operations it starts later are picked up too, those ``match``
-    accepts (all if None). Stops when that run ends, when its process is gone, or at once if no
-    run is running."""
+    yielded as they come (``live``: they interleave), and an operation record again when each
+    ends; operations it starts later are picked up too, those ``match`` accepts. Stops when that
+    run ends, when its process is gone, or at once if no run is running."""
     run = _running_run(store, name) if follow else None
     # the newest event before the operations are read: an operation begun since is either in
     # the store already or announced by a later step-start event
@@ -455,18 +574,22 @@ def log_lines(
     tails: dict[int, tuple[OperationRow, _LogTail]] = {}
     seen = {op.id for op in operation_rows}
     for op in operation_rows:
-        yield _header(op)
-        tail = _LogTail(store.log_path(name, op.id))
-        yield from tail.read(final=op.status != "running")
+        if match is not None and not match(op):
+            continue
+        yield LogRecord("operation", op)
+        reader = _LogTail(store.log_path(name, op.id))
+        if tail is not None:
+            reader.skip_to_last(tail, final=op.status != "running")
+        yield from _records(op, reader.read(final=op.status != "running"))
         if run is not None and op.status == "running" and op.run_id == run.id:
-            tails[op.id] = (op, tail)
+            tails[op.id] = (op, reader)
     if run is None:
         return
     newest = max(seen, default=0)
     for op in store.operations(name, run.id):
         if op.id > newest and op.status == "running" and (match is None or match(op)):
             seen.add(op.id)
-            yield _header(op)
+            yield LogRecord("operation", op)
             tails[op.id] = (op, _LogTail(store.log_path(name, op.id)))
     from orch.state.lock import pid_alive
 
@@ -487,38 +610,45 @@ def log_lines(
                     started.append(op)
         # what the running ones wrote and how they ended, before the new ones' headers
         for op_id, entry in list(tails.items()):
-            yield from _follow_lines(entry)
+            yield from _follow_records(entry)
             current = store.operation(op_id)
             if ended or current is None or current.status != "running":
                 del tails[op_id]
-                yield from _follow_lines(entry, final=True)
-                yield _header(current or entry[0])
+                yield from _follow_records(entry, final=True)
+                yield LogRecord("operation", current or entry[0])
         for op in started:
             current = store.operation(op.id) or op
-            yield _header(current)
-            tail = _LogTail(store.log_path(name, op.id))
+            yield LogRecord("operation", current)
+            reader = _LogTail(store.log_path(name, op.id))
             if ended or current.status != "running":  # over already: shown as without follow
-                yield from tail.read(final=True)
+                yield from _records(current, reader.read(final=True))
             else:
-                tails[op.id] = (current, tail)
-                yield from _follow_lines(tails[op.id])
+                tails[op.id] = (current, reader)
+                yield from _follow_records(tails[op.id])
         if ended:
             return
         if time.monotonic() - checked > 1.0:
             checked = time.monotonic()
             if not pid_alive(run.pid):
                 for entry in tails.values():
-                    yield from _follow_lines(entry, final=True)
-                yield f"== the run's process (pid {run.pid}) is gone =="
+                    yield from _follow_records(entry, final=True)
+                yield LogRecord("note", text=f"the run's process (pid {run.pid}) is gone")
                 return
         time.sleep(interval)
 
 
-def _follow_lines(entry: tuple[OperationRow, _LogTail], *, final: bool = False) -> Iterator[str]:
-    op, tail = entry
-    prefix = f"{_op_title(op)} | "
-    for line in tail.read(final=final):
-        yield prefix + line
+def _records(
+    op: OperationRow, lines: list[tuple[str, str]], *, live: bool = False
+) -> Iterator[LogRecord]:
+    for stream, text in lines:
+        yield LogRecord("line", op, stream, text, live)
+
+
+def _follow_records(
+    entry: tuple[OperationRow, _LogTail], *, final: bool = False
+) -> Iterator[LogRecord]:
+    op, reader = entry
+    yield from _records(op, reader.read(final=final), live=True)
 
 
 def _running_run(store: Store, name: str) -> RunRow | None:

@@ -49,6 +49,27 @@ class Scope:
         return Scope(instance, link, self.workflow_inputs, self.artifacts)
 
 
+def stored_evaluator(
+    store: Any,
+    name: str,
+    model: Model,
+    instances: dict[str, Instance],
+    inputs: dict[str, Any],
+    rows: Any = None,
+) -> Evaluator:
+    """An evaluator over what deployment ``name`` recorded: its instances' and relationships'
+    attributes and the outputs of each operation's last success (``rows``: the instance rows,
+    when the caller read them already)."""
+    rows = store.instances(name) if rows is None else rows
+    attributes = {row.id: dict(row.attributes) for row in rows}
+    attributes.update(store.link_attributes(name))
+    outputs: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for op in store.operations(name):
+        if op.status == "ok":
+            outputs[(op.instance, op.interface, op.operation)] = op.outputs
+    return Evaluator(model, instances, inputs, attributes, outputs)
+
+
 class Evaluator:
     def __init__(
         self,
@@ -296,6 +317,16 @@ class Evaluator:
             raise EvaluationError(f"{fname}: policy of type '{policy.get('type')}' has no "
                                   f"property '{name}'")
         return _walk(self.value(properties[name], scope.nested()), rest[1:], f"policy.{name}")
+
+    def outputs_of(self, model: Model) -> dict[str, Any]:
+        """The blueprint's outputs, evaluated now; a value that cannot be evaluated is None."""
+        values: dict[str, Any] = {}
+        for name, definition in model.outputs.items():
+            try:
+                values[name] = self.value((definition or {}).get("value"), Scope())
+            except EvaluationError:
+                values[name] = None
+        return values
 
     # ------------------------------------------------------------------ attribute mappings
     def output_mappings(

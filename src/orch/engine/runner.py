@@ -9,8 +9,10 @@ were running, which the next run executes again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
+import secrets
 import signal
 import threading
 import time
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.engine import interrupts, jobs
-from orch.engine.evaluate import EvaluationError, Evaluator, Scope, link_key
+from orch.engine import interrupts, jobs, survivors
+from orch.engine.evaluate import EvaluationError, Scope, link_key, stored_evaluator
 from orch.engine.events import Event, Listener, ignore
 from orch.engine.hosts import host_for, site_for
 from orch.engine.interrupts import CANCEL_SIGNAL
@@ -62,6 +64,8 @@ class EngineOptions:
     """Ctrl-C also asks for the running jobs to be cancelled (see ``jobs_to_cancel``)."""
     force_rebuild: bool = False
     """Build container images even when an identical one exists (``--force-rebuild``)."""
+    survivors: str = "wait"
+    """What to do with processes an interrupted run left running: wait for them, or stop."""
 
 
 @dataclass
@@ -162,7 +166,14 @@ class Engine:
 
         self.pool = TransportPool(self.options.host_keys)
         try:
-            self._schedule(plan, summary)
+            if self._settle_survivors():
+                self._schedule(plan, summary)
+            else:
+                self._left = list(plan.steps)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the state may be what failed
+                self.store.end_run(run_id, "failed")
+            raise
         finally:
             self._restore_signals(previous)
             summary.connections = self.pool.connections_opened
@@ -193,13 +204,7 @@ class Engine:
 
     def outputs(self) -> dict[str, Any]:
         """The blueprint's outputs, evaluated now; a value that cannot be evaluated is None."""
-        values: dict[str, Any] = {}
-        for name, definition in self.model.outputs.items():
-            try:
-                values[name] = self.evaluator.value(definition.get("value"), Scope())
-            except EvaluationError:
-                values[name] = None
-        return values
+        return self.evaluator.outputs_of(self.model)
 
     def stop(self, *, cancel: bool = False, cancel_jobs: bool = False) -> None:
         """Start no new step; with ``cancel``, also stop the running ones now; with
@@ -229,12 +234,9 @@ class Engine:
             self.store.save_instances(self.name, new)
             rows.update({row.id: row for row in new})
         self.states = {iid: row.state for iid, row in rows.items()}
-        attributes = {iid: dict(row.attributes) for iid, row in rows.items()}
-        outputs: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for op in self.store.operations(self.name):
-            if op.status == "ok":
-                outputs[(op.instance, op.interface, op.operation)] = op.outputs
-        self.evaluator = Evaluator(self.model, plan.instances, self.inputs, attributes, outputs)
+        self.evaluator = stored_evaluator(
+            self.store, self.name, self.model, plan.instances, self.inputs, rows.values()
+        )
         self.done = self.store.done_steps(self.name, plan.kind)
         interrupted = self.store.interrupt_stale(self.name)
         for op in interrupted:
@@ -285,6 +287,31 @@ class Engine:
                     return operations[step.operation]
             return None
         return node.operation(step.interface or "", step.operation or "")
+
+    # ------------------------------------------------------------------ survivors
+    def _settle_survivors(self) -> bool:
+        """Before anything runs: what operations interrupted by a crash left running is waited
+        for (or stopped), so that no operation runs twice at once. False when the user
+        stopped the run while waiting."""
+        return survivors.settle(
+            self.store, self.name, lambda instance: self.pool.get(host_for(self.evaluator,
+            instance)), self.options.survivors, self._note, self._wait_or_stop,
+        )  # fmt: skip
+
+    def _wait_or_stop(self, seconds: float) -> bool:
+        """Sleep, unless the user stops the run (True then)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping:
+                return True
+            with contextlib.suppress(queue.Empty):
+                kind, payload = self._done.get(timeout=max(0.0, deadline - time.monotonic()))
+                if kind == "signal":
+                    self._announce_stop(cancelling=payload)
+        return self._stopping
+
+    def _note(self, message: str) -> None:
+        self._emit(Event("message", self.name, message=message), store=True)
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, plan: Plan, summary: RunSummary) -> None:
@@ -633,7 +660,10 @@ class Engine:
             return self._fail_before_start(step, f"cannot evaluate the inputs: {exc}", attempt)
         executor = self._executor_for(operation.implementation)
         assert executor is not None
-        op_id = self._begin(step, task.host.describe(), attempt)
+        token = secrets.token_hex(8)
+        task.environment[survivors.ENV] = token  # inherited by all the command starts
+        process = {"token": token, "host_instance": step.instance}
+        op_id = self._begin(step, task.host.describe(), attempt, process)
         if step.state_before is not None and step.link is None:
             self.store.update_instances(
                 self.name, {step.instance: self._state_update(step.instance, step.state_before)}
@@ -683,9 +713,28 @@ class Engine:
         )  # fmt: skip
 
     def _work(self, running: _Running, log_path: Path) -> None:
-        """Runs in a worker thread: the executor, the log file, and nothing else."""
+        """Runs in a worker thread: the executor, the log file, and nothing else. Whatever
+        happens, the scheduler hears of the step's end (it would wait for ever otherwise)."""
+        try:
+            result = self._execute(running, log_path)
+        except BaseException as exc:  # the log cannot be written, the interpreter is exiting...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            result = OperationResult(
+                "failed", message=f"orch could not run it: {type(exc).__name__}: {reason}"
+            )
+        self._done.put(("done", (running.step.id, result)))
+
+    def _execute(self, running: _Running, log_path: Path) -> OperationResult:
         step_id = running.step.id
-        with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        try:
+            log = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            return OperationResult(
+                "failed",
+                message=f"cannot write its log {log_path}: {exc.strerror or exc} (the state "
+                "folder is damaged or not writable)",
+            )
+        with log:
 
             def sink(stream: str, line: str) -> None:
                 log.write(f"{'err' if stream == 'stderr' else 'out'} {line}\n")
@@ -707,14 +756,13 @@ class Engine:
                 force_rebuild=self.options.force_rebuild,
             )
             try:
-                result = running.executor.run(running.task, context)
+                return running.executor.run(running.task, context)
             except Exception as exc:  # an executor bug must not kill the run
-                result = OperationResult(
+                return OperationResult(
                     "failed",
                     message=f"internal error in the {running.executor.name} "
                     f"executor: {type(exc).__name__}: {exc}",
                 )
-        self._done.put(("done", (step_id, result)))
 
     def _local_work_root(self) -> str:
         if self.options.local_work_root:
@@ -847,16 +895,27 @@ class Engine:
             if owner in self.plan.instances:
                 declared = self.model.nodes[self.plan.instances[owner].node].attribute_types
                 value = typed(value, declared.get(attribute))
-                updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = value
-            # (a relationship's own attributes live in memory only)
+            elif step.link is not None and owner == link_key(step.link):
+                value = typed(value, self._relationship_attribute_type(step, attribute))
+            # a relationship's attributes are stored like an instance's (the store keeps them
+            # apart), so that a resumed deploy or a later run reads them too
+            updates.setdefault(owner, {}).setdefault("attributes", {})[attribute] = value
             self.evaluator.attributes.setdefault(owner, {})[attribute] = value
         return updates
 
-    def _begin(self, step: Step, host: str, attempt: int) -> int:
-        """The operation's record, written before it runs (a crash then shows it interrupted)."""
+    def _relationship_attribute_type(self, step: Step, attribute: str) -> str | None:
+        assert step.link is not None
+        source = self.model.nodes[step.link.source.rsplit("/", 1)[0]]
+        return source.requirements[step.link.requirement].attribute_types.get(attribute)
+
+    def _begin(
+        self, step: Step, host: str, attempt: int, process: dict[str, Any] | None = None
+    ) -> int:
+        """The operation's record, written before it runs (a crash then shows it interrupted,
+        and ``process`` lets the next run find what it left running)."""
         return self.store.begin_operation(
             self.run_id, self.name, step.id, step.node, self._owner(step),
-            step.interface or "", step.operation or "", host, attempt,
+            step.interface or "", step.operation or "", host, attempt, process,
         )  # fmt: skip
 
     def _owner(self, step: Step) -> str:

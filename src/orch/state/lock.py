@@ -1,30 +1,45 @@
-"""One deployment, one writer: an exclusive ``flock`` per deployment, across processes.
+"""One deployment, one writer: an exclusive lock per deployment, across processes.
 
-``flock`` rather than POSIX ``fcntl`` locks because an ``flock`` belongs to the open file
-description: a second ``open`` of the same file conflicts even inside one process, and the kernel
-drops the lock when its holder dies, ``kill -9`` included, so there is never a stale lock to clean.
+The lock is a byte of ``state.db`` itself, taken with an open-file-description lock
+(``F_OFD_SETLK``): one byte per deployment name, far above the bytes SQLite locks. Locking the
+database rather than a lock file means that no file a user might tidy away by hand (a stale
+looking ``*.lock``) can let two deploys of one name run at once. Like ``flock``, an OFD lock
+belongs to the open file description: a second ``open`` conflicts even inside one process, and
+the kernel drops the lock when its holder dies, ``kill -9`` included.
 
-The lock file holds the holder's pid, action and start time (written once the lock is held) so
-that a refused caller can say who is in the way. The errors live here, not in the store, because
-the store imports this module.
+The descriptors are never closed while the process lives: closing *any* descriptor of a file
+drops the process's POSIX locks on it, SQLite's own included. A released descriptor goes back
+to a pool and serves the next lock.
+
+Where OFD locks do not exist (not Linux), each name gets an ``flock``ed file under ``locks/``.
+
+Who holds a lock (pid, action, start time) is written by the store in its ``holders`` table
+once the lock is held, so that a refused caller can say who is in the way. The errors live here,
+not in the store, because the store imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
+import hashlib
 import os
-import time
+import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 SETTLE_SECONDS = 0.5
-"""How long ``acquire`` keeps trying when the lock is taken but its file names no live holder:
-the holder has just taken it and not yet written its pid, or a reader is probing it (``is_free``).
-A live holder is reported at once."""
+"""How long a lock keeps being tried when it is taken but no live holder is recorded: the
+holder has just taken it and not yet written its pid."""
+
+LOCK_REGION = 1 << 40
+"""First byte of the deployments' lock bytes: SQLite locks bytes around 1 GiB only."""
+
+_FLOCK = "hh4xqqi4x"
+"""``struct flock`` on 64-bit Linux: l_type, l_whence, l_start, l_len, l_pid."""
 
 
 class StateError(Exception):
@@ -58,7 +73,7 @@ def _clock(since: str | None) -> str:
 
 @dataclass(frozen=True)
 class Holder:
-    """What the lock file says about the process holding it."""
+    """Who holds a deployment's lock, as recorded once it was taken."""
 
     pid: int
     action: str
@@ -68,31 +83,28 @@ class Holder:
 class DeploymentLock:
     """A held deployment lock; release it with ``release()`` or by leaving a ``with`` block."""
 
-    def __init__(self, name: str, action: str, path: Path, fd: int, since: str):
+    def __init__(self, name: str, action: str, since: str, release: Callable[[], None]):
         self.name = name
         self.action = action
-        self.path = path
         self.since = since
-        self._fd: int | None = fd
+        self._release: Callable[[], None] | None = release
         self._on_release: list[Callable[[DeploymentLock], None]] = []
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._release is not None
 
     def on_release(self, callback: Callable[[DeploymentLock], None]) -> None:
         self._on_release.append(callback)
 
     def release(self) -> None:
-        """Blank the holder details, then drop the lock (closing the fd unlocks). Idempotent."""
-        fd, self._fd = self._fd, None
-        if fd is None:
+        """Drop the lock. Idempotent."""
+        release, self._release = self._release, None
+        if release is None:
             return
         try:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+            release()
         finally:
-            os.close(fd)
             for callback in self._on_release:
                 callback(self)
 
@@ -107,76 +119,122 @@ class DeploymentLock:
         return f"DeploymentLock({self.name!r}, {self.action!r}, {state})"
 
 
-def acquire(path: Path, name: str, action: str) -> DeploymentLock:
-    """Take the lock at ``path`` without waiting for a live holder; ``DeploymentBusy`` if held.
+def lock_offset(name: str) -> int:
+    """The byte of ``state.db`` that stands for deployment ``name`` (48 bits of its sha256)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    return LOCK_REGION + int.from_bytes(digest[:6], "big")
 
-    After ``flock`` succeeds the path must still name the locked file: a deleted deployment's
-    lock file is unlinked while held, and a lock on the unlinked file would exclude no one.
-    """
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+class _Descriptors:
+    """Descriptors of files, kept open for the life of the process and reused (see above)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._free: dict[tuple[int, int], list[int]] = {}
+
+    def take(self, path: Path) -> int:
+        """A descriptor of ``path`` holding no lock (``OSError`` if it cannot be opened)."""
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            with self._mutex:
+                free = self._free.get((info.st_dev, info.st_ino))
+                if free:
+                    return free.pop()
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def give(self, fd: int) -> None:
+        info = os.fstat(fd)
+        with self._mutex:
+            self._free.setdefault((info.st_dev, info.st_ino), []).append(fd)
+
+
+_descriptors = _Descriptors()
+
+
+class ByteLocks:
+    """The deployments' locks of one state database (Linux: OFD byte-range locks)."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+
+    def try_lock(self, name: str) -> int | None:
+        """The descriptor now holding ``name``'s lock, or None when someone holds it."""
+        fd = _descriptors.take(self.db_path)
+        try:
+            self._fcntl(fd, fcntl.F_OFD_SETLK, fcntl.F_WRLCK, name)
+        except (BlockingIOError, PermissionError):
+            _descriptors.give(fd)
+            return None
+        except BaseException:
+            _descriptors.give(fd)
+            raise
+        return fd
+
+    def unlock(self, name: str, fd: int) -> None:
+        try:
+            self._fcntl(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, name)
+        finally:
+            _descriptors.give(fd)
+
+    def is_locked(self, name: str) -> bool:
+        """Whether anyone (this process included, through another lock) holds ``name``."""
+        fd = _descriptors.take(self.db_path)
+        try:
+            answer = self._fcntl(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, name)
+        finally:
+            _descriptors.give(fd)
+        return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+
+    @staticmethod
+    def _fcntl(fd: int, command: int, kind: int, name: str) -> bytes:
+        request = struct.pack(_FLOCK, kind, os.SEEK_SET, lock_offset(name), 1, 0)
+        return fcntl.fcntl(fd, command, request)
+
+
+class FileLocks:
+    """The same, where OFD locks do not exist: one ``flock``ed file per name in ``folder``."""
+
+    def __init__(self, folder: Path, file_name: Callable[[str], str]):
+        self.folder = folder
+        self.file_name = file_name
+
+    def _path(self, name: str) -> Path:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.folder / f"{self.file_name(name)}.lock"
+
+    def try_lock(self, name: str) -> int | None:
+        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = read_holder(path)
-            alive = holder is not None and pid_alive(holder.pid)
-            if alive or time.monotonic() >= deadline:
-                if holder is None or not alive:
-                    raise DeploymentBusy(name, None, None, None) from None
-                raise DeploymentBusy(name, holder.pid, holder.action, holder.since) from None
-            time.sleep(0.01)
-            continue
-        except BaseException:
-            os.close(fd)
-            raise
-        if not _same_file(fd, path):
-            os.close(fd)
-            continue
-        since = datetime.now().astimezone().isoformat(timespec="seconds")
-        info = json.dumps({"pid": os.getpid(), "action": action, "since": since}).encode()
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info, 0)
-        except BaseException:
-            os.close(fd)
-            raise
-        return DeploymentLock(name, action, path, fd, since)
+            return None
+        return fd
 
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-
-
-def read_holder(path: Path) -> Holder | None:
-    """The holder details in the lock file; None when absent, blank or half written."""
-    try:
-        data = json.loads(path.read_bytes())
-        return Holder(int(data["pid"]), str(data["action"]), str(data["since"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def is_free(path: Path) -> bool:
-    """Whether no one holds the lock, probed with a shared lock so that probes never conflict
-    with each other and the file is neither created nor written."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
+    def unlock(self, name: str, fd: int) -> None:
         os.close(fd)
-    return True
+
+    def is_locked(self, name: str) -> bool:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def locks_for(
+    db_path: Path, folder: Path, file_name: Callable[[str], str]
+) -> ByteLocks | FileLocks:
+    """Byte locks on the database where the system has OFD locks, lock files otherwise."""
+    if hasattr(fcntl, "F_OFD_SETLK"):
+        return ByteLocks(db_path)
+    return FileLocks(folder, file_name)
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,6 +16,7 @@ through ``json``: tuples come back as lists and dict keys as strings.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -27,17 +28,19 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orch.state import health
 from orch.state import lock as locking
 from orch.state.lock import DeploymentBusy, DeploymentLock, StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 5.0
 """Seconds a write waits for another process's transaction before giving up."""
 
-RUN_ACTIONS = frozenset({"deploy", "undeploy", "run", "cancel"})
+RUN_ACTIONS = frozenset({"deploy", "undeploy", "run", "cancel", "update"})
 JOB_RUNNING = "running"
 JOB_ENDS = frozenset({"completed", "failed", "cancelled"})
 RUN_ENDS = frozenset({"ok", "failed", "cancelled", "interrupted"})
@@ -47,8 +50,14 @@ INITIAL_STATE = "initial"
 CREATED = "created"
 """The status of a deployment just created."""
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-"""Deployment names become file names (locks, logs): no separators, no leading dot."""
+NAME_RULE = (
+    "a deployment name is 1 to 128 letters (any script), digits, '_', '.' and '-', starting "
+    "with a letter, a digit or '_'"
+)
+_NAME = re.compile(r"[^\W][\w.-]{0,127}")
+"""Names are never rewritten: what the rule allows is stored and shown exactly as given."""
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+"""Names that are their own folder name; the others get one made from their hash."""
 
 _V1 = (
     """CREATE TABLE deployments (
@@ -151,7 +160,26 @@ _V2 = (
     )""",
     "CREATE INDEX jobs_by_instance ON jobs (deployment, instance, id)",
 )
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3 = (
+    # who holds a deployment's lock (the lock itself is a byte of this file: see lock.py)
+    """CREATE TABLE holders (
+        name TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        since TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    # attributes of relationship instances ('web/0->db/0:database'), as instances have theirs
+    """CREATE TABLE links (
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        PRIMARY KEY (deployment, id)
+    ) WITHOUT ROWID""",
+    # where a running operation's command runs ({"pgid": ..., "token": ...}), written as soon
+    # as it started, so that a run after a crash finds what survived the orch that started it
+    "ALTER TABLE operations ADD COLUMN process TEXT NOT NULL DEFAULT '{}'",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """``_MIGRATIONS[v]`` brings a database from ``user_version`` v to v + 1."""
 
 
@@ -211,6 +239,8 @@ class OperationRow:
     stderr_tail: list[str]
     message: str
     attempt: int
+    process: dict[str, Any] = field(default_factory=dict)
+    """Where its command ran while it ran (``pgid``, ``token``, ``host``): see ``Survivor``."""
 
 
 @dataclass
@@ -261,13 +291,39 @@ def _dump(value: Any) -> str:
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can name a deployment (it becomes a file name), else ``StateError``."""
+    """``name`` if the rule allows it, else ``StateError`` quoting the rule."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise StateError(
-            f"invalid deployment name {name!r}: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit (at most 128)"
-        )
+        shown = repr(name) if isinstance(name, str) else type(name).__name__
+        raise StateError(f"invalid deployment name {shown}: {NAME_RULE}")
     return name
+
+
+def folder_name(name: str) -> str:
+    """The file name standing for deployment ``name`` (folders, lock files): the name itself
+    when it is plain ASCII, else ``%`` and its hash, so that any name the rule allows fits a
+    file system's 255 bytes and two names never share a folder ('%' is not in any name)."""
+    check_name(name)
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    return "%" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:40]
+
+
+def is_link(key: str) -> bool:
+    """Whether an instance key names a relationship instance ('a/0>b/0#req', see link_key)."""
+    return ">" in key and "#" in key
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` (0600) through a temporary file renamed over it: whole or absent."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _private_dir(path: Path) -> Path:
@@ -277,6 +333,8 @@ def _private_dir(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
             os.chmod(path, 0o700)  # whatever the umask
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is not a folder", str(path))
     return path
 
 
@@ -284,7 +342,7 @@ _DEPLOYMENT = "name, blueprint, model, inputs, status, created, updated, outputs
 _RUN = "id, deployment, action, workflow, started, ended, status, pid"
 _OPERATION = (
     "id, run_id, deployment, step, node, instance, interface, operation, host, status, rc, "
-    "started, ended, outputs, stdout_tail, stderr_tail, message, attempt"
+    "started, ended, outputs, stdout_tail, stderr_tail, message, attempt, process"
 )
 _EVENT = "id, deployment, run_id, time, kind, node, instance, step, message, data"
 
@@ -297,7 +355,8 @@ def _deployment(r: Sequence[Any]) -> Deployment:
 
 def _operation(r: Sequence[Any]) -> OperationRow:
     return OperationRow(
-        *r[:13], json.loads(r[13]), json.loads(r[14]), json.loads(r[15]), r[16], r[17]
+        *r[:13], json.loads(r[13]), json.loads(r[14]), json.loads(r[15]), r[16], r[17],
+        json.loads(r[18]),
     )
 
 
@@ -316,22 +375,33 @@ class Store:
         self._mutex = threading.RLock()
         self._held: dict[str, DeploymentLock] = {}
         self._my_runs: set[int] = set()
+        self._locks = locking.locks_for(self.db_path, root / "locks", folder_name)
+        self._wal = health.WalWatch(self.db_path)
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open(cls, state_dir: str | Path, *, create: bool = True) -> Store:
         """Open (and with ``create``, make) the state in ``state_dir``; upgrade an older schema,
-        refuse a newer one."""
+        refuse a newer one. Every failure is a ``StateError`` saying which path and why."""
         root = Path(state_dir)
         db = root / "state.db"
-        if not db.exists():
-            if not create:
-                raise StateError(f"no orch state in {root} (no state.db)")
-            _private_dir(root)
-            # created here so it is 0600 from the start; SQLite gives -wal and -shm the same mode
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            exists = db.exists()
+            if exists and not db.is_file():
+                raise StateError(f"cannot use {db}: it is not a file")
+            if not exists:
+                if not create:
+                    raise StateError(f"no orch state in {root} (no state.db)")
+                _private_dir(root)
+                # created here so it is 0600 from the start; SQLite gives -wal and -shm the same
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            if not os.access(db, os.R_OK | os.W_OK):
+                raise StateError(f"cannot use {db}: permission denied (it must be readable and "
+                                 "writable by this user)")  # fmt: skip
+        except OSError as e:
+            raise StateError(f"cannot use the state folder {root}: {e.strerror or e}") from e
         try:
             conn = sqlite3.connect(
                 db, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -343,7 +413,10 @@ class Store:
             store._set_up()
         except sqlite3.Error as e:
             conn.close()
-            raise StateError(f"cannot use {db}: {e}") from e
+            raise StateError(f"cannot use {db}: {e}{health.damage_hint(e)}") from e
+        except OSError as e:
+            conn.close()
+            raise StateError(f"cannot use the state folder {root}: {e.strerror or e}") from e
         except BaseException:
             conn.close()
             raise
@@ -419,15 +492,34 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(e, sqlite3.Error):
-                    raise StateError(f"cannot write {self.db_path}: {e}") from e
+                    raise StateError(
+                        f"cannot write {self.db_path}: {e}{health.damage_hint(e)}"
+                    ) from e
                 raise
+            if self._wal.lost():
+                self._save_lost_wal()
+
+    def _save_lost_wal(self) -> None:
+        """The WAL was deleted under us: checkpoint it while we still hold it open, then start
+        a new connection (and with it a new WAL file)."""
+        try:
+            self._wal.rescue(self._conn)
+            self._conn.close()
+            self._conn = sqlite3.connect(
+                self.db_path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._set_up()
+        except sqlite3.Error as e:
+            raise StateError(f"cannot write {self.db_path}: {e}{health.damage_hint(e)}") from e
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._mutex:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as e:
-                raise StateError(f"cannot read {self.db_path}: {e}") from e
+                raise StateError(
+                    f"cannot read {self.db_path}: {e}{health.damage_hint(e)}"
+                ) from e
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self._all(sql, params)
@@ -449,12 +541,19 @@ class Store:
         with self._tx() as c:
             if c.execute("SELECT 1 FROM deployments WHERE name = ?", (name,)).fetchone():
                 raise StateError(f"deployment '{name}' already exists")
+            if self._deployment_dir(name).exists():  # its rows were lost: never start over it
+                raise StateError(health.lost_message(self.root, [name]))
             c.execute(
                 f"INSERT INTO deployments ({_DEPLOYMENT}) VALUES (?, ?, ?, ?, ?, ?, ?, '{{}}')",
                 (*row, now, now),
             )
-        # what a deleted namesake left behind when it was killed mid-delete
-        shutil.rmtree(self._deployment_dir(name), ignore_errors=True)
+        # the row first: a folder is never left without its row (which would read as lost)
+        folder = self._dir("deployments", folder_name(name))
+        record = json.dumps({"name": name, "created": now}, ensure_ascii=False)
+        try:
+            _write_atomically(folder / health.RECORD, record.encode("utf-8"))
+        except OSError as e:
+            raise StateError(f"cannot write in {folder}: {e.strerror or e}") from e
         return Deployment(name, blueprint, model, inputs, CREATED, now, now, {})
 
     def update_snapshot(
@@ -502,18 +601,23 @@ class Store:
         held = self._held.get(name)
         taken = None if held is not None else self.lock(name, "delete")
         try:
+            # the folder goes first, out of the way: a folder without its row reads as lost
+            folder = self._deployment_dir(name)
+            trash = folder.with_name(f"{health.TRASH_PREFIX}{folder.name}-{os.urandom(4).hex()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(folder, trash)
             with self._tx() as c:
                 c.execute("DELETE FROM deployments WHERE name = ?", (name,))
-            shutil.rmtree(self._deployment_dir(name), ignore_errors=True)
-            # safe while held: whoever opened the old file finds it unlinked and opens anew
-            with contextlib.suppress(FileNotFoundError):
-                self._lock_path(name).unlink()
+            for left in folder.parent.glob(f"{health.TRASH_PREFIX}{folder.name}-*"):
+                shutil.rmtree(left, ignore_errors=True)
+        except OSError as e:
+            raise StateError(f"cannot remove {folder}: {e.strerror or e}") from e
         finally:
             if taken is not None:
                 taken.release()
 
     def _deployment_dir(self, name: str) -> Path:
-        return self.root / "deployments" / check_name(name)
+        return self.root / "deployments" / folder_name(name)
 
     # -- blobs ------------------------------------------------------------------------------
 
@@ -599,6 +703,7 @@ class Store:
                 "UPDATE instances SET state = ?, attributes = '{}' WHERE deployment = ?",
                 (INITIAL_STATE, name),
             )
+            c.execute("DELETE FROM links WHERE deployment = ?", (name,))
 
     def update_instances(self, name: str, instance_updates: dict[str, dict[str, Any]]) -> None:
         """Apply ``{instance id: {"state": ..., "attributes": {...}}}`` (both optional)."""
@@ -615,6 +720,9 @@ class Store:
                 "SELECT state, attributes FROM instances WHERE deployment = ? AND id = ?",
                 (name, instance),
             ).fetchone()
+            if old is None and is_link(instance) and set(update) == {"attributes"}:
+                Store._apply_link(c, name, instance, update["attributes"] or {})
+                continue
             if old is None:
                 raise StateError(f"deployment '{name}' has no instance '{instance}'")
             attributes = json.loads(old[1])
@@ -623,6 +731,22 @@ class Store:
                 "UPDATE instances SET state = ?, attributes = ? WHERE deployment = ? AND id = ?",
                 (update.get("state") or old[0], _dump(attributes), name, instance),
             )
+
+    @staticmethod
+    def _apply_link(c: sqlite3.Connection, name: str, link: str, change: dict[str, Any]) -> None:
+        old = c.execute(
+            "SELECT attributes FROM links WHERE deployment = ? AND id = ?", (name, link)
+        ).fetchone()
+        attributes = {**(json.loads(old[0]) if old else {}), **change}
+        c.execute(
+            "INSERT OR REPLACE INTO links (deployment, id, attributes) VALUES (?, ?, ?)",
+            (name, link, _dump(attributes)),
+        )
+
+    def link_attributes(self, name: str) -> dict[str, dict[str, Any]]:
+        """The attributes set on the deployment's relationship instances, by link key."""
+        rows = self._all("SELECT id, attributes FROM links WHERE deployment = ?", (name,))
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -644,23 +768,29 @@ class Store:
     def end_run(self, run_id: int, status: str) -> None:
         if status not in RUN_ENDS:
             raise ValueError(f"run status {status!r} is not one of {sorted(RUN_ENDS)}")
+        now = time.time()
         with self._tx() as c:
             cursor = c.execute(
-                "UPDATE runs SET status = ?, ended = ? WHERE id = ?", (status, time.time(), run_id)
+                "UPDATE runs SET status = ?, ended = ? WHERE id = ?", (status, now, run_id)
             )
             self._changed(cursor, f"run {run_id}")
+            # a run that ends has nothing running (one stopped by an error, say)
+            c.execute(
+                "UPDATE operations SET status = 'interrupted', ended = ?, message = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                (now, f"interrupted: its run ended {status}", run_id),
+            )
         self._my_runs.discard(run_id)
 
     def runs(self, name: str) -> list[RunRow]:
         rows = self._all(f"SELECT {_RUN} FROM runs WHERE deployment = ? ORDER BY id", (name,))
         return [RunRow(*r) for r in rows]
 
-    def interrupt_stale(self, name: str) -> list[OperationRow]:
-        """Mark "interrupted" the runs left "running" by a process that is gone, and their
-        running operations, which are returned.
+    def stale_runs(self, name: str) -> dict[int, int]:
+        """``{run id: pid}`` of the runs marked running whose process is gone: no one holds
+        the deployment's lock (or this store holds it and did not begin the run), the lock's
+        holder is another process, or the run's pid is dead. Reads only.
 
-        A run is stale when no one holds the deployment's lock (or this store holds it and did
-        not begin the run), when the lock's holder is another process, or when its pid is dead.
         The running runs are read before the lock is probed: a run begun later is by a holder
         that wrote its pid first, so a holder read afterwards is never older than the runs.
         """
@@ -668,24 +798,36 @@ class Store:
             "SELECT id, pid FROM runs WHERE deployment = ? AND status = 'running'", (name,)
         )
         if not running:
-            return []
+            return {}
         if name in self._held:
-            stale = [rid for rid, _ in running if rid not in self._my_runs]
-        elif locking.is_free(self._lock_path(name)):
-            stale = [rid for rid, _ in running]
-        else:
-            holder = locking.read_holder(self._lock_path(name))
-            stale = [
-                rid
-                for rid, pid in running
-                if not locking.pid_alive(pid) or (holder is not None and pid != holder.pid)
-            ]
+            return {rid: pid for rid, pid in running if rid not in self._my_runs}
+        if not self._locks.is_locked(name):
+            return dict(running)
+        holder = self.holder(name)
+        return {
+            rid: pid
+            for rid, pid in running
+            if not locking.pid_alive(pid) or (holder is not None and pid != holder.pid)
+        }
+
+    def live_status(self, deployment: Deployment) -> str:
+        """The status to show: a deployment left 'deploying' (or any status with a run left
+        running) by an orch that is gone reads 'interrupted (orch pid N is gone)'."""
+        stale = self.stale_runs(deployment.name)
         if not stale:
+            return deployment.status
+        return f"interrupted (orch pid {stale[max(stale)]} is gone)"
+
+    def interrupt_stale(self, name: str) -> list[OperationRow]:
+        """Mark "interrupted" the runs left "running" by a process that is gone (see
+        ``stale_runs``), and their running operations, which are returned."""
+        gone = self.stale_runs(name)
+        if not gone:
             return []
         now = time.time()
         interrupted: list[OperationRow] = []
         with self._tx() as c:
-            for rid in stale:
+            for rid, pid in gone.items():
                 cursor = c.execute(
                     "UPDATE runs SET status = 'interrupted', ended = ? "
                     "WHERE id = ? AND status = 'running'",
@@ -693,7 +835,6 @@ class Store:
                 )
                 if cursor.rowcount == 0:
                     continue  # ended meanwhile
-                pid = next(p for r, p in running if r == rid)
                 message = f"interrupted: the orch process (pid {pid}) stopped during the operation"
                 ids = [
                     r[0]
@@ -726,16 +867,36 @@ class Store:
         operation: str,
         host: str,
         attempt: int = 1,
+        process: dict[str, Any] | None = None,
     ) -> int:
+        """An operation's record, written before it runs; ``process`` says how to recognise
+        what it starts on its host should this orch die (see ``survivors``)."""
         params = (run_id, name, step, node, instance, interface, operation, host, time.time())
         with self._tx() as c:
             cursor = c.execute(
                 "INSERT INTO operations (run_id, deployment, step, node, instance, interface, "
                 "operation, host, status, started, outputs, stdout_tail, stderr_tail, message, "
-                "attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, '{}', '[]', '[]', '', ?)",
-                (*params, attempt),
+                "attempt, process) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, '{}', '[]', '[]', '', ?, ?)",
+                (*params, attempt, _dump(process or {})),
             )
         return int(cursor.lastrowid or 0)
+
+    def unsettled(self, name: str) -> list[OperationRow]:
+        """Interrupted operations whose processes may still run (their survivors were not
+        looked for yet), oldest first."""
+        rows = self._all(
+            f"SELECT {_OPERATION} FROM operations WHERE deployment = ? AND status = "
+            "'interrupted' AND json_extract(process, '$.token') IS NOT NULL "
+            "AND json_extract(process, '$.settled') IS NULL ORDER BY id",
+            (name,),
+        )
+        return [_operation(r) for r in rows]
+
+    def set_operation_process(self, op_id: int, process: dict[str, Any]) -> None:
+        """Replace what is known of the operation's processes (see ``begin_operation``)."""
+        with self._tx() as c:
+            c.execute("UPDATE operations SET process = ? WHERE id = ?", (_dump(process), op_id))
 
     def finish_operation(
         self,
@@ -824,7 +985,7 @@ class Store:
 
     def log_path(self, name: str, op_id: int) -> Path:
         """Where the executor writes the operation's full output; the folder is created."""
-        return self._dir("deployments", check_name(name), "logs") / f"{int(op_id)}.log"
+        return self._dir("deployments", folder_name(name), "logs") / f"{int(op_id)}.log"
 
     # -- steps done -------------------------------------------------------------------------
 
@@ -863,6 +1024,47 @@ class Store:
                 (name, plan_kind, step),
             )
 
+    def unmark_steps_done(self, name: str, plan_kind: str, steps: set[str]) -> None:
+        """These steps run again on the next run of that kind (an update's re-runs)."""
+        with self._tx() as c:
+            c.executemany(
+                "DELETE FROM done_steps WHERE deployment = ? AND plan_kind = ? AND step = ?",
+                [(name, plan_kind, step) for step in sorted(steps)],
+            )
+
+    def forget_instances(self, name: str, reset: set[str], remove: set[str]) -> None:
+        """After an update deleted instances: ``reset`` ones start again from scratch (state
+        initial, no attributes, their deploy steps not done), ``remove`` ones are gone; the
+        relationships and steps involving either go too. All or nothing."""
+        gone = reset | remove
+
+        def involved(key: str) -> bool:
+            owner = key.split(":", 1)[0]
+            source, _, rest = owner.partition(">")
+            return source in gone or rest.split("#", 1)[0] in gone
+
+        with self._tx() as c:
+            steps = c.execute(
+                "SELECT plan_kind, step FROM done_steps WHERE deployment = ?", (name,)
+            ).fetchall()
+            c.executemany(
+                "DELETE FROM done_steps WHERE deployment = ? AND plan_kind = ? AND step = ?",
+                [(name, kind, step) for kind, step in steps if involved(step)],
+            )
+            links = c.execute("SELECT id FROM links WHERE deployment = ?", (name,)).fetchall()
+            c.executemany(
+                "DELETE FROM links WHERE deployment = ? AND id = ?",
+                [(name, link) for (link,) in links if involved(link)],
+            )
+            c.executemany(
+                "UPDATE instances SET state = ?, attributes = '{}' WHERE deployment = ? AND id = ?",
+                [(INITIAL_STATE, name, instance) for instance in sorted(reset)],
+            )
+            c.executemany(
+                "DELETE FROM instances WHERE deployment = ? AND id = ?",
+                [(name, instance) for instance in sorted(remove)],
+            )
+
     def clear_done_steps(self, name: str, plan_kind: str) -> None:
         with self._tx() as c:
             c.execute(
@@ -892,6 +1094,11 @@ class Store:
             )
         return int(cursor.lastrowid or 0)
 
+    def last_event_time(self, run_id: int) -> float | None:
+        """When the run recorded its last event (the last sign of life of a run that died)."""
+        row = self._one("SELECT max(time) FROM events WHERE run_id = ?", (run_id,))
+        return None if row is None or row[0] is None else float(row[0])
+
     def events(self, name: str, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
         """Events with an id above ``after_id``, oldest first: a follower passes its last id."""
         rows = self._all(
@@ -905,22 +1112,94 @@ class Store:
     def lock(self, name: str, action: str) -> DeploymentLock:
         """Take the deployment's lock now (use as a context manager to release it);
         ``DeploymentBusy`` at once if anyone holds it, this process included."""
+        check_name(name)
         held = self._held.get(name)
         if held is not None:
             raise DeploymentBusy(name, os.getpid(), held.action, held.since)
-        taken = locking.acquire(self._lock_path(name), name, action)
+        deadline = time.monotonic() + locking.SETTLE_SECONDS
+        while True:
+            try:
+                handle = self._locks.try_lock(name)
+            except OSError as e:
+                raise StateError(f"cannot lock deployment '{name}' in {self.root}: "
+                                 f"{e.strerror or e}") from e  # fmt: skip
+            if handle is not None:
+                break
+            holder = self.holder(name)
+            alive = holder is not None and locking.pid_alive(holder.pid)
+            if alive or time.monotonic() >= deadline:
+                if holder is None or not alive:
+                    raise DeploymentBusy(name, None, None, None)
+                raise DeploymentBusy(name, holder.pid, holder.action, holder.since)
+            time.sleep(0.01)
+        since = datetime.now().astimezone().isoformat(timespec="seconds")
+        try:
+            with self._tx() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO holders (name, pid, action, since) VALUES (?, ?, ?, ?)",
+                    (name, os.getpid(), action, since),
+                )
+        except BaseException:
+            self._locks.unlock(name, handle)
+            raise
+        taken = DeploymentLock(name, action, since, lambda: self._unlock(name, handle, since))
         self._held[name] = taken
         taken.on_release(lambda lk: self._held.pop(lk.name, None))
         return taken
 
-    def _lock_path(self, name: str) -> Path:
-        return self._dir("locks") / f"{check_name(name)}.lock"
+    def _unlock(self, name: str, handle: int, since: str) -> None:
+        try:
+            with contextlib.suppress(StateError, sqlite3.Error), self._tx() as c:
+                c.execute(
+                    "DELETE FROM holders WHERE name = ? AND pid = ? AND since = ?",
+                    (name, os.getpid(), since),
+                )
+        finally:
+            self._locks.unlock(name, handle)
+
+    def holder(self, name: str) -> locking.Holder | None:
+        """Who holds the deployment's lock now; None when no one does (or it was just taken)."""
+        if not self._locks.is_locked(name):
+            return None
+        row = self._one("SELECT pid, action, since FROM holders WHERE name = ?", (name,))
+        return None if row is None else locking.Holder(int(row[0]), str(row[1]), str(row[2]))
 
     def _dir(self, *parts: str) -> Path:
         """The folder ``parts`` under the state dir, each level made 0700 if missing."""
         path = self.root / Path(*parts)
         if not path.is_dir():
             level = self.root
-            for part in parts:
-                level = _private_dir(level / part)
+            try:
+                for part in parts:
+                    level = _private_dir(level / part)
+            except OSError as e:
+                raise StateError(f"cannot create {level / part}: {e.strerror or e}") from e
         return path
+
+    # -- health -----------------------------------------------------------------------------
+
+    def lost_deployments(self) -> list[str]:
+        """Deployments whose folder is here and whose rows are not (see ``health``)."""
+        folders = health.folder_names(self.root)
+        if not folders:
+            return []
+        known = {folder_name(d.name) for d in self.deployments()}
+        return sorted(name for folder, name in folders.items() if folder not in known)
+
+    def check_health(self) -> None:
+        """``StateError`` when the database is damaged or lost deployments: run before
+        changing anything."""
+        lost = self.lost_deployments()
+        if lost:
+            raise StateError(health.lost_message(self.root, lost))
+        with self._mutex:
+            try:
+                problem = health.quick_check(self._conn)
+            except sqlite3.Error as e:
+                raise StateError(f"cannot read {self.db_path}: {e}{health.damage_hint(e)}") from e
+        if problem is not None:
+            raise StateError(
+                f"the state database {self.db_path} is damaged ({problem}): restore it from a "
+                "backup, or move the state folder away to start afresh; what its deployments "
+                "deployed must then be removed by hand"
+            )
