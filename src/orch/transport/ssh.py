@@ -359,7 +359,11 @@ class SshTransport:
             if os.path.isfile(path):
                 try:
                     client.load_system_host_keys(path)
-                except (OSError, paramiko.SSHException) as exc:
+                except UnicodeDecodeError:
+                    raise HostKeyError(f"{self.host}: cannot read known_hosts {path}: it is not "
+                                       "UTF-8 text (a known_hosts file is one line per host key)",
+                                       host=self.host) from None
+                except (OSError, ValueError, paramiko.SSHException) as exc:
                     raise HostKeyError(f"{self.host}: cannot read known_hosts {path}: {exc}",
                                        host=self.host) from None
         client.set_missing_host_key_policy(_MissingKeyPolicy(self))
