@@ -103,3 +103,35 @@ def test_an_unknown_enqueue_compss_option_fails_the_submit(
     proc = orch("deploy", "bp.yaml", "--poll-interval", "0.5", check=4, timeout=120)
     assert "submitting workflow on orchtest@127.0.0.1" in proc.stderr
     assert "unknown option --no_such_flag" in proc.stderr
+
+
+def test_modules_load_where_module_is_a_shell_function_of_the_site(
+    orch: Orch, slurm_site: SlurmSite, credential: str, compss_bin: Path, shared_dir: Path
+) -> None:
+    """As on sites with Lmod: `module` is a shell function that only login shells get from a
+    start-up file ($MODULESHOME/init/sh here); orch's non-login shell defines it the same way."""
+    tools = shared_dir / "tools"
+    init = shared_dir / "modules" / "init"
+    tools.mkdir()
+    init.mkdir(parents=True)
+    (tools / "enqueue_compss").write_bytes((compss_bin / "enqueue_compss").read_bytes())
+    (tools / "enqueue_compss").chmod(0o755)
+    (init / "sh").write_text(
+        'module() { echo "function module $*" >> "$HOME/modules.calls"; }\n'
+    )
+    for folder in (tools, init.parent, init):
+        folder.chmod(0o755)
+    (init / "sh").chmod(0o644)
+    environment = {"PATH": f"{tools}:{PATH}", "SLURM_CONF": str(slurm_site.cluster.conf),
+                   "MODULESHOME": str(init.parent)}  # fmt: skip
+    orch.write("sites.yaml", "sites:\n" + site_yaml(
+        slurm_site, credential, partition="debug", environment=environment
+    ))  # fmt: skip
+    app = write_app(shared_dir, "print('loaded')\n")
+    orch.write("bp.yaml", BLUEPRINT.replace("{app}", str(app)).replace("{data}", "in.csv"))
+    calls = Path("/home/orchtest/modules.calls")
+    before = calls.read_text() if calls.exists() else ""
+    check = orch("sites", "check", "--blueprint", "bp.yaml", check=None)
+    assert check.returncode == 0, check.stdout + check.stderr  # the check agrees
+    orch("deploy", "bp.yaml", "--poll-interval", "0.5", timeout=120)
+    assert "function module load COMPSs/3.3" in calls.read_text()[len(before):]

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from orch.executors.base import Task
+from orch.sites.modules import MODULE_INIT
 from orch.tosca.model import BUILTIN_ARTIFACTS
 from orch.transport.base import Transport, TransportError
 
@@ -135,8 +136,9 @@ def environment_lines(task: Task, variables: dict[str, Any] | None = None) -> li
 
 
 def module_lines(modules: Any) -> list[str]:
-    """``module load`` lines for a list of modules (none for an empty list)."""
+    """``module load`` lines for a list of modules (none for an empty list), after
+    ``MODULE_INIT``."""
     names = [str(m) for m in (modules or []) if str(m).strip()]
     if not names:
         return []
-    return ["module load " + " ".join(shlex.quote(m) for m in names)]
+    return [MODULE_INIT, "module load " + " ".join(shlex.quote(m) for m in names)]

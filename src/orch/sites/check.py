@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orch.sites.config import WORK_DIR_PATTERN, Site
+from orch.sites.modules import MODULE_INIT
 from orch.sites.needs import BlueprintNeeds, Need, SiteNeeds
 from orch.tosca.diagnostics import did_you_mean
 from orch.transport.base import Transport
@@ -45,7 +46,7 @@ SLURM_JOB_COMMANDS = ("sbatch", "squeue", "scancel")
 # The probes. Each `sec NAME cmd...` prints a begin line, the command's output (stderr
 # included) and an end line with its exit status; $M (a random mark) keeps a command's output
 # from faking a section line. Runs under /bin/sh, whatever the login shell is.
-SCRIPT = r"""
+_SCRIPT = r"""
 M=$ORCH_CHECK_MARK
 sec() { _n=$1; shift; printf '%s begin %s\n' "$M" "$_n"; "$@" 2>&1; _r=$?
         printf '\n%s end %s %s\n' "$M" "$_n" "$_r"; }
@@ -54,12 +55,7 @@ T=; have timeout && T="timeout $ORCH_CHECK_PROBE_TIMEOUT"
 hostname_() { hostname 2>/dev/null || uname -n; }
 found() { command -v "$1"; }
 modules_() {
-  if ! have module; then
-    for f in ${MODULESHOME:+"$MODULESHOME/init/sh"} /etc/profile.d/lmod.sh \
-        /etc/profile.d/modules.sh /usr/share/lmod/lmod/init/sh /usr/share/modules/init/sh; do
-      [ -r "$f" ] && . "$f" >/dev/null 2>&1 && have module && break
-    done
-  fi
+  @MODULE_INIT@
   have module || { echo "no module command"; return 127; }
   module --version 2>&1 | sed -n '/[0-9]/{p;q;}'
   set -f  # module names are words, not patterns
@@ -91,6 +87,7 @@ commands_() {
   set +f
 }
 loaded_() {
+  @MODULE_INIT@
   printf '%s\n' "$ORCH_CHECK_LOADED" | while IFS='|' read -r mods c; do
     [ -n "$c" ] || continue
     ( set -f; l=
@@ -111,8 +108,8 @@ fi
 if have sacctmgr; then
   sec associations $T sacctmgr -nP show assoc where user="$(id -un)" format=account,qos
 fi
-# as orch's commands will find them: before modules_ reads the module system's start-up files
-sec module_command found module
+# as orch's commands find them: commands_ without the module system's start-up file (a
+# command without modules is run so), loaded_ and modules_ with it (orch reads it to load them)
 sec commands commands_
 [ -z "$ORCH_CHECK_LOADED" ] || sec loaded loaded_
 sec modules modules_
@@ -122,6 +119,7 @@ done
 sec work_dir workdir_
 exit 0
 """
+SCRIPT = _SCRIPT.replace("@MODULE_INIT@", MODULE_INIT)
 
 _SECTION = re.compile(r"(?P<mark>\S+) (?P<what>begin|end) (?P<name>\w+)(?: (?P<rc>-?\d+))?\Z")
 _SLURM_VERSION = re.compile(r"slurm(?:-wlm)?\s+(\S+)", re.IGNORECASE)
@@ -600,16 +598,6 @@ def _modules(report: SiteReport, probes: dict[str, Probe]) -> None:
     system = lines[0].strip() if lines and not lines[0].startswith(("avail ", "unavail ")) else ""
     missing = [line.split(" ", 1)[1] for line in lines if line.startswith("unavail ")]
     report.facts["modules"] = {"system": system or None, "missing": missing}
-    plain = probes.get("module_command")
-    if wanted and plain is not None and not plain.ok:
-        report.add(
-            "missing",
-            "modules",
-            "`module` is set up only by the site's shell start-up files, which the commands "
-            "orch runs (/bin/sh, no login profile) do not read: `module load` fails there",
-            "set the variables the modules give (PATH...) in the site's environment instead",
-            users,
-        )
     if not wanted:
         if report.needs is None:
             report.add("ok", "modules", system or "module command available")
