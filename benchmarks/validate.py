@@ -4,11 +4,15 @@
 Generates inputs with the shared generators (../shared/bench), installs the peers
 on first use into cached venvs, times every tool on every input as a whole process
 (wall time, median of --repeat runs; peak RSS of that process) and prints a
-Markdown table with the performance goals marked MET / NOT MET.
+Markdown table with the performance goals marked MET / NOT MET. On each input the
+tools take turns run by run, so that a busy stretch of the machine weighs on all
+of them alike rather than on whichever tool ran then.
 
     python benchmarks/validate.py [--sizes 10,100,1000,5000] [--repeat 3]
         [--peers-dir DIR] [--no-peers] [--json] [--orch CMD] [--timeout S]
 
+orch's modules are compiled to bytecode first, as pip compiles every peer's at install (with
+PYTHONDONTWRITEBYTECODE set, an editable checkout would otherwise compile on every run).
 Peak RSS comes from os.wait4() on the tool's own process: the kernel's rusage of
 exactly that child (and the descendants it waited for), as GNU time reports it,
 without a wrapper process that would add to the wall time.
@@ -195,12 +199,26 @@ def run_once(argv: list[str], env: dict[str, str], timeout: float, is_orch: bool
 
 def measure(tool: Tool, argv: list[str], repeat: int, timeout: float) -> Result:
     """Run a command `repeat` times; stop early on a timeout or a failure to start."""
-    runs: list[Run] = []
+    return interleaved([(tool, argv)], repeat, timeout)[0]
+
+
+def interleaved(
+    commands: list[tuple[Tool, list[str]]], repeat: int, timeout: float
+) -> list[Result]:
+    """Run the commands in turn, `repeat` rounds: the tools compared share the machine's state
+    (load from other processes, clock, caches) run by run, instead of each having a stretch of
+    time of its own. A command stops early on a timeout or a failure to start."""
+    runs: list[list[Run]] = [[] for _ in commands]
     for _ in range(repeat):
-        run = run_once(argv, tool.env, timeout, tool.is_orch)
-        runs.append(run)
-        if run.verdict == "timeout" or run.returncode is None:
-            break
+        for (tool, argv), done in zip(commands, runs, strict=True):
+            if done and (done[-1].verdict == "timeout" or done[-1].returncode is None):
+                continue
+            done.append(run_once(argv, tool.env, timeout, tool.is_orch))
+    return [summarize(r, timeout) for r in runs]
+
+
+def summarize(runs: list[Run], timeout: float) -> Result:
+    """The runs of one command on one input as a Result: status, median, peak RSS."""
     first = runs[0]
     if any(r.verdict == "timeout" for r in runs):
         return Result("timeout", runs, note=f">{timeout:g}s")
@@ -307,6 +325,45 @@ def orch_tool(arg: str | None) -> Tool:
         )
         log(f"`orch` is not on PATH: using {sys.executable} -m orch with PYTHONPATH={REPO}/src")
     return Tool("orch", [*base, "validate", "{file}"], env, is_orch=True)
+
+
+def tool_python(program: str) -> str:
+    """The interpreter that runs ``program``: itself, or the one its #! line names."""
+    if Path(program).name.startswith("python"):
+        return program
+    try:
+        with open(program, "rb") as stream:
+            first = stream.readline().decode("utf-8", "replace").strip()
+    except OSError:
+        return sys.executable
+    if not first.startswith("#!"):
+        return sys.executable
+    words = first[2:].split()
+    if words and Path(words[0]).name == "env" and len(words) > 1:
+        return shutil.which(words[1]) or sys.executable
+    return words[0] if words else sys.executable
+
+
+def compile_bytecode(tool: Tool) -> None:
+    """Give orch's modules their bytecode, as `pip install` does for every peer.
+
+    An editable checkout gets it on first import, unless PYTHONDONTWRITEBYTECODE is set: then
+    every timed run would compile orch from source while the peers load theirs.
+    """
+    code = (
+        "import compileall, os, orch; "
+        "compileall.compile_dir(os.path.dirname(orch.__file__), quiet=1)"
+    )
+    python = tool_python(tool.argv[0])
+    try:
+        proc = subprocess.run(
+            [python, "-c", code], env=tool.env, capture_output=True, text=True, timeout=300
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"could not compile orch's bytecode: {exc}")
+        return
+    if proc.returncode != 0:
+        log(f"could not compile orch's bytecode: {last_line(proc.stderr.encode())}")
 
 
 def install_peer(spec: PeerSpec, peers_dir: Path) -> Tool:
@@ -554,28 +611,35 @@ def main(argv: list[str] | None = None) -> int:
         inputs = generate(shared, work, args.sizes, args.chain_sizes)
 
         orch = tools[0]
+        compile_bytecode(orch)
         log(f"timing `{shlex.join(orch.argv[:-2])} --help` x{HELP_REPEAT}")
         help_argv = [*orch.argv[:-2], "--help"]
         run_once(help_argv, orch.env, args.timeout, True)  # warm-up (bytecode, page cache)
         help_result = measure(orch, help_argv, HELP_REPEAT, args.timeout)
 
-        for tool in tools:
-            done: dict[str, list[tuple[int, Result]]] = {}
-            for inp in sorted(inputs, key=lambda i: (i.family, i.n)):
-                if tool.error:
-                    inp.results[tool.name] = Result("not installed", note=tool.error)
-                    continue
-                prior = done.setdefault(inp.family, [])
-                why = skip_reason(prior, inp.n, args.timeout)
+        done: dict[tuple[str, str], list[tuple[int, Result]]] = {}
+        for inp in sorted(inputs, key=lambda i: (i.family, i.n)):
+            active = []
+            for tool in tools:
+                prior = done.setdefault((tool.name, inp.family), [])
+                why = tool.error or skip_reason(prior, inp.n, args.timeout)
                 if why:
-                    inp.results[tool.name] = Result("skipped", note=why)
-                    continue
-                log(f"{tool.name} on {inp.name} x{args.repeat} ...")
-                result = measure(tool, tool.command(inp.path), args.repeat, args.timeout)
+                    status = "not installed" if tool.error else "skipped"
+                    inp.results[tool.name] = Result(status, note=why)
+                else:
+                    active.append(tool)
+            names = ", ".join(t.name for t in active)
+            log(f"{inp.name}: {names} in turn, x{args.repeat} ...")
+            commands = [(t, t.command(inp.path)) for t in active]
+            results = interleaved(commands, args.repeat, args.timeout)
+            for tool, result in zip(active, results, strict=True):
                 inp.results[tool.name] = result
-                prior.append((inp.n, result))
+                done[(tool.name, inp.family)].append((inp.n, result))
                 shown = f"{result.median_s:.3f} s" if result.median_s is not None else ""
-                log("  " + " ".join(x for x in (result.status, shown, result.note) if x))
+                log(
+                    f"  {tool.name}: "
+                    + " ".join(x for x in (result.status, shown, result.note) if x)
+                )
     finally:
         if args.keep:
             log(f"inputs kept in {work}")

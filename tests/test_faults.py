@@ -4,11 +4,10 @@ known_hosts files. The real CLI, and the loopback sshd for what needs a host."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from sites.cli import Orch, host_template
 from tests.conftest import REPO
+
+from sites.cli import Orch, host_template
 
 HELLO = REPO / "blueprints" / "hello" / "blueprint.yaml"
 

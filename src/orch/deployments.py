@@ -124,20 +124,26 @@ def deployment_name(prepared: Prepared, given: str | None) -> str:
         ) from None
 
 
-def snapshot_files(store: Store | None, model: Model) -> None:
+def snapshot_files(store: Store | None, prepared: Prepared) -> None:
     """Copy every file the operations need into the store, so that later runs (resume,
     undeploy) use the files as deployed, not as they are on disk by then. Without a store,
-    only their content hashes are set (to compare them: ``orch diff``)."""
+    only their content hashes are set (to compare them: ``orch diff``). Only files inside the
+    blueprint's root (or a catalog) are read: a type's implementation ``../../etc/shadow`` is
+    refused here, whatever the validation saw."""
+    from orch.tosca.imports import Confinement, read_blueprint_file
+
+    model = prepared.model
+    confinement = prepared.result.confinement or Confinement.of(Path(model.entry))
     missing: list[Diagnostic] = []
     for ref in model.files():
         try:
-            data = Path(ref.path).read_bytes()
+            data = read_blueprint_file(ref.path, confinement)
         except OSError as exc:
             missing.append(
                 Diagnostic(
                     "deploy.artifact-missing",
                     Severity.ERROR,
-                    f"cannot read '{ref.name}': {exc.strerror or exc}",
+                    f"cannot read '{ref.name}' ({ref.path}): {exc.strerror or exc}",
                     Location(model.entry),
                     "the file is named by an operation implementation or an artifact; "
                     "paths are relative to the file that names them",
@@ -253,7 +259,7 @@ def deploy(
     interrupts.install()  # before the lock shows our pid to `orch cancel`
     with store.lock(name, "deploy"):
         store.check_health()
-        snapshot_files(store, prepared.model)
+        snapshot_files(store, prepared)
         existing = store.deployment(name)
         model_data = prepared.model.to_dict()
         given = set(prepared.given.values)
@@ -412,7 +418,7 @@ def difference(
             f"give the blueprint to compare with (orch diff {name} BLUEPRINT)"
         )
     prepared = prepare(path, input_specs, catalogs, missing_ok=True)
-    snapshot_files(None, prepared.model)
+    snapshot_files(None, prepared)
     inputs = merged_inputs(prepared, existing.inputs, name)
     return _difference(existing, prepared, inputs)
 

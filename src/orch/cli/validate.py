@@ -91,7 +91,9 @@ def validate(
         color = False
         report = render(fmt, diagnostics, files)
     if output is not None:
-        output.write_text(report, "utf-8")
+        from orch.cli.output import write_file
+
+        write_file(output, report)
     else:
         click.echo(report, nl=False, color=color)  # click strips colour codes unless told
     if any(d.rule == INTERNAL_RULE for d in diagnostics):

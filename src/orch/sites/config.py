@@ -187,6 +187,8 @@ def _file_error(path: Path, message: str, hint: str | None = None) -> SitesError
 
 
 # -- reading -----------------------------------------------------------------------------------
+MAX_SITES_BYTES = 4 * 1024 * 1024
+"""A sites.yaml: a few lines per site."""
 
 
 def load_sites(
@@ -194,17 +196,20 @@ def load_sites(
     cwd: Path | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> SiteBook:
-    """Find, parse and check ``sites.yaml``. Raises ``SitesError`` listing every problem."""
-    from orch.tosca.loader import YamlError, load_file, yaml_error_diagnostics
+    """Find, parse and check ``sites.yaml``. Raises ``SitesError`` listing every problem.
+
+    Read as blueprints are (a regular file of at most ``MAX_SITES_BYTES``, aliases and
+    integers bounded); a duplicate key is an error (two sites of one name: none may win)."""
+    from orch.tosca.loader import YamlError, as_error, load_file, yaml_error_diagnostics
 
     chosen = find_sites_file(path, cwd, env)
     try:
-        loaded = load_file(str(chosen))
+        loaded = load_file(str(chosen), MAX_SITES_BYTES, "sites.yaml")
     except YamlError as exc:
         raise SitesError(yaml_error_diagnostics(exc)) from None
     except OSError as exc:
         raise _file_error(chosen, f"cannot read {chosen}: {exc.strerror or exc}") from None
-    problems = [_as_error(d) for d in loaded.warnings] + schema_problems(loaded)
+    problems = [as_error(d) for d in loaded.warnings] + schema_problems(loaded)
     if problems:
         raise SitesError(sorted(problems, key=Diagnostic.sort_key))
     sites = loaded.data["sites"] or {}
@@ -215,15 +220,6 @@ def load_sites(
             for name, raw in sites.items()
         },
     )
-
-
-def _as_error(diagnostic: Diagnostic) -> Diagnostic:
-    """Loader warnings (a duplicate key: two sites of one name) are errors in sites.yaml, where
-    no value silently wins."""
-    from dataclasses import replace
-
-    message = diagnostic.message.split("; the last value wins")[0]
-    return replace(diagnostic, severity=Severity.ERROR, message=message)
 
 
 def _site(name: str, raw: Mapping[str, Any], folder: Path, where: Location) -> Site:

@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from orch.tosca.loader import read_regular
+
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{15,127}\Z")
 """What a token looks like; anything else is refused before it reaches a file name. It never
 starts with '-', which a command line would take for an option."""
@@ -43,6 +45,9 @@ SUPPORTED = (
     "ssh-rsa",
 )
 """Key types paramiko authenticates with (DSA is gone from OpenSSH and from orch)."""
+MAX_KEY_BYTES = 1024 * 1024
+"""A private key file (a 16384-bit RSA key is 12 KiB): anything larger is not a key."""
+MAX_PUBLIC_BYTES = 64 * 1024
 
 
 class CredentialError(Exception):
@@ -229,8 +234,8 @@ class CredentialStore:
         """Import the private key file ``source``; returns (credential, whether it is new).
 
         A key already stored keeps its token (importing twice is harmless)."""
-        try:
-            data = Path(source).read_bytes()
+        try:  # a FIFO or /dev/zero would block or never end: regular files, capped
+            data = read_regular(source, MAX_KEY_BYTES, "a private key file")
         except OSError as exc:
             raise CredentialError(f"cannot read {source}: {exc.strerror or exc}") from None
         key = load_private_key(data, str(source))
@@ -335,9 +340,10 @@ class CredentialStore:
 def _sibling_comment(source: Path) -> str:
     """The comment of ``source``'s ``.pub`` file, if there is one."""
     try:
-        fields = source.with_name(source.name + ".pub").read_text("utf-8").split(None, 2)
+        text = read_regular(source.with_name(source.name + ".pub"), MAX_PUBLIC_BYTES).decode()
     except (OSError, UnicodeDecodeError):
         return ""
+    fields = text.split(None, 2)
     return fields[2].strip() if len(fields) == 3 else ""
 
 

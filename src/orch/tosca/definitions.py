@@ -13,7 +13,14 @@ from orch.tosca.types import (
     entries,
     interface_operations,
 )
-from orch.tosca.values import PRIMITIVES, UNBOUNDED, ValueChecker
+from orch.tosca.values import (
+    PRIMITIVES,
+    UNBOUNDED,
+    Invalid,
+    ValueChecker,
+    constraint_clauses,
+    parse_version,
+)
 
 
 class DefinitionChecker:
@@ -61,6 +68,8 @@ class DefinitionChecker:
                         return
         elif typedef.name not in ROOT_TYPES and not typedef.builtin:
             pass  # TOSCA allows types with no parent
+        if body.get("version") is not None:
+            self.version(body["version"], where / "version", typedef.where.file.data)
         handler = getattr(self, "_" + typedef.kind, None)
         if handler is not None:
             handler(typedef)
@@ -68,6 +77,21 @@ class DefinitionChecker:
         self._parameters(typedef, "attributes")
         if "interfaces" in body:
             self._interfaces(typedef)
+
+    def version(self, value: Any, where: Where, document: Any) -> None:
+        """A version keyname: TOSCA's <major>.<minor>[.<fix>[.<qualifier>[-<build>]]]; files of
+        the Alien4Cloud and Yorc dialects also use Maven-style versions (1.0.0-SNAPSHOT)."""
+        dialect = document.get("tosca_definitions_version") if isinstance(document, dict) else None
+        loose = isinstance(dialect, str) and dialect.startswith(("alien_dsl_", "yorc_"))
+        try:
+            parse_version(value, loose=loose)
+        except Invalid as exc:
+            self.reporter.error(
+                "types.version",
+                where,
+                str(exc),
+                "examples: 1.0, 2.1.3, 1.0.0.beta, 1.0.0.beta-2 (a qualifier and a numeric build)",
+            )
 
     # ------------------------------------------------------------------ members
     def _parameters(self, typedef: TypeDef, section: str) -> None:
@@ -119,24 +143,36 @@ class DefinitionChecker:
                     ),
                 )
                 return
-            if isinstance(inner, dict) and isinstance(inner.get("constraints"), list):
-                inner_schema = self.values.schema_of(inner, where / schema_key)
-                for i, clause in enumerate(inner["constraints"]):
-                    self.values.check_constraint_clause(
-                        clause, where / schema_key / "constraints" / i, inner_schema
-                    )
+            if isinstance(inner, dict) and inner.get("constraints") is not None:
+                self._constraints(
+                    inner["constraints"],
+                    where / schema_key / "constraints",
+                    self.values.schema_of(inner, where / schema_key),
+                )
         if type_name is None:
             return
         schema = self.values.schema_of(definition, where)
-        constraints = definition.get("constraints")
-        if isinstance(constraints, list):
-            for i, clause in enumerate(constraints):
-                self.values.check_constraint_clause(clause, where / "constraints" / i, schema)
+        if definition.get("constraints") is not None:
+            self._constraints(definition["constraints"], where / "constraints", schema)
         if schema is None:
             return
         for key in ("default", "value"):
             if key in definition and definition[key] is not None:
                 self.values.check(definition[key], schema, where / key)
+
+    def _constraints(self, raw: Any, where: Where, schema: Any) -> None:
+        """Each clause of a constraints keyname; a single map is accepted with a warning."""
+        if isinstance(raw, dict) and len(raw) == 1:
+            self.reporter.warning(
+                "constraint.single-map",
+                where,
+                "constraints is a single clause, not a list of clauses; read as a list of one",
+                f"write a list, as TOSCA does (tosca-parser and xOpera need it): "
+                f"constraints: [ {_flow(raw)} ]",
+                key=True,
+            )
+        for clause, at in constraint_clauses(raw, where):
+            self.values.check_constraint_clause(clause, at, schema)
 
     def _refinement(
         self,
@@ -328,3 +364,9 @@ class DefinitionChecker:
                 where,
                 "occurrences must be [min, max] with 0 <= min <= max (max may be UNBOUNDED)",
             )
+
+
+def _flow(clause: dict[str, Any]) -> str:
+    """A one-operator clause in YAML flow style, for hints."""
+    ((op, operand),) = clause.items()
+    return f"{{{op}: {operand}}}"

@@ -40,23 +40,53 @@ class FunctionChecker:
         # Calls found clean, keyed by what their result depends on: templates repeat the same
         # calls (get_property [SELF, port]) thousands of times.
         self._clean: set[tuple[Any, ...]] = set()
+        self._last_context: FunctionContext | None = None
+        self._last_place: tuple[Any, ...] = ()
 
     def _clean_key(self, name: str, args: Any, context: FunctionContext) -> tuple[Any, ...] | None:
         if type(args) is str:
             return (name, args, context.relationship, context.in_outputs)
-        if type(args) is not list or not all(type(a) is str for a in args):
+        if type(args) is not list:
             return None
-        node_type = None
-        if args and args[0] in KEYWORDS and self.topology is not None and context.node:
-            node_type = id(self.topology.node_type_of(context.node))
+        for arg in args:
+            if type(arg) is not str:
+                return None
+        if args and args[0] in KEYWORDS and context.node:
+            if args[0] == "HOST":  # whether a node has a host is the template's business
+                return (name, tuple(args), context.node, context.relationship)
+            return (name, tuple(args), self._place(context))
         return (
             name,
             tuple(args),
-            node_type,
+            None,
             context.relationship,
             context.in_outputs,
             context.node is None,
         )
+
+    def _place(self, context: FunctionContext) -> tuple[Any, ...]:
+        """What SELF-relative calls depend on: the node's type and the kind of place. The calls
+        of one node come one after the other: the last answer is kept."""
+        if context is self._last_context:
+            return self._last_place
+        topology = self.topology
+        node_type = topology.node_type_of(context.node) if topology and context.node else None
+        place = (id(node_type), context.relationship, context.in_outputs)
+        self._last_context, self._last_place = context, place
+        return place
+
+    def known_clean(self, call: Any, context: Any) -> bool:
+        """Whether this call, in this kind of place, was already found clean."""
+        if len(call) != 1:
+            return False
+        for name, args in call.items():
+            if name not in self._handlers:
+                return False
+            key = self._clean_key(
+                name, args, context if type(context) is FunctionContext else _NO_CONTEXT
+            )
+            return key is not None and key in self._clean
+        return False
 
     def check_value(self, value: Any, where: Where, context: Any) -> None:
         """Find and check every function call inside ``value``."""
@@ -74,27 +104,29 @@ class FunctionChecker:
 
     def check(self, call: dict[str, Any], where: Where, context: Any) -> None:
         ((name, args),) = call.items()
-        at = where / name
         if type(context) is not FunctionContext:
             context = _NO_CONTEXT
         handler = self._handlers.get(name)
+        key = None
         if handler is not None:
             key = self._clean_key(name, args, context)
             if key is not None and key in self._clean:
                 return  # the same call in the same kind of place was already found clean
-            before = len(self.reporter.diagnostics)
+        at = where / name
+        before = self.reporter.findings
+        if handler is not None:
             handler(args, at, context)
-            if key is not None and len(self.reporter.diagnostics) == before:
-                self._clean.add(key)
-                return
-        if name == "get_input":
-            return
-        if type(args) is list:
-            for i, arg in enumerate(args):
-                if type(arg) in (dict, list):
-                    self.check_value(arg, at / i, context)
-        elif type(args) is dict:
-            self.check_value(args, at, context)
+        if name != "get_input":  # (get_input looks into a nested call itself)
+            if type(args) is list:
+                for i, arg in enumerate(args):
+                    if type(arg) is dict and self.known_clean(arg, context):
+                        continue
+                    if type(arg) in (dict, list):
+                        self.check_value(arg, at / i, context)
+            elif type(args) is dict:
+                self.check_value(args, at, context)
+        if key is not None and self.reporter.findings == before:
+            self._clean.add(key)  # the call and the calls nested in it
 
     # ------------------------------------------------------------------ get_input
     def _get_input(self, args: Any, where: Where, context: FunctionContext) -> None:
@@ -144,8 +176,12 @@ class FunctionChecker:
         entity = args[0]
         if not self._entity_ok(entity, where / 0, context, fname):
             return
+        if not self._path_kinds(args, where, fname):
+            return
         topology = self.topology
-        if topology is None or not all(isinstance(a, str) for a in args[1:2]):
+        if topology is None:
+            return
+        if entity == "HOST" and not self._host_ok(context, where / 0, fname):
             return
         node_name = self._node_of(entity, context)
         if node_name is None:
@@ -159,6 +195,10 @@ class FunctionChecker:
         if section == "attributes":
             own = {**registry.members(node_type, "properties"), **own}
         if member in own:
+            if len(args) > 2:
+                definition = own[member][0]
+                static = topology.static_value(node_name, member, section)
+                self._walk(definition, static, args, 2, where, f"{section[:-1]} '{member}'")
             return
         # a capability or requirement name, followed by the member of that
         capabilities = registry.members(node_type, "capabilities")
@@ -187,6 +227,15 @@ class FunctionChecker:
                             f"'{args[2]}'",
                             did_you_mean(args[2], names),
                         )
+                    elif args[2] in names and len(args) > 3:
+                        self._walk(
+                            names[args[2]][0],
+                            UNKNOWN,
+                            args,
+                            3,
+                            where,
+                            f"capability property '{args[2]}'",
+                        )
             return
         if entity == "HOST" or entity in ("SOURCE", "TARGET", "REQ_TARGET"):
             return  # resolved along relationships at run time
@@ -199,6 +248,123 @@ class FunctionChecker:
             f"{node_name} ({node_type.name}) has no {label}, capability or requirement '{member}'",
             did_you_mean(member, [*own, *capabilities, *requirements]),
         )
+
+    def _path_kinds(self, args: list[Any], where: Where, fname: str) -> bool:
+        """The member is a name; what follows it names fields (strings) or indexes (integers)."""
+        if not isinstance(args[1], str) and not is_function(args[1]):
+            self.reporter.error(
+                "function.args",
+                where / 1,
+                f"{fname} needs a property, capability or requirement name here, "
+                f"got {describe(args[1])}",
+                f"write {fname}: [entity, name, (field or index, ...)]",
+            )
+            return False
+        for i, step in enumerate(args[2:], 2):
+            if type(step) not in (str, int) and not is_function(step):
+                self.reporter.error(
+                    "function.args",
+                    where / i,
+                    f"{fname} path steps are names or list indexes, got {describe(step)}",
+                    "a field name (string) of a data type, a map key, or an integer list index",
+                )
+                return False
+        return isinstance(args[1], str)
+
+    def _host_ok(self, context: FunctionContext, where: Where, fname: str) -> bool:
+        """HOST names the node the SELF node is hosted on: it needs a HostedOn requirement."""
+        topology = self.topology
+        node = context.node
+        if topology is None or node is None or context.relationship:
+            return True
+        if topology.has_host(node):
+            return True
+        node_type = topology.node_type_of(node)
+        self.reporter.error(
+            "function.host",
+            where,
+            f"{fname} of HOST, but node '{node}' "
+            f"({node_type.name if node_type else '?'}) has no host: neither its type nor the "
+            "template has a requirement with a HostedOn relationship",
+            "name the node template instead of HOST, or give the node a host requirement",
+        )
+        return False
+
+    def _walk(
+        self, definition: Any, value: Any, args: list[Any], start: int, where: Where, what: str
+    ) -> None:
+        """Follow ``args[start:]`` into the value's schema: fields, map keys, list indexes."""
+        topology = self.topology
+        if topology is None:
+            return
+        values = topology.values
+        schema = (
+            values.schema_of(definition, where) if isinstance(definition, (dict, str)) else None
+        )
+        for i in range(start, len(args)):
+            step = args[i]
+            if schema is None or is_function(step):
+                return
+            primitive = schema.primitive
+            if primitive == "list":
+                if type(step) is not int or step < 0:
+                    self.reporter.error(
+                        "function.args",
+                        where / i,
+                        f"{what} is a list: expected a list index, got {describe(step)}",
+                        "list indexes are integers from 0",
+                    )
+                    return
+                if type(value) is list:
+                    if step >= len(value):
+                        self.reporter.error(
+                            "function.index",
+                            where / i,
+                            f"index {step} is out of range: {what} has {len(value)} "
+                            f"entr{'y' if len(value) == 1 else 'ies'}",
+                            f"valid indexes: 0 to {len(value) - 1}" if value else "it is empty",
+                        )
+                        return
+                    value = value[step]
+                else:
+                    value = UNKNOWN
+                schema, what = schema.entry, f"entry {step} of {what}"
+            elif primitive == "map":
+                if type(step) is not str:
+                    self.reporter.error(
+                        "function.args",
+                        where / i,
+                        f"{what} is a map: expected a key, got {describe(step)}",
+                        "map keys are strings",
+                    )
+                    return
+                value = value.get(step, UNKNOWN) if type(value) is dict else UNKNOWN
+                schema, what = schema.entry, f"entry '{step}' of {what}"
+            elif primitive is None and schema.datatype is not None:
+                fields = topology.registry.members(schema.datatype, "properties")
+                found = fields.get(step) if type(step) is str else None
+                if found is None:
+                    self.reporter.error(
+                        "function.unknown-member",
+                        where / i,
+                        f"data type {schema.datatype.name} of {what} has no field '{step}'",
+                        did_you_mean(str(step), fields)
+                        or f"{schema.datatype.name} declares no fields",
+                    )
+                    return
+                value = value.get(step, UNKNOWN) if type(value) is dict else UNKNOWN
+                schema = values.schema_of(found[0], where)
+                what = f"field '{step}' of {what}"
+            elif primitive == "any":
+                return
+            else:
+                self.reporter.error(
+                    "function.args",
+                    where / i,
+                    f"{what} is a {schema.type_name}: it has no field or index '{step}'",
+                    "only lists, maps and complex data types can be followed further",
+                )
+                return
 
     def _entity_ok(self, entity: Any, where: Where, context: FunctionContext, fname: str) -> bool:
         if not isinstance(entity, str):
@@ -303,8 +469,30 @@ class FunctionChecker:
             )
 
     def _concat(self, args: Any, where: Where, context: FunctionContext) -> None:
-        if not isinstance(args, list):
-            self.reporter.error("function.args", where, "concat takes a list of values")
+        if not isinstance(args, list) or not args:
+            self.reporter.error(
+                "function.args",
+                where,
+                "concat takes a list of one or more strings"
+                + ("" if isinstance(args, list) else f", got {describe(args)}"),
+                "write concat: [ 'a', { get_input: b }, ... ]",
+            )
+            return
+        self._string_items(args, where, "concat")
+
+    def _string_items(self, items: list[Any], where: Where, fname: str) -> None:
+        """Each item must turn into text: a scalar, or a function call that yields one."""
+        for i, item in enumerate(items):
+            if type(item) is list or (type(item) is dict and not is_function(item)):
+                self.reporter.error(
+                    "function.args",
+                    where / i,
+                    f"{fname} joins strings; item {i} is {describe(item)}",
+                    "use a string, a number or a function call such as { get_input: name }"
+                    if type(item) is list or len(item) != 1
+                    else f"'{next(iter(item))}' is not a function; functions: "
+                    + ", ".join(sorted(FUNCTION_NAMES)),
+                )
 
     def _join(self, args: Any, where: Where, context: FunctionContext) -> None:
         ok = (
@@ -316,20 +504,38 @@ class FunctionChecker:
             ok = isinstance(args[1], str)
         if not ok:
             self.reporter.error(
-                "function.args", where, "join takes [[values...], (delimiter string)]"
+                "function.args",
+                where,
+                "join takes [[values...], (delimiter string)]",
+                "write join: [ [ a, { get_input: b } ], ',' ]",
             )
+        elif isinstance(args[0], list):
+            self._string_items(args[0], where / 0, "join")
 
     def _token(self, args: Any, where: Where, context: FunctionContext) -> None:
-        ok = (
-            isinstance(args, list)
-            and len(args) == 3
-            and isinstance(args[1], str)
-            and (isinstance(args[2], int) and not isinstance(args[2], bool))
-        )
-        if not ok:
+        if not isinstance(args, list) or len(args) != 3:
             self.reporter.error(
-                "function.args", where, "token takes [string, separator characters, index]"
+                "function.args",
+                where,
+                "token takes [string, separator characters, index]"
+                + (f", got {len(args)} argument(s)" if isinstance(args, list) else ""),
+                "write token: [ { get_attribute: [ SELF, name ] }, ':', 1 ]",
             )
+            return
+        text, separators, index = args
+        problems = (
+            (0, not isinstance(text, (str, int, float)) and not is_function(text), "a string"),
+            (1, not isinstance(separators, str) or not separators, "separator characters"),
+            (2, type(index) is not int or index < 0, "a non-negative integer index"),
+        )
+        for i, bad, wanted in problems:
+            if bad:
+                self.reporter.error(
+                    "function.args",
+                    where / i,
+                    f"token argument {i + 1} must be {wanted}, got {describe(args[i])}",
+                    "token takes [string, separator characters, index]",
+                )
 
     def _get_nodes_of_type(self, args: Any, where: Where, context: FunctionContext) -> None:
         topology = self.topology
@@ -349,6 +555,7 @@ class FunctionChecker:
 
 
 _NO_CONTEXT = FunctionContext()
+UNKNOWN = object()  # a value that is only known at run time
 
 
 def _is_runtime_attribute(name: str) -> bool:

@@ -2,19 +2,39 @@
 folders, repositories, and catalog entries named ``name:version``.
 
 No network: a URL import is reported as unreachable at once instead of waiting on a socket.
+
+Confinement: a blueprint reads files only inside its root (the entry file's folder, or its CSAR:
+a folder holding ``TOSCA-Metadata/TOSCA.meta``, or a zip) and the catalog folders. An import or
+an artifact that resolves elsewhere, after symbolic links, is a diagnostic and is never read, so
+``imports: [/etc/shadow]`` cannot show a line of it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Iterable
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orch.tosca.context import Reporter, Where
-from orch.tosca.diagnostics import did_you_mean
-from orch.tosca.loader import LoadedFile, YamlError, load_bytes, load_file, yaml_error_diagnostics
+from orch.tosca.diagnostics import Diagnostic, Location, Severity, did_you_mean
+from orch.tosca.loader import (
+    MAX_BLUEPRINT_BYTES,
+    FileRefused,
+    LoadedFile,
+    YamlError,
+    load_bytes,
+    load_file,
+    read_regular,
+    require_regular,
+    size_text,
+    yaml_error_diagnostics,
+)
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _CATALOG_REF = re.compile(r"([A-Za-z0-9_.\-]+):([0-9][A-Za-z0-9_.\-]*)\Z")
@@ -50,7 +70,7 @@ class Catalog:
             for root in self.roots:
                 for path in _yaml_files(root):
                     try:
-                        head = path.read_bytes()[:65536]
+                        head = read_regular(path, 65536, "a catalog file", head=True)
                     except OSError:
                         continue
                     name = _META_NAME.search(head)
@@ -101,82 +121,405 @@ def default_catalog(extra: Iterable[str | os.PathLike[str]] = ()) -> Catalog:
     return Catalog(roots)
 
 
+# ------------------------------------------------------------------------------ confinement
+def _within(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def blueprint_root(entry: Path) -> Path:
+    """The folder (or zip) a blueprint's own files must be in: a CSAR given as a folder or a
+    zip; else the nearest folder above the entry holding ``TOSCA-Metadata/TOSCA.meta`` (an
+    entry inside an unpacked CSAR); else the entry's own folder."""
+    if entry.is_dir():
+        return entry
+    archive = _split_zip(entry)
+    if archive is not None:
+        return archive[0]
+    if entry.is_file() and zipfile.is_zipfile(entry):
+        return entry
+    folder = entry.absolute().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / "TOSCA-Metadata" / "TOSCA.meta").is_file():
+            return candidate
+    return folder
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """Where a blueprint may read files: its root and the catalogs (real paths)."""
+
+    root: str
+    catalogs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, entry: Path, catalog: Catalog | None = None) -> Confinement:
+        """For the blueprint ``entry`` (a file, a CSAR folder or zip) and ``catalog``."""
+        roots = catalog.roots if catalog is not None else [builtin_types_dir()]
+        return cls(
+            os.path.realpath(blueprint_root(Path(entry))),
+            tuple(os.path.realpath(r) for r in roots),
+        )
+
+    def contains(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` (followed through symbolic links; a path inside a zip is taken
+        lexically) is inside the root or a catalog."""
+        real = os.path.realpath(path)
+        return _within(real, self.root) or any(_within(real, c) for c in self.catalogs)
+
+    def artifact_path(self, file: str, base: str) -> str | None:
+        """The file an artifact or implementation ``file``, written in a file of folder
+        ``base``, names; None when it is outside (it must then not be read).
+
+        A path starting with '/' is read from the root, as xOpera reads a CSAR's
+        '/playbooks/x.yml': never from this machine's '/'."""
+        if os.path.isabs(file):
+            path = os.path.join(self.root, file.lstrip("/"))
+        else:
+            path = os.path.join(base, file)
+        path = os.path.normpath(path)
+        return path if self.contains(path) else None
+
+    def describe(self) -> str:
+        kind = "CSAR" if os.path.isfile(self.root) else "folder"
+        catalogs = " and the catalogs" if self.catalogs else ""
+        return f"the blueprint's {kind} {self.root}{catalogs}"
+
+
+OUTSIDE_HINT = (
+    "a blueprint reads files only inside its own folder (or CSAR) and the catalogs: move the "
+    "file there, or add its folder with --catalog DIR"
+)
+
+
 # ------------------------------------------------------------------------------ CSAR
+META = "TOSCA-Metadata/TOSCA.meta"
+MAX_META_BYTES = 64 * 1024
+"""A TOSCA.meta file: a few lines of 'Name: value'."""
+
+
 def csar_entry(path: Path, reporter: Reporter) -> tuple[Path, LoadedFile | None] | None:
     """The entry definitions of a CSAR (zip file or unpacked folder), loaded.
 
-    Returns None when ``path`` is not a CSAR. A zip is read without unpacking it to disk.
+    Returns None when ``path`` is not a CSAR, after reporting why (no TOSCA.meta and not
+    exactly one YAML file at the top, a malformed TOSCA.meta, an entry that is missing or
+    outside the CSAR). A zip is read without unpacking it to disk.
     """
     if path.is_dir():
-        meta = path / "TOSCA-Metadata" / "TOSCA.meta"
-        if meta.is_file():
-            entry = _meta_entry(meta.read_text("utf-8", "replace"))
-        else:
-            candidates = [p for p in path.iterdir() if p.suffix in (".yaml", ".yml")]
-            entry = candidates[0].name if len(candidates) == 1 else None
-        if entry is None:
-            return None
-        return path / entry, None
-    import zipfile
+        return _folder_entry(path, reporter)
+    try:
+        with _open_zip(path) as archive:
+            return _zip_entry(path, archive, reporter)
+    except OSError as exc:
+        reporter.add(_csar_problem(path, f"cannot read the CSAR: {exc.strerror or exc}"))
+        return None
 
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            entry = None
-            if "TOSCA-Metadata/TOSCA.meta" in names:
-                entry = _meta_entry(
-                    archive.read("TOSCA-Metadata/TOSCA.meta").decode("utf-8", "replace")
+
+def _csar_problem(
+    path: Path | str, message: str, hint: str | None = None, line: int = 0
+) -> Diagnostic:
+    return Diagnostic(
+        "csar.entry", Severity.ERROR, message, Location(str(path), line, 1 if line else 0), hint
+    )
+
+
+_NO_ENTRY_HINT = (
+    "name the entry in TOSCA-Metadata/TOSCA.meta ('Entry-Definitions: service.yaml'), "
+    "or leave exactly one YAML file at the top of the CSAR"
+)
+
+
+def _single_root(path: Path, names: list[str], reporter: Reporter) -> str | None:
+    """A CSAR without TOSCA.meta: its entry is its only YAML file at the top."""
+    if len(names) == 1:
+        return names[0]
+    if names:
+        shown = ", ".join(sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
+        found = f"{len(names)} YAML files at the top ({shown}), so none is the entry"
+    else:
+        found = "no YAML file at the top"
+    reporter.add(_csar_problem(path, f"not a CSAR: no {META}, and {found}", _NO_ENTRY_HINT))
+    return None
+
+
+def _folder_entry(path: Path, reporter: Reporter) -> tuple[Path, None] | None:
+    meta = path / "TOSCA-Metadata" / "TOSCA.meta"
+    if meta.exists():
+        try:
+            text = read_regular(meta, MAX_META_BYTES, "TOSCA.meta").decode("utf-8", "replace")
+        except OSError as exc:
+            reporter.add(
+                Diagnostic(
+                    "csar.meta",
+                    Severity.ERROR,
+                    f"cannot read TOSCA.meta: {exc.strerror or exc}",
+                    Location(str(meta)),
                 )
-            else:
-                roots = [n for n in names if "/" not in n and n.endswith((".yaml", ".yml"))]
-                entry = roots[0] if len(roots) == 1 else None
-            if entry is None or entry not in names:
+            )
+            return None
+        found = parse_meta(text, str(meta), reporter)
+        if found is None:
+            return None
+        entry, line = found
+        target = Path(os.path.normpath(path / entry))
+        if not _within(os.path.realpath(target), os.path.realpath(path)):
+            reporter.add(_outside_entry(meta, entry, line))
+            return None
+        if not target.is_file():
+            reporter.add(_missing_entry(meta, entry, line))
+            return None
+        return target, None
+    names = [p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
+    entry_name = _single_root(path, names, reporter)
+    return None if entry_name is None else (path / entry_name, None)
+
+
+def _zip_entry(
+    path: Path, archive: zipfile.ZipFile, reporter: Reporter
+) -> tuple[Path, LoadedFile | None] | None:
+    names = archive.namelist()
+    if META in names:
+        meta = path / META
+        try:
+            raw = _read_member(archive, META, MAX_META_BYTES, "TOSCA.meta")
+        except OSError as exc:
+            reporter.add(
+                Diagnostic(
+                    "csar.meta",
+                    Severity.ERROR,
+                    f"cannot read TOSCA.meta: {exc.strerror or exc}",
+                    Location(str(meta)),
+                )
+            )
+            return None
+        found = parse_meta(raw.decode("utf-8", "replace"), str(meta), reporter)
+        if found is None:
+            return None
+        written, line = found
+        entry = _member_name(written)
+        if entry is None:
+            reporter.add(_outside_entry(meta, written, line))
+            return None
+        if entry not in names:
+            reporter.add(_missing_entry(meta, written, line))
+            return None
+    else:
+        roots = [n for n in names if "/" not in n and n.endswith((".yaml", ".yml"))]
+        single = _single_root(path, roots, reporter)
+        if single is None:
+            return None
+        entry = single
+    virtual = path / entry
+    try:
+        loaded = load_bytes(
+            _read_member(archive, entry, MAX_BLUEPRINT_BYTES, "a blueprint file"), str(virtual)
+        )
+    except YamlError as exc:
+        for diagnostic in yaml_error_diagnostics(exc):
+            reporter.add(diagnostic)
+        return virtual, None
+    except OSError as exc:
+        reporter.add(_csar_problem(virtual, f"cannot read the entry: {exc.strerror or exc}"))
+        return None
+    return virtual, loaded
+
+
+def _outside_entry(meta: Path, entry: str, line: int) -> Diagnostic:
+    return Diagnostic(
+        "csar.meta",
+        Severity.ERROR,
+        f"Entry-Definitions '{entry}' is outside the CSAR",
+        Location(str(meta), line, 1),
+        "give the entry's path relative to the CSAR's top folder",
+    )
+
+
+def _missing_entry(meta: Path, entry: str, line: int) -> Diagnostic:
+    return Diagnostic(
+        "csar.meta",
+        Severity.ERROR,
+        f"Entry-Definitions names '{entry}', which is not in the CSAR",
+        Location(str(meta), line, 1),
+        "give the entry's path relative to the CSAR's top folder",
+    )
+
+
+def parse_meta(text: str, meta: str, reporter: Reporter) -> tuple[str, int] | None:
+    """``Entry-Definitions`` of a TOSCA.meta file and its line; every malformed line reported.
+
+    The file is blocks of 'Name: value' lines (TOSCA 1.3, 4.2.1.1; a line starting with a space
+    continues the value above). A line is quoted by number only: the file may not be TOSCA.
+    """
+    entry: tuple[str, int] | None = None
+    in_block = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            in_block = False
+            continue
+        if line[0] in " \t" and in_block:
+            continue  # continuation of the value above
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or name != name.strip():
+            reporter.add(
+                Diagnostic(
+                    "csar.meta",
+                    Severity.ERROR,
+                    f"line {number} of TOSCA.meta is not 'Name: value'",
+                    Location(meta, number, 1),
+                    "TOSCA.meta holds 'Name: value' lines, e.g. 'Entry-Definitions: "
+                    "service.yaml'",
+                )
+            )
+            continue
+        in_block = True
+        if name == "Entry-Definitions":
+            if entry is not None:
+                reporter.add(
+                    Diagnostic(
+                        "csar.meta",
+                        Severity.ERROR,
+                        f"Entry-Definitions given twice (first at line {entry[1]})",
+                        Location(meta, number, 1),
+                        "keep one Entry-Definitions",
+                    )
+                )
+            elif value.strip():
+                entry = (value.strip(), number)
+    if entry is None:
+        reporter.add(
+            Diagnostic(
+                "csar.meta",
+                Severity.ERROR,
+                "TOSCA.meta has no Entry-Definitions",
+                Location(meta, 1, 1),
+                "add a line 'Entry-Definitions: <the service template's path in the CSAR>'",
+            )
+        )
+    return entry
+
+
+# ------------------------------------------------------------------------------ zip members
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
+               EOFError, zlib.error, ValueError)  # fmt: skip
+
+
+@contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
+    """A zip archive; a damaged or refused one is an ``OSError`` saying why."""
+    try:
+        require_regular(path, "a CSAR")  # never open a FIFO or a device
+        archive = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
+        raise OSError(errno.EINVAL, f"not a readable zip file ({exc})") from None
+    with archive:
+        yield archive
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, what: str) -> bytes:
+    """A member's bytes, at most ``limit``: its declared size and the bytes it really unpacks
+    to are both bounded (a zip bomb declares little and unpacks much)."""
+    info = archive.getinfo(name)
+    if info.is_dir():
+        raise FileRefused(errno.EISDIR, f"it is a folder of the zip; {what} must be a file")
+    too_large = FileRefused(
+        errno.EFBIG, f"it unpacks to more than {size_text(limit)}, the most orch reads for {what}"
+    )
+    if info.file_size > limit:
+        raise too_large
+    parts: list[bytes] = []
+    total = 0
+    try:
+        with archive.open(info) as stream:
+            while total <= limit:  # in steps: a lying member costs one step, not the cap
+                chunk = stream.read(min(1 << 20, limit + 1 - total))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+    except _ZIP_ERRORS as exc:
+        raise OSError(errno.EIO, f"cannot unpack it from the zip ({exc})") from None
+    if total > limit:
+        raise too_large
+    return b"".join(parts)
+
+
+def _member_name(inner: str) -> str | None:
+    """A member path normalised ('a/../b' is 'b'), or None when it leaves the archive."""
+    parts: list[str] = []
+    for part in inner.replace("\\", "/").split("/"):
+        if part == "..":
+            if not parts:
                 return None
-            virtual = path / entry
-            try:
-                loaded = load_bytes(archive.read(entry), str(virtual))
-            except YamlError as exc:
-                for diagnostic in yaml_error_diagnostics(exc):
-                    reporter.add(diagnostic)
-                return virtual, None
-            return virtual, loaded
-    return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
 
 
-def _meta_entry(text: str) -> str | None:
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Entry-Definitions":
-            return value.strip()
-    return None
-
-
-def read_zip_member(path: Path) -> bytes | None:
-    """Bytes of ``archive.zip/inner/file`` when ``path`` points inside a zip."""
-    import zipfile
-
+def _split_zip(path: Path) -> tuple[Path, str] | None:
+    """(archive, member) when ``path`` points inside a zip file: ``a.zip/defs/t.yaml``."""
     parts = path.parts
     for i in range(len(parts) - 1, 0, -1):
         candidate = Path(*parts[:i])
         if candidate.is_file() and zipfile.is_zipfile(candidate):
-            inner = "/".join(parts[i:])
-            with zipfile.ZipFile(candidate) as archive:
-                try:
-                    return archive.read(_normalise_member(inner))
-                except KeyError:
-                    return None
+            inner = _member_name("/".join(parts[i:]))
+            return None if inner is None else (candidate, inner)
     return None
 
 
-def _normalise_member(inner: str) -> str:
-    parts: list[str] = []
-    for part in inner.split("/"):
-        if part == "..":
-            if parts:
-                parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/".join(parts)
+def zip_member_exists(path: Path) -> bool:
+    """Whether ``path`` names a file inside a zip (nothing unpacked)."""
+    found = _split_zip(path)
+    if found is None:
+        return False
+    try:
+        with _open_zip(found[0]) as archive:
+            return found[1] in archive.NameToInfo and not archive.getinfo(found[1]).is_dir()
+    except OSError:
+        return False
+
+
+def read_zip_member(
+    path: Path, limit: int = MAX_BLUEPRINT_BYTES, what: str = "a blueprint file"
+) -> bytes | None:
+    """Bytes of ``archive.zip/inner/file`` when ``path`` points inside a zip, else None.
+
+    Raises ``OSError`` when the member is refused (too large, damaged)."""
+    found = _split_zip(path)
+    if found is None:
+        return None
+    archive_path, inner = found
+    with _open_zip(archive_path) as archive:
+        if inner not in archive.NameToInfo:
+            return None
+        return _read_member(archive, inner, limit, what)
+
+
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+"""An artifact or implementation file a deployment snapshots (scripts, playbooks, small data);
+larger data belongs in a stage-in, not in the blueprint."""
+
+
+def read_blueprint_file(
+    path: str | os.PathLike[str], confinement: Confinement, limit: int = MAX_ARTIFACT_BYTES
+) -> bytes:
+    """The bytes of a file a blueprint names (an artifact, an implementation, a dependency):
+    inside ``confinement``, a regular file or a member of the CSAR zip, at most ``limit`` bytes.
+
+    Raises ``OSError`` saying why (``FileRefused``: outside, not a regular file, too large).
+    """
+    if not confinement.contains(path):
+        raise FileRefused(errno.EACCES, f"it is outside {confinement.describe()}")
+    data = read_zip_member(Path(path), limit, "an artifact")
+    if data is not None:
+        return data
+    return read_regular(path, limit, "an artifact")
+
+
+def zip_virtual_path(path: Path) -> Path:
+    """``a.zip/x/../y.yaml`` as ``a.zip/y.yaml``: one name per member (imports are loaded
+    once), other paths unchanged."""
+    found = _split_zip(path)
+    return path if found is None else found[0] / found[1]
 
 
 # ------------------------------------------------------------------------------ resolution
@@ -192,8 +535,41 @@ def resolve_import(
     where: Where,
     repositories: dict[str, object],
     catalog: Catalog,
+    confinement: Confinement | None = None,
 ) -> ImportTarget:
-    """Turn one ``imports`` entry into a file path, or a problem to report."""
+    """Turn one ``imports`` entry into a file path, or a problem to report.
+
+    With ``confinement``, a file outside the blueprint's root and the catalogs is a problem
+    (``imports.outside-root``), found before looking whether it exists."""
+    target = _resolve(entry, importer, repositories, catalog, confinement)
+    if (
+        confinement is not None
+        and target.path is not None
+        and not confinement.contains(target.path)
+    ):
+        written = entry.get("file", entry.get("url")) if isinstance(entry, dict) else entry
+        return _outside(str(written), confinement)
+    return target
+
+
+def _outside(written: str, confinement: Confinement) -> ImportTarget:
+    return ImportTarget(
+        None,
+        (
+            "imports.outside-root",
+            f"import '{written}' is outside {confinement.describe()}: not read",
+            OUTSIDE_HINT,
+        ),
+    )
+
+
+def _resolve(
+    entry: object,
+    importer: LoadedFile,
+    repositories: dict[str, object],
+    catalog: Catalog,
+    confinement: Confinement | None,
+) -> ImportTarget:
     if isinstance(entry, dict):
         file = entry.get("file", entry.get("url"))
         repository = entry.get("repository")
@@ -238,7 +614,10 @@ def resolve_import(
         )
     if _URL.match(file):
         if file.startswith("file://"):
-            return _local(Path(file[7:]), file)
+            local = Path(file[7:])
+            if confinement is not None and not confinement.contains(local):
+                return _outside(file, confinement)
+            return _local(local, file)
         return ImportTarget(
             None,
             (
@@ -248,8 +627,10 @@ def resolve_import(
             ),
         )
     base = Path(importer.path).parent
-    candidate = base / file
-    if candidate.exists() or read_zip_member(candidate) is not None:
+    candidate = zip_virtual_path(base / file)
+    if confinement is not None and not confinement.contains(candidate):
+        return _outside(file, confinement)  # whether it exists is none of the blueprint's business
+    if candidate.exists() or zip_member_exists(candidate):
         return ImportTarget(candidate)
     match = _CATALOG_REF.match(file)
     if match:
@@ -280,7 +661,7 @@ def resolve_import(
 
 
 def _local(path: Path, written: str) -> ImportTarget:
-    if path.is_file() or read_zip_member(path) is not None:
+    if path.exists() or zip_member_exists(path):  # a FIFO or a folder: refused when loaded
         return ImportTarget(path)
     return ImportTarget(
         None,
@@ -293,10 +674,10 @@ def _local(path: Path, written: str) -> ImportTarget:
 
 
 def load_import(path: Path) -> LoadedFile:
-    """Load a file that may live inside a CSAR zip."""
-    if path.is_file():
+    """Load a file that may live inside a CSAR zip (regular files, sizes capped)."""
+    if _split_zip(path) is None:
         return load_file(str(path))
     data = read_zip_member(path)
     if data is None:
-        raise FileNotFoundError(str(path))
-    return load_bytes(data, str(path))
+        raise FileNotFoundError(errno.ENOENT, "no such file in the zip", str(path))
+    return load_bytes(data, str(zip_virtual_path(path)))

@@ -9,7 +9,15 @@ from typing import Any
 
 from orch.tosca.context import Reporter, Where
 from orch.tosca.diagnostics import Diagnostic, Location, Severity
-from orch.tosca.loader import LoadedFile, YamlError, load_bytes, load_file, yaml_error_diagnostics
+from orch.tosca.loader import (
+    MAX_INPUTS_BYTES,
+    LoadedFile,
+    YamlError,
+    as_error,
+    load_bytes,
+    load_file,
+    yaml_error_diagnostics,
+)
 from orch.tosca.types import TypeRegistry
 from orch.tosca.values import ValueChecker, is_function
 
@@ -26,7 +34,10 @@ class GivenInputs:
 
 
 def read_inputs(specs: list[str]) -> GivenInputs:
-    """``-i`` arguments: a YAML file of name: value, or one ``name=value`` (value is YAML)."""
+    """``-i`` arguments: a YAML file of name: value, or one ``name=value`` (value is YAML).
+
+    Read as blueprints are (regular files only, at most ``MAX_INPUTS_BYTES``, aliases and
+    integers bounded); a duplicate key is an error: no value silently wins."""
     given = GivenInputs()
     for number, spec in enumerate(specs, 1):
         if "=" in spec and not _looks_like_file(spec):
@@ -35,11 +46,15 @@ def read_inputs(specs: list[str]) -> GivenInputs:
             source = f"<-i #{number}>"
             try:
                 loaded = load_bytes(raw, source)
-            except YamlError:  # not YAML: keep the text as it is
+            except YamlError as exc:
+                if exc.diagnostic.rule != "yaml.syntax":  # YAML, but refused (an alias bomb...)
+                    given.diagnostics.extend(yaml_error_diagnostics(exc))
+                    continue
+                # not YAML: keep the text as it is
                 loaded = load_bytes(f"{name.strip()}: {_quote(text)}\n".encode(), source)
         else:
             try:
-                loaded = load_file(spec)
+                loaded = load_file(spec, MAX_INPUTS_BYTES, "an inputs file")
             except YamlError as exc:
                 given.diagnostics.extend(yaml_error_diagnostics(exc))
                 continue
@@ -67,6 +82,7 @@ def _quote(text: str) -> str:
 
 
 def _collect(loaded: LoadedFile, given: GivenInputs) -> None:
+    given.diagnostics.extend(as_error(d) for d in loaded.warnings)
     data = loaded.data
     if data is None:
         return

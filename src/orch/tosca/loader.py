@@ -10,6 +10,11 @@ Two parse paths give the same data model (YAML 1.2 core schema: ``yes`` is a str
 * the reference path composes with PyYAML and resolves scalars itself. It is used whenever the
   source holds something the fast path cannot reproduce exactly (tags, ``~``, ``True``, hex ints,
   duplicate keys, syntax errors), so the fast path never changes a result, only its speed.
+
+Hostile input is bounded before it costs anything: only regular files are read, and at most a
+cap of bytes (``read_regular``); aliases may add at most ``MAX_ALIAS_NODES`` nodes to what is
+written (a "billion laughs" document is refused before it is expanded); integers longer than
+``MAX_INT_DIGITS`` are a diagnostic, not a crash of Python's int().
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import ctypes
+import errno
 import gc
 import json
 import os
 import re
+import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +64,98 @@ def scalar_text(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# reading files: regular files only, never more than a cap
+MIB = 1024 * 1024
+MAX_BLUEPRINT_BYTES = 64 * MIB
+"""A blueprint, an imported file or a CSAR member (a generated 5000-node template is 6 MB)."""
+MAX_INPUTS_BYTES = 16 * MIB
+"""An inputs file (``-i inputs.yaml``)."""
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO swapped in after the check must not block open()
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+class FileRefused(OSError):
+    """A file orch does not read: not a regular file, or larger than the cap for its kind.
+
+    An ``OSError`` whose ``strerror`` says why, so every reader's "cannot read X: why" message
+    explains it without a special case.
+    """
+
+
+def size_text(size: int) -> str:
+    if size >= MIB and size % MIB == 0:
+        return f"{size // MIB} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} bytes"
+
+
+def _check_regular(mode: int, size: int, limit: int, what: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise FileRefused(errno.EINVAL, f"it is {kind}; {what} must be a regular file")
+    if size > limit:
+        raise FileRefused(
+            errno.EFBIG, f"it is larger than {size_text(limit)}, the most orch reads for {what}"
+        )
+
+
+def require_regular(path: str | os.PathLike[str], what: str = "a file") -> None:
+    """Raise ``FileRefused`` unless ``path`` is a regular file (for readers that open it
+    themselves, such as zipfile)."""
+    _check_regular(os.stat(path).st_mode, 0, 0, what)
+
+
+def read_regular(
+    path: str | os.PathLike[str], limit: int, what: str = "a file", *, head: bool = False
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    A FIFO, a device, a socket or a directory is refused before it is opened (``/dev/zero``
+    would never end, a FIFO would block forever), and again after (the name may have been
+    swapped meanwhile: the file opened is what counts). Reads at most ``limit`` + 1 bytes, so
+    a file that grows while read is refused too; with ``head``, a larger file gives its first
+    ``limit`` bytes instead. Raises ``OSError`` (``FileRefused`` for these refusals).
+    """
+    cap = sys.maxsize if head else limit
+    info = os.stat(path)
+    _check_regular(info.st_mode, info.st_size, cap, what)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        _check_regular(info.st_mode, info.st_size, cap, what)
+        parts: list[bytes] = []
+        total = 0
+        want = min(info.st_size, limit) + 1  # one read for a file that keeps its size
+        while total <= limit:
+            chunk = os.read(fd, max(want - total, 65536))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    if total > limit:
+        if head:
+            return data[:limit]
+        _check_regular(stat.S_IFREG, total, limit, what)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
 # YAML 1.2 core schema resolution of plain scalars (reference path)
 _INT10 = re.compile(r"[-+]?[0-9]+\Z")
 _INT8 = re.compile(r"0o[0-7]+\Z")
@@ -68,8 +168,21 @@ _TRUES = frozenset({"true", "True", "TRUE"})
 _FALSES = frozenset({"false", "False", "FALSE"})
 
 
+MAX_INT_DIGITS = 4300
+"""Longest integer read, in decimal digits: Python's own limit for int <-> str conversions
+(``sys.int_info.default_max_str_digits``), past which int() and str() raise; a larger integer
+would crash whatever prints or stores it later."""
+_MAX_INT_BITS = 14_280  # 2**14280 < 10**4300: hex and octal integers printable in decimal
+
+
+class IntTooLarge(ValueError):
+    """An integer scalar longer than ``MAX_INT_DIGITS``."""
+
+
 def resolve_plain(text: str) -> Any:
-    """Type a plain (unquoted) scalar as YAML 1.2's core schema does."""
+    """Type a plain (unquoted) scalar as YAML 1.2's core schema does.
+
+    Raises ``IntTooLarge`` for an integer of more than ``MAX_INT_DIGITS`` digits."""
     if text in _NULLS:
         return None
     if text in _TRUES:
@@ -79,6 +192,8 @@ def resolve_plain(text: str) -> Any:
     first = text[0]
     if first.isdigit() or first in "+-.":
         if _INT10.match(text):
+            if len(text) - (first in "+-") > MAX_INT_DIGITS:
+                raise IntTooLarge(text)
             return int(text)
         if _FLOAT.match(text):
             return YamlFloat(text)
@@ -86,10 +201,17 @@ def resolve_plain(text: str) -> Any:
             return YamlFloat(text.lower().replace(".", ""))
     if first == "0":
         if _INT8.match(text):
-            return int(text[2:], 8)
+            return _bounded(int(text[2:], 8), text)
         if _INT16.match(text):
-            return int(text[2:], 16)
+            return _bounded(int(text[2:], 16), text)
     return text
+
+
+def _bounded(value: int, text: str) -> int:
+    """Base 8 and 16 parse in linear time; only the result's size matters."""
+    if value.bit_length() > _MAX_INT_BITS:
+        raise IntTooLarge(text)
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,6 +224,9 @@ class LoadedFile:
     data: Any
     _locate: Callable[[Path, bool], tuple[int, int] | None] = field(repr=False)
     warnings: list[Diagnostic] = field(default_factory=list)
+    quotable: bool = True
+    """Whether diagnostics may show its lines: False for a file that is not TOSCA (a blueprint
+    that imports /etc/shadow must not get its lines printed)."""
 
     @property
     def text(self) -> str:
@@ -123,7 +248,10 @@ class LoadedFile:
                 return Location(self.path, found[0], found[1])
         return Location(self.path, 1, 1)
 
-    def line_text(self, line: int) -> str:
+    def line_text(self, line: int) -> str | None:
+        """The text of ``line`` ("" past the end); None for a file that must not be quoted."""
+        if not self.quotable:
+            return None
         lines = self.text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
@@ -131,19 +259,32 @@ class LoadedFile:
 class YamlError(Exception):
     """The file is not YAML the validator can read; carries a ready diagnostic."""
 
+    raw: bytes = b""
+    """The source, for callers that decide whether the messages may quote it."""
+
     def __init__(self, diagnostic: Diagnostic):
         super().__init__(diagnostic.message)
         self.diagnostic = diagnostic
 
 
-def load_file(path: str) -> LoadedFile:
-    """Read and parse one file. Raises ``YamlError`` (with a diagnostic) or ``OSError``."""
-    with open(path, "rb") as stream:
-        raw = stream.read()
-    return load_bytes(raw, path)
+def load_file(
+    path: str, limit: int = MAX_BLUEPRINT_BYTES, what: str = "a blueprint file"
+) -> LoadedFile:
+    """Read and parse one regular file of at most ``limit`` bytes. Raises ``YamlError`` (with
+    a diagnostic) or ``OSError`` (``FileRefused``: not a regular file, too large)."""
+    return load_bytes(read_regular(path, limit, what), path)
 
 
 def load_bytes(raw: bytes, path: str) -> LoadedFile:
+    """Parse ``raw`` (the bytes of ``path``). Raises ``YamlError`` with its diagnostics."""
+    try:
+        return _load_bytes(raw, path)
+    except YamlError as exc:
+        exc.raw = raw
+        raise
+
+
+def _load_bytes(raw: bytes, path: str) -> LoadedFile:
     try:
         raw.decode("utf-8")  # validates only; the text is decoded again on demand
     except UnicodeDecodeError as exc:
@@ -435,6 +576,8 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
         raise YamlError(
             Diagnostic("yaml.syntax", Severity.ERROR, str(exc), Location(path, 1, 1))
         ) from None
+    if node is not None and "*" in text:  # no alias, nothing shared: nothing to expand
+        _refuse_alias_bombs(node, text, path)
     positions: dict[Path, tuple[int, int, int, int]] = {}
     duplicates: list[Diagnostic] = []
     data = None if node is None else _construct(node, (), positions, duplicates, path, set())
@@ -451,6 +594,109 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
     return LoadedFile(path, raw, data, locate, duplicates)
 
 
+MAX_ALIASES = 100_000
+"""Most alias uses in one document (a generated template may share a definition per node)."""
+MAX_ALIAS_NODES = 1_000_000
+"""Most nodes (scalars and collections) that aliases may add to a document once expanded.
+
+An alias stands for a copy of its anchor's whole content, and anchors may hold aliases: nine
+levels of nine aliases expand 100 bytes into 9**9 nodes (the "billion laughs" document). The
+composed document shares those nodes; its expanded size is measured on the shared nodes, in
+time linear in what is written, and a document over the bound is refused before anything is
+copied. 1,000,000 nodes cost about 1 s and 200 MB to build, far beyond what a TOSCA file shares.
+"""
+
+
+class _AliasBomb(Exception):
+    pass
+
+
+def _refuse_alias_bombs(root: Any, text: str, path: str) -> None:
+    """Raise ``YamlError`` (yaml.alias-bomb) when aliases expand the document too far."""
+    import yaml
+
+    known: dict[int, int] = {}  # node id -> expanded size; -1 while the node is being measured
+    aliases = added = 0
+
+    def size(node: Any) -> int:
+        nonlocal aliases, added
+        seen = known.get(id(node))
+        if seen is not None:  # met before: this is an alias use (a cycle counts 1)
+            grown = max(seen, 1)
+            aliases += 1
+            added += grown
+            if aliases > MAX_ALIASES:
+                raise _AliasBomb(f"more than {MAX_ALIASES:,} aliases")
+            if added > MAX_ALIAS_NODES:
+                raise _AliasBomb(f"aliases that expand to more than {MAX_ALIAS_NODES:,} nodes")
+            return grown
+        if isinstance(node, yaml.ScalarNode):
+            known[id(node)] = 1
+            return 1
+        known[id(node)] = -1
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        else:
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        known[id(node)] = total
+        return total
+
+    try:
+        size(root)
+    except _AliasBomb as exc:
+        line, col = _bomb_position(text)
+        raise YamlError(
+            Diagnostic(
+                "yaml.alias-bomb",
+                Severity.ERROR,
+                f"the document holds {exc}: refused before expanding them (this alias "
+                "crosses the bound)",
+                Location(path, line, col),
+                "each alias copies its anchor's whole content, and nested aliases multiply "
+                "it: write the data out, or alias fewer levels",
+            )
+        ) from None
+
+
+def _bomb_position(text: str) -> tuple[int, int]:
+    """Where the alias that crosses the bounds is written: the same count as
+    ``_refuse_alias_bombs``, over parse events (which keep each alias's position)."""
+    import yaml
+
+    anchors: dict[str, int] = {}
+    open_sizes: list[list[Any]] = []  # [anchor, size] of each collection being read
+    aliases = added = 0
+    loader = _loader_class()(text)
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            grown = 0
+            if isinstance(event, yaml.AliasEvent):
+                grown = anchors.get(event.anchor, 1)
+                aliases += 1
+                added += grown
+                if aliases > MAX_ALIASES or added > MAX_ALIAS_NODES:
+                    return event.start_mark.line + 1, event.start_mark.column + 1
+            elif isinstance(event, yaml.ScalarEvent):
+                grown = 1
+                if event.anchor:
+                    anchors[event.anchor] = 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                open_sizes.append([event.anchor, 1])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, grown = open_sizes.pop()
+                if anchor:
+                    anchors[anchor] = grown
+            if grown and open_sizes:
+                open_sizes[-1][1] += grown
+    finally:
+        loader.dispose()
+    return 1, 1
+
+
 class _MultiYamlError(YamlError):
     def __init__(self, diagnostics: list[Diagnostic]):
         super().__init__(diagnostics[0])
@@ -459,6 +705,15 @@ class _MultiYamlError(YamlError):
 
 def yaml_error_diagnostics(error: YamlError) -> list[Diagnostic]:
     return list(getattr(error, "diagnostics", [error.diagnostic]))
+
+
+def as_error(diagnostic: Diagnostic) -> Diagnostic:
+    """A loader warning (a duplicate key) as an error, for files whose values are used as
+    they are (inputs, sites.yaml): there no value may silently win."""
+    from dataclasses import replace
+
+    message = diagnostic.message.split("; the last value wins")[0]
+    return replace(diagnostic, severity=Severity.ERROR, message=message)
 
 
 def _yaml_error_diagnostic(exc: Any, path: str, text: str) -> Diagnostic:
@@ -498,7 +753,7 @@ def _construct(
         )
     positions[here] = (kmark.line + 1, kmark.column + 1, start.line + 1, start.column + 1)
     if isinstance(node, yaml.ScalarNode):
-        return _construct_scalar(node)
+        return _scalar(node, duplicates, path)
     if id(node) in active:
         duplicates.append(
             Diagnostic(
@@ -520,7 +775,7 @@ def _construct(
         seen: dict[Any, Any] = {}
         for key_node, value_node in _merged_pairs(node):
             if isinstance(key_node, yaml.ScalarNode):
-                key = _construct_scalar(key_node)
+                key = _scalar(key_node, duplicates, path)
             else:  # a complex key ({a: 1}: x): keep readable text, as in the source
                 key = _flow_text(_construct(key_node, (), {}, [], path, active))
             if not isinstance(key, str):
@@ -604,6 +859,26 @@ def _loader_class() -> Any:
             return super().resolve(kind, value, implicit)
 
     return Loader
+
+
+def _scalar(node: Any, problems: list[Diagnostic], path: str) -> Any:
+    """A scalar's value; an integer too large for Python is an error at the scalar (its text
+    is kept so that loading goes on and reports everything)."""
+    try:
+        return _construct_scalar(node)
+    except IntTooLarge:
+        mark = node.start_mark
+        problems.append(
+            Diagnostic(
+                "yaml.int-too-large",
+                Severity.ERROR,
+                f"integer of {len(node.value):,} characters; orch reads integers of at most "
+                f"{MAX_INT_DIGITS} digits",
+                Location(path, mark.line + 1, mark.column + 1),
+                "quote it to keep it as text",
+            )
+        )
+        return node.value
 
 
 def _construct_scalar(node: Any) -> Any:

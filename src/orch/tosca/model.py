@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orch.tosca.states import BUILTIN_ARTIFACT as BUILTIN_ARTIFACT  # re-exported
+from orch.tosca.states import BUILTIN_ARTIFACTS as BUILTIN_ARTIFACTS
+from orch.tosca.states import JOB_STATES as JOB_STATES
+from orch.tosca.states import NODE_STATES as NODE_STATES
 from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
 
 STANDARD = "tosca.interfaces.node.lifecycle.Standard"
@@ -27,32 +31,6 @@ COMPUTE = "tosca.nodes.Compute"
 SCALABLE = "tosca.capabilities.Scalable"
 
 MODEL_VERSION = 1
-
-NODE_STATES = (
-    "initial",
-    "creating",
-    "created",
-    "configuring",
-    "configured",
-    "starting",
-    "started",
-    "stopping",
-    "stopped",
-    "deleting",
-    "deleted",
-    "error",
-)
-"""The normative node states (TOSCA 1.3, 3.4.1), in lifecycle order."""
-JOB_STATES = ("submitting", "submitted", "executing", "executed", "cancelled", "failed")
-"""The states of a job node after it started (Alien4Cloud's job states): between ``started`` and
-``stopping`` in the lifecycle."""
-
-
-BUILTIN_ARTIFACT = "orch.artifacts.Builtin"
-"""An implementation carried out by one of orch's own executors: its ``file`` names the executor
-(``slurm``, ``pycompss``, ``image``, ``stage``), not a file."""
-BUILTIN_ARTIFACTS = (BUILTIN_ARTIFACT, "org.eflows4hpc.pycompss.plugin.artifacts.Deployment")
-"""orch's, and the eFlows4HPC Yorc plugin's ``embedded`` PyCOMPSs implementation."""
 
 
 @dataclass

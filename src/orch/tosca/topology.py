@@ -9,18 +9,23 @@ from typing import Any
 
 from orch.tosca.context import Reporter, Where
 from orch.tosca.definitions import DefinitionChecker
-from orch.tosca.diagnostics import did_you_mean
-from orch.tosca.functions import FunctionChecker, FunctionContext
-from orch.tosca.imports import read_zip_member
-from orch.tosca.model import BUILTIN_ARTIFACTS, JOB_STATES, NODE_STATES
+from orch.tosca.diagnostics import Severity, did_you_mean
+from orch.tosca.functions import UNKNOWN, FunctionChecker, FunctionContext
+from orch.tosca.imports import OUTSIDE_HINT, Confinement, zip_member_exists
+from orch.tosca.states import BUILTIN_ARTIFACTS, JOB_STATES, NODE_STATES
 from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
+from orch.tosca.values import NOT_COMPILED as _NOT_COMPILED
 from orch.tosca.values import UNBOUNDED, ValueChecker, is_function
 
 STANDARD_OPERATIONS = ("create", "configure", "start", "stop", "delete")
 _HOSTED_ON = "tosca.relationships.HostedOn"
+NODE_RUNTIME = frozenset({"state", "tosca_id", "tosca_name"})  # attributes every node has
 
 
 class TopologyChecker:
+    confinement: Confinement | None = None
+    """Where artifacts may be (the validator sets it): one outside is an error, never read."""
+
     def __init__(
         self,
         registry: TypeRegistry,
@@ -41,8 +46,16 @@ class TopologyChecker:
         self.relationships: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, Any] = {}
         self._node_types: dict[str, TypeDef | None] = {}
-        self._existing: dict[str, bool] = {}
+        self._existing: dict[tuple[str, str], tuple[Any, str]] = {}
+        self._hosts: dict[str, bool] = {}
+        self._needed: dict[TypeDef, list[tuple[str, int, Any]]] = {}
+        self._required_cache: dict[int, tuple[Any, list[str]]] = {}
+        self._known: dict[tuple[int, str], tuple[Any, set[str]]] = {}
+        self._candidates: dict[tuple[str, str | None], list[str]] = {}
+        self._mapped_requirements: set[tuple[Any, Any]] = set()
         functions.topology = self
+        values.check_function = functions.check  # no detour through the validator's closure
+        values.function_clean = functions.known_clean
 
     # ------------------------------------------------------------------ queries (functions)
     def has_template(self, name: str) -> bool:
@@ -72,6 +85,64 @@ class TopologyChecker:
             else (definition.get("type") if isinstance(definition, dict) else None)
         )
         return self.registry.get("capability_types", type_name)
+
+    def has_host(self, node: str) -> bool:
+        """Whether the node is hosted on another: a HostedOn requirement, declared or assigned."""
+        found = self._hosts.get(node)
+        if found is None:
+            found = self._find_host(node)
+            self._hosts[node] = found
+        return found
+
+    def _find_host(self, node: str) -> bool:
+        node_type = self.node_type_of(node)
+        if node_type is None:
+            return True  # an unknown type is reported on its own
+        for name, (definition, _owner) in self.registry.members(node_type, "requirements").items():
+            if self._hosting(name, definition):
+                return True
+        requirements = (self.nodes.get(node) or {}).get("requirements")
+        for item in requirements if isinstance(requirements, list) else ():
+            if isinstance(item, dict) and len(item) == 1:
+                ((name, body),) = item.items()
+                if name == "host" or (
+                    isinstance(body, dict) and self._hosted_on(body.get("relationship"))
+                ):
+                    return True
+        return False
+
+    def _hosted_on(self, relationship: Any) -> bool:
+        if isinstance(relationship, dict):
+            relationship = relationship.get("type")
+        if not isinstance(relationship, str):
+            return False
+        template = self.relationships.get(relationship)
+        if template is not None:
+            relationship = template.get("type")
+        reltype = self.registry.get("relationship_types", relationship)
+        return self.registry.is_a(reltype, _HOSTED_ON)
+
+    def static_value(self, node: str, member: str, section: str) -> Any:
+        """A property's (or attribute's) value as written in the blueprint, or UNKNOWN."""
+        body = self.nodes.get(node) or {}
+        for where in ("attributes", "properties") if section == "attributes" else ("properties",):
+            assigned = body.get(where)
+            if isinstance(assigned, dict) and member in assigned:
+                value = assigned[member]
+                if where == "attributes" and type(value) is dict and set(value) == {"value"}:
+                    value = value["value"]
+                return UNKNOWN if is_function(value) else value
+        node_type = self.node_type_of(node)
+        if node_type is None:
+            return UNKNOWN
+        found = self.registry.members(node_type, section).get(member)
+        if found is None and section == "attributes":
+            found = self.registry.members(node_type, "properties").get(member)
+        definition = found[0] if found is not None else None
+        if isinstance(definition, dict) and "default" in definition:
+            default = definition["default"]
+            return UNKNOWN if is_function(default) else default
+        return UNKNOWN
 
     def lenient_capability(self, node: str, capability: str, member: str) -> bool:
         body = self.nodes.get(node) or {}
@@ -117,6 +188,14 @@ class TopologyChecker:
                 names.update(_operation_names(assigned))
         return names
 
+    def _is_artifact(self, node: str, name: str) -> bool:
+        """Whether ``name`` is an artifact of the node (its type's or its own)."""
+        node_type = self.node_type_of(node)
+        if node_type is not None and name in self.registry.members(node_type, "artifacts"):
+            return True
+        own = (self.nodes.get(node) or {}).get("artifacts")
+        return own is not None and any(name == n for n, _ in entries(own))
+
     def artifacts_of(self, node: str) -> list[str]:
         node_type = self.node_type_of(node)
         names = list(self.registry.members(node_type, "artifacts")) if node_type else []
@@ -138,19 +217,14 @@ class TopologyChecker:
         )
         groups = topology.get("groups")
         self.groups = groups if isinstance(groups, dict) else {}
+        self._mapped_requirements = _mapped_requirements(topology.get("substitution_mappings"))
         inputs = topology.get("inputs")
         self.functions.inputs = inputs if isinstance(inputs, dict) else {}
         if isinstance(inputs, dict):
             for name, definition in inputs.items():
                 self.definitions.parameter_definition(definition, where / "inputs" / name)
         guard = self.reporter.guard
-        for name, body in self.nodes.items():
-            at = where / "node_templates" / name
-            guard(
-                at,
-                f"node template '{name}'",
-                lambda n=name, b=body, a=at: self._node_template(n, b, a),
-            )
+        self._node_templates(list(self.nodes), where)
         for name, body in self.relationships.items():
             at = where / "relationship_templates" / name
             guard(
@@ -196,6 +270,17 @@ class TopologyChecker:
                     )
 
     # ------------------------------------------------------------------ node templates
+    def _node_templates(self, names: list[str], where: Where) -> None:
+        guard = self.reporter.guard
+        base = where / "node_templates"
+        for name in names:
+            at = base / name
+            guard(
+                at,
+                f"node template '{name}'",
+                lambda n=name, b=self.nodes[name], a=at: self._node_template(n, b, a),
+            )
+
     def _node_template(self, name: str, body: dict[str, Any], where: Where) -> None:
         type_name = body.get("type")
         if type_name is None:
@@ -208,36 +293,53 @@ class TopologyChecker:
         if node_type is None:
             return
         context = FunctionContext(node=name)
+        owner = f"node type {node_type.name}"
+        members = self.registry.members
+        abstract = "directives" in body and bool(
+            {"substitute", "select"} & _names(body.get("directives"))
+        )
         self._assignments(
             body.get("properties"),
-            self.registry.members(node_type, "properties"),
+            members(node_type, "properties"),
             where / "properties",
             context,
-            f"node type {node_type.name}",
+            owner,
             required=True,
             label="property",
-            abstract=bool({"substitute", "select"} & _names(body.get("directives"))),
+            abstract=abstract,
         )
-        self._assignments(
-            body.get("attributes"),
-            self.registry.members(node_type, "attributes"),
-            where / "attributes",
-            context,
-            f"node type {node_type.name}",
-            required=False,
-            label="attribute",
+        # (sections a template leaves out cost nothing, not even their place)
+        if body.get("attributes") is not None:
+            self._assignments(
+                body["attributes"],
+                members(node_type, "attributes"),
+                where / "attributes",
+                context,
+                owner,
+                required=False,
+                label="attribute",
+            )
+        if body.get("capabilities") is not None:
+            self._capabilities(body["capabilities"], node_type, where / "capabilities", context)
+        requirements = body.get("requirements")
+        counts = (
+            self._requirements(name, requirements, node_type, where / "requirements")
+            if isinstance(requirements, list)
+            else {}
         )
-        self._capabilities(body.get("capabilities"), node_type, where / "capabilities", context)
-        self._requirements(name, body.get("requirements"), node_type, where / "requirements")
-        self._interfaces(
-            body.get("interfaces"),
-            self.registry.members(node_type, "interfaces"),
-            where / "interfaces",
-            context,
-            f"node type {node_type.name}",
-            name,
-        )
-        self._artifacts(body.get("artifacts"), where / "artifacts")
+        if not abstract:
+            self._missing_requirements(name, body, node_type, counts, where)
+        if body.get("interfaces") is not None:
+            self._interfaces(
+                body["interfaces"],
+                members(node_type, "interfaces"),
+                where / "interfaces",
+                context,
+                owner,
+                name,
+            )
+        if body.get("artifacts") is not None:
+            self._artifacts(body["artifacts"], where / "artifacts")
         if "node_filter" in body:
             self._node_filter(body["node_filter"], where / "node_filter", node_type)
 
@@ -257,17 +359,18 @@ class TopologyChecker:
             values = {}
         if not isinstance(values, dict):
             return  # grammar reports the shape
+        section = "properties" if label == "property" else "attributes"
+        schema_for = self.values.schema_for
+        known_clean = self.values.known_clean
         for prop, value in values.items():
-            if (
+            extended = (
                 label == "attribute"
                 and type(value) is dict
                 and "value" in value
                 and set(value) <= {"value", "description"}
-            ):
+            )
+            if extended:
                 value = value["value"]  # TOSCA 1.3 extended attribute assignment
-                where_value = where / prop / "value"
-            else:
-                where_value = where / prop
             found = declared.get(prop)
             if found is None:
                 if label == "attribute":
@@ -281,29 +384,40 @@ class TopologyChecker:
                     key=True,
                 )
                 continue
-            definition, type_owner = found
-            section = "properties" if label == "property" else "attributes"
-            schema = self.values.schema_of(definition, lambda: type_owner.where / section / prop)  # noqa: B023 - used at once
+            schema = schema_for(found[0], found[1], section, prop)
             if schema is not None:
+                if known_clean(value, schema, context):
+                    continue  # the commonest assignments: nothing (new) to find
+                where_value = where / prop / "value" if extended else where / prop
                 self.values.check(value, schema, where_value, context)
-            else:
-                self.functions.check_value(value, where_value, context)
+            elif type(value) in (dict, list):
+                self.functions.check_value(value, where / prop, context)
         if not required or abstract or self.lenient:
             return
-        for prop, (definition, _owner) in declared.items():
-            if prop in values or not isinstance(definition, dict):
-                continue
-            if (
-                definition.get("required", True) is True
-                and "default" not in definition
-                and "value" not in definition
-            ):
+        for prop in self._required(declared):
+            if prop not in values:
                 self.reporter.error(
                     f"topology.missing-{label}",
                     where,
                     f"missing required {label} '{prop}' of {owner}",
                     "set it here, or give it a default in the type",
                 )
+
+    def _required(self, declared: dict[str, tuple[Any, TypeDef]]) -> list[str]:
+        """The required members without a default or value (cached per declaration)."""
+        found = self._required_cache.get(id(declared))
+        if found is None or found[0] is not declared:
+            names = [
+                prop
+                for prop, (definition, _owner) in declared.items()
+                if isinstance(definition, dict)
+                and definition.get("required", True) is True
+                and "default" not in definition
+                and "value" not in definition
+            ]
+            found = (declared, names)  # holding the dict keeps its id unique
+            self._required_cache[id(declared)] = found
+        return found[1]
 
     def _capabilities(
         self, assigned: Any, node_type: TypeDef, where: Where, context: FunctionContext
@@ -349,11 +463,14 @@ class TopologyChecker:
                 label="attribute",
             )
 
-    def _requirements(self, node: str, assigned: Any, node_type: TypeDef, where: Where) -> None:
-        if not isinstance(assigned, list):
-            return
-        declared = self.registry.members(node_type, "requirements")
+    def _requirements(
+        self, node: str, assigned: Any, node_type: TypeDef, where: Where
+    ) -> dict[str, int]:
+        """Check each assignment; return how often each declared requirement is assigned."""
         counts: dict[str, int] = {}
+        if not isinstance(assigned, list):
+            return counts
+        declared = self.registry.members(node_type, "requirements")
         for i, item in enumerate(assigned):
             if not isinstance(item, dict) or len(item) != 1:
                 continue
@@ -387,6 +504,114 @@ class TopologyChecker:
                         f"requirement '{req_name}' is assigned {count} times; "
                         f"node type {node_type.name} allows at most {upper}",
                     )
+        return counts
+
+    def _missing_requirements(
+        self,
+        node: str,
+        body: dict[str, Any],
+        node_type: TypeDef,
+        counts: dict[str, int],
+        where: Where,
+    ) -> None:
+        """A requirement below its lower bound that nothing in the topology can fulfil.
+
+        TOSCA's default occurrences are [1, 1]. Processors fill an unassigned requirement with
+        a node template that offers the capability (Puccini, the spec's own tutorials rely on
+        it), and a requirement mapped by substitution_mappings is the outer topology's to
+        fulfil; what is left can never be satisfied. orch fills an unassigned host (a HostedOn
+        requirement) itself: the node runs on the machine orch runs on. Alien4Cloud reports a
+        missing requirement as a task of the topology, not as a parse error: a warning there.
+        """
+        needed = self._needed.get(node_type)
+        if needed is None:
+            needed = [
+                (req_name, _lower_bound(definition), definition)
+                for req_name, (definition, _owner) in self.registry.members(
+                    node_type, "requirements"
+                ).items()
+                if not self._hosting(req_name, definition)
+            ]
+            needed = [entry for entry in needed if entry[1] > 0]
+            self._needed[node_type] = needed
+        for req_name, lower, definition in needed:
+            count = counts.get(req_name, 0)
+            if count >= lower or (node, req_name) in self._mapped_requirements:
+                continue
+            capability, wanted = self._fulfilment(definition)
+            if capability is None or self._candidate(node, capability, wanted):
+                continue
+            requirements = body.get("requirements")
+            at = where / "requirements" if isinstance(requirements, list) else where
+            offer = f"a node template of type {wanted.name} " if wanted is not None else ""
+            message = (
+                f"node template '{node}' leaves required requirement '{req_name}' of "
+                f"{node_type.name} unassigned"
+                if count == 0
+                else f"requirement '{req_name}' of node template '{node}' is assigned {count} "
+                f"time(s); node type {node_type.name} needs at least {lower}"
+            )
+            self.reporter.report(
+                "topology.missing-requirement",
+                at,
+                f"{message}, and nothing in the topology can fulfil it",
+                f"assign it (- {req_name}: <node template>), or add {offer or 'a node template '}"
+                f"with a {capability} capability; occurrences [0, N] make it optional",
+                key=True,
+                severity=Severity.WARNING if self.lenient else Severity.ERROR,
+            )
+
+    def _hosting(self, name: str, definition: Any) -> bool:
+        """A requirement for the node's host: named host, or with a HostedOn relationship."""
+        if name == "host":
+            return True
+        return isinstance(definition, dict) and self._hosted_on(definition.get("relationship"))
+
+    def _fulfilment(self, definition: Any) -> tuple[str | None, TypeDef | None]:
+        """The capability (type or name) a requirement wants, and the node type, if named."""
+        if isinstance(definition, str):
+            return definition, None
+        if not isinstance(definition, dict):
+            return None, None
+        capability = definition.get("capability")
+        node = definition.get("node")
+        wanted = self.registry.get("node_types", node) if isinstance(node, str) else None
+        if isinstance(node, str) and wanted is None:
+            return None, None  # an unknown node type is reported with the type
+        return (capability if isinstance(capability, str) else None), wanted
+
+    def _candidate(self, node: str, capability: str, wanted: TypeDef | None) -> bool:
+        """Whether a node template other than ``node`` offers the capability."""
+        key = (capability, wanted.name if wanted is not None else None)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._find_candidates(capability, wanted)
+            self._candidates[key] = found
+        return any(name != node for name in found)
+
+    def _find_candidates(self, capability: str, wanted: TypeDef | None) -> list[str]:
+        captype = self.registry.get("capability_types", capability)
+        found: list[str] = []
+        for name in self.nodes:
+            node_type = self.node_type_of(name)
+            if node_type is None:
+                found.append(name)  # unknown: reported elsewhere, assume it fits
+                continue
+            if wanted is not None and not self.registry.is_a(node_type, wanted):
+                continue
+            capabilities = self.registry.members(node_type, "capabilities")
+            if (
+                capability in capabilities
+                or captype is None
+                or any(
+                    self.registry.is_a(self.capability_type_of(node_type, cap), captype)
+                    for cap in capabilities
+                )
+            ):
+                found.append(name)
+                if len(found) == 2:
+                    break
+        return found
 
     def _requirement(
         self, node: str, req_name: str, body: Any, definition: Any, where: Where
@@ -591,12 +816,15 @@ class TopologyChecker:
                     continue
             if not isinstance(body, dict):
                 continue
-            known = self._operations(found[0], None, iname)
+            definition = found[0]
+            known = self._known_operations(definition, iname)
             operations = interface_operations(body)
             op_base = where / iname / "operations" if "operations" in body else where / iname
+            shared = _input_definitions(definition)
             inputs = body.get("inputs")
             if isinstance(inputs, dict):
-                self.functions.check_value(inputs, where / iname / "inputs", context)
+                self._inputs(inputs, (shared,), where / iname, context, "inputs")
+            declared_ops = interface_operations(definition) if isinstance(definition, dict) else {}
             for op_name, op in operations.items():
                 if known and op_name not in known:
                     self.reporter.unknown(
@@ -607,13 +835,66 @@ class TopologyChecker:
                         known,
                     )
                     continue
-                self._operation(op, op_base / op_name, context, node)
+                own = _input_definitions(declared_ops.get(op_name))
+                self._operation(op, op_base / op_name, context, node, (own, shared))
 
-    def _operation(self, op: Any, where: Where, context: FunctionContext, node: str | None) -> None:
+    def _known_operations(self, definition: Any, interface: str) -> set[str]:
+        """The operations an interface definition allows (cached: node types repeat)."""
+        key = (id(definition), interface)
+        found = self._known.get(key)
+        if found is None:
+            found = (definition, self._operations(definition, None, interface))
+            self._known[key] = found
+        return found[1]
+
+    def _inputs(
+        self,
+        inputs: dict[str, Any],
+        definitions: tuple[dict[str, Any], ...],
+        parent: Where,
+        context: FunctionContext,
+        key: str,
+    ) -> None:
+        """Input values against the input definitions of the operation or interface, if typed.
+
+        The inputs' place (``parent / key``) is built only for a value that needs a look."""
+        values = self.values
+        where: Where | None = None
+        for name, value in inputs.items():
+            schema = None
+            for declared in definitions:
+                definition = declared.get(name)
+                if type(definition) is dict and "type" in definition:
+                    schema = values.cached_schema(definition)
+                    if schema is _NOT_COMPILED:
+                        where = where or parent / key
+                        schema = values.schema_of(definition, where / name)
+                    break
+            if schema is not None:
+                if not values.known_clean(value, schema, context):
+                    where = where or parent / key
+                    values.check(value, schema, where / name, context)
+            elif type(value) in (dict, list):
+                where = where or parent / key
+                self.functions.check_value(value, where / name, context)
+
+    def _operation(
+        self,
+        op: Any,
+        where: Where,
+        context: FunctionContext,
+        node: str | None,
+        definitions: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         implementation = op.get("implementation") if isinstance(op, dict) else op
-        impl_where = where / "implementation" if isinstance(op, dict) else where
         if isinstance(op, dict) and isinstance(op.get("inputs"), dict):
-            self.functions.check_value(op["inputs"], where / "inputs", context)
+            self._inputs(op["inputs"], definitions, where, context, "inputs")
+        if (
+            type(implementation) is str
+            and self._existing.get((where.file.path, implementation), _UNSEEN)[0] is True
+        ):
+            return  # the commonest implementation: a script already found beside the file
+        impl_where = where / "implementation" if isinstance(op, dict) else where
         primary = implementation
         dependencies: list[Any] = []
         if isinstance(implementation, dict) and "file" in implementation:
@@ -639,7 +920,7 @@ class TopologyChecker:
             file = reference
         if not isinstance(file, str) or not file:
             return
-        if node is not None and file in self.artifacts_of(node):
+        if node is not None and self._is_artifact(node, file):
             return
         if "://" in file or file.startswith("<"):
             return
@@ -651,14 +932,23 @@ class TopologyChecker:
         return any(self.registry.is_a(typedef, name) for name in BUILTIN_ARTIFACTS)
 
     def _file_exists(self, file: str, where: Where, what: str) -> None:
-        if os.path.isabs(file):
-            return  # a path on the target host, not beside the blueprint
-        base = os.path.dirname(where.file.path)
-        path = os.path.join(base, file)
-        found = self._existing.get(path)
+        key = (where.file.path, file)
+        verdict = self._existing.get(key)  # templates name the same few scripts again and again
+        if verdict is None:
+            verdict = self._find_file(file, where.file.path)
+            self._existing[key] = verdict
+        found, path = verdict
         if found is None:
-            found = os.path.exists(path) or read_zip_member(Path(path)) is not None
-            self._existing[path] = found
+            return
+        if found == "outside":
+            assert self.confinement is not None
+            self.reporter.error(
+                "topology.artifact-outside-root",
+                where,
+                f"{what} '{file}' is outside {self.confinement.describe()}: not read",
+                OUTSIDE_HINT,
+            )
+            return
         if found:
             return
         # A warning: a CSAR or the site may still provide it; deploy refuses to run without it.
@@ -668,6 +958,15 @@ class TopologyChecker:
             f"{what} '{file}' not found (looked at {os.path.normpath(path)})",
             "paths are relative to the file that names them",
         )
+
+    def _find_file(self, file: str, source: str) -> tuple[Any, str]:
+        """(None: not looked for, "outside": outside the root, or whether it exists; path)."""
+        if os.path.isabs(file):
+            return None, file  # a path on the target host, not beside the blueprint
+        path = os.path.join(os.path.dirname(source), file)
+        if self.confinement is not None and not self.confinement.contains(path):
+            return "outside", path
+        return os.path.exists(path) or zip_member_exists(Path(path)), path
 
     def _artifacts(self, artifacts: Any, where: Where) -> None:
         for name, definition in entries(artifacts):
@@ -812,6 +1111,8 @@ class TopologyChecker:
             if node_type_name is not None
             else None
         )
+        self._property_mappings(mapping.get("properties"), node_type, where / "properties")
+        self._attribute_mappings(mapping.get("attributes"), node_type, where / "attributes")
         for section, members in (
             ("capabilities", "capabilities"),
             ("requirements", "requirements"),
@@ -850,6 +1151,101 @@ class TopologyChecker:
                             f"node template '{node}' has no {section[:-1]} '{member}'",
                             did_you_mean(str(member), self.registry.members(ntype, members)),
                         )
+
+    def _property_mappings(self, raw: Any, node_type: TypeDef | None, where: Where) -> None:
+        """Each property of the substituted type maps to an input (TOSCA 1.3, 3.8.8), to a
+        node template's property (the deprecated [node, property] form) or to a value."""
+        if not isinstance(raw, dict):
+            return
+        declared = self.registry.members(node_type, "properties") if node_type else None
+        inputs = self.functions.inputs
+        for name, target in raw.items():
+            at = where / name
+            if declared is not None and name not in declared:
+                self.reporter.unknown(
+                    "topology.substitution",
+                    at,
+                    f"node type {node_type.name} has no property '{name}'",  # type: ignore[union-attr]
+                    name,
+                    declared,
+                )
+                continue
+            mapped, mapped_at = target, at
+            if isinstance(target, dict) and "mapping" in target:
+                mapped, mapped_at = target["mapping"], at / "mapping"
+            elif isinstance(target, dict) and "value" in target:
+                mapped, mapped_at = None, at / "value"
+                definition = declared.get(name) if declared is not None else None
+                if definition is not None:
+                    schema = self.values.schema_of(definition[0], at)
+                    if schema is not None and target["value"] is not None:
+                        self.values.check(target["value"], schema, mapped_at)
+            if not isinstance(mapped, list):
+                continue
+            if len(mapped) == 1:
+                if not isinstance(mapped[0], str) or mapped[0] not in inputs:
+                    self.reporter.error(
+                        "topology.substitution",
+                        mapped_at / 0,
+                        f"property '{name}' is mapped to undeclared input '{mapped[0]}'",
+                        did_you_mean(str(mapped[0]), inputs)
+                        or "declare it under topology_template.inputs",
+                    )
+            elif len(mapped) == 2:
+                self._mapped_member(mapped, mapped_at, "properties", "property")
+            else:
+                self.reporter.error(
+                    "topology.substitution",
+                    mapped_at,
+                    f"property mapping of '{name}' has {len(mapped)} entries",
+                    "map a property to [ input_name ] (or, deprecated, [ node_template, "
+                    "property ])",
+                )
+
+    def _attribute_mappings(self, raw: Any, node_type: TypeDef | None, where: Where) -> None:
+        """Attributes map to an output ([ output ]) or a node's attribute ([ node, attribute ])."""
+        if not isinstance(raw, dict):
+            return
+        declared = self.registry.members(node_type, "attributes") if node_type else None
+        for name, target in raw.items():
+            at = where / name
+            if declared is not None and name not in declared:
+                self.reporter.unknown(
+                    "topology.substitution",
+                    at,
+                    f"node type {node_type.name} has no attribute '{name}'",  # type: ignore[union-attr]
+                    name,
+                    declared,
+                )
+                continue
+            if isinstance(target, list) and len(target) == 2:
+                self._mapped_member(target, at, "attributes", "attribute")
+
+    def _mapped_member(self, target: list[Any], where: Where, section: str, label: str) -> None:
+        node, member = target
+        if not isinstance(node, str) or node not in self.nodes:
+            self.reporter.error(
+                "topology.substitution",
+                where / 0,
+                f"substitution maps to unknown node template '{node}'",
+                did_you_mean(str(node), self.nodes),
+            )
+            return
+        ntype = self.node_type_of(node)
+        if ntype is None:
+            return
+        members = dict(self.registry.members(ntype, section))
+        if section == "attributes":
+            members.update(self.registry.members(ntype, "properties"))
+        if not isinstance(member, str) or (
+            member not in members and not (section == "attributes" and member in NODE_RUNTIME)
+        ):
+            self.reporter.error(
+                "topology.substitution",
+                where / 1,
+                f"node template '{node}' ({ntype.name}) has no {label} '{member}'",
+                did_you_mean(str(member), members),
+            )
 
     # ------------------------------------------------------------------ workflows
     def _workflow(
@@ -939,6 +1335,41 @@ class TopologyChecker:
                     f"inline refers to unknown workflow '{name}'",
                     did_you_mean(name, workflows),
                 )
+
+
+_UNSEEN = (None, "")  # not looked for yet
+
+
+def _input_definitions(definition: Any) -> dict[str, Any]:
+    """The ``inputs`` of an interface or operation definition (a map, or nothing)."""
+    inputs = definition.get("inputs") if isinstance(definition, dict) else None
+    return inputs if isinstance(inputs, dict) else {}
+
+
+def _lower_bound(definition: Any) -> int:
+    """A requirement's minimum occurrences: [1, 1] by default (TOSCA 1.3, 3.6.3)."""
+    occurrences = definition.get("occurrences") if isinstance(definition, dict) else None
+    if occurrences is None:
+        return 1
+    if isinstance(occurrences, list) and occurrences and type(occurrences[0]) is int:
+        return occurrences[0]
+    return 0  # malformed: reported with the type
+
+
+def _mapped_requirements(mapping: Any) -> set[tuple[Any, Any]]:
+    """(node template, requirement) pairs a substitution mapping leaves to the outer topology."""
+    requirements = mapping.get("requirements") if isinstance(mapping, dict) else None
+    pairs: set[tuple[Any, Any]] = set()
+    if isinstance(requirements, dict):
+        for target in requirements.values():
+            if (
+                isinstance(target, list)
+                and len(target) >= 2
+                and isinstance(target[0], str)
+                and isinstance(target[1], str)
+            ):
+                pairs.add((target[0], target[1]))
+    return pairs
 
 
 def _names(value: Any) -> set[str]:

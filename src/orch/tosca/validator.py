@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from orch.tosca.functions import FunctionChecker
 from orch.tosca.imports import (
     NORMATIVE_FILE,
     Catalog,
+    Confinement,
     builtin_types_dir,
     csar_entry,
     default_catalog,
@@ -58,6 +59,8 @@ class ValidationResult:
     files: list[LoadedFile] = field(default_factory=list)
     registry: TypeRegistry | None = None
     template: LoadedFile | None = None
+    confinement: Confinement | None = None
+    """Where the blueprint's files may be read from (its root and the catalogs)."""
 
     @property
     def ok(self) -> bool:
@@ -74,6 +77,7 @@ class _Run:
         self.by_file: dict[str, list[TypeDef]] = {}
         self._current_key = ""
         self.alien = False
+        self.confinement: Confinement | None = None
 
     # ------------------------------------------------------------------ loading
     def load(
@@ -95,7 +99,7 @@ class _Run:
             loaded = preloaded or (load_import(path) if imported_from else load_file(str(path)))
         except YamlError as exc:
             for diagnostic in yaml_error_diagnostics(exc):
-                self.reporter.add(diagnostic)
+                self.reporter.add(diagnostic if _may_quote(exc.raw) else _unquoted(diagnostic))
             return None
         except OSError as exc:
             location = (
@@ -105,7 +109,7 @@ class _Run:
             )
             self.reporter.add(
                 Diagnostic(
-                    "imports.read",
+                    "imports.read" if imported_from else "document.read",
                     Severity.ERROR,
                     f"cannot read '{path}': {exc.strerror or exc}",
                     location,
@@ -113,11 +117,39 @@ class _Run:
             )
             return None
         self.files[key] = loaded
+        if not _is_tosca(loaded):
+            self._not_tosca(loaded, imported_from)
+            return None
         self._current_key = key
-        self._check_file(loaded, builtin=builtin, prefix=prefix)
+        self._check_file(loaded, builtin=builtin, prefix=prefix, imported=bool(imported_from))
         return loaded
 
-    def _check_file(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None) -> None:
+    def _not_tosca(self, loaded: LoadedFile, imported_from: Where | None) -> None:
+        """One diagnostic for a file that is not TOSCA, quoting nothing of it: neither its
+        lines nor its keys (it may be any file a blueprint names, such as /etc/shadow)."""
+        loaded.quotable = False
+        data = loaded.data
+        if not isinstance(data, dict):
+            self.reporter.error(
+                "document.shape", Where(loaded, ()), "a TOSCA file must be a map of keynames"
+            )
+            return
+        first = next(k for k in data if not (isinstance(k, str) and k in TOSCA_KEYNAMES))
+        line = loaded.location((first,), key=True).line
+        message = (
+            f"'{loaded.path}' is not a TOSCA file: no tosca_definitions_version, and its line "
+            f"{line} holds a key that is not a TOSCA keyname"
+        )
+        hint = "a TOSCA file starts with tosca_definitions_version: tosca_simple_yaml_1_3"
+        if imported_from is not None:
+            self.reporter.error("document.not-tosca", imported_from, message, hint)
+        else:
+            self.reporter.error("document.not-tosca", Where(loaded, (first,)), message, hint,
+                                key=True)  # fmt: skip
+
+    def _check_file(
+        self, loaded: LoadedFile, *, builtin: bool, prefix: str | None, imported: bool = False
+    ) -> None:
         file_key = self._current_key
         root = Where(loaded, ())
         data = loaded.data
@@ -133,7 +165,9 @@ class _Run:
             self.reporter.error("document.shape", root, "a TOSCA file must be a map of keynames")
             return
         version = data.get("tosca_definitions_version")
-        if version is None:
+        if version is None and imported:
+            pass  # an imported type file may leave it out (common practice)
+        elif version is None:
             self.reporter.error(
                 "document.missing-version",
                 root,
@@ -234,7 +268,9 @@ class _Run:
                 # TOSCA 1.0 form: a list of single-key maps {name: file-or-definition}
                 ((label, entry),) = entry.items()
                 where = where / label
-            target = resolve_import(entry, loaded, where, repositories, self.catalog)
+            target = resolve_import(
+                entry, loaded, where, repositories, self.catalog, self.confinement
+            )
             if target.problem is not None:
                 rule, message, hint = target.problem
                 if target.path is None:
@@ -268,22 +304,13 @@ def _validate(
 ) -> ValidationResult:
     entry = Path(path)
     run = _Run(catalog or default_catalog(catalogs))
+    run.confinement = Confinement.of(entry, run.catalog)
     normative = builtin_types_dir() / NORMATIVE_FILE
     run.load(normative, imported_from=None, builtin=True)
     preloaded: LoadedFile | None = None
     if entry.is_dir() or (entry.is_file() and entry.suffix.lower() in (".zip", ".csar")):
-        found = csar_entry(entry, run.reporter)
+        found = csar_entry(entry, run.reporter)  # reports why it is not a CSAR
         if found is None:
-            run.reporter.add(
-                Diagnostic(
-                    "csar.entry",
-                    Severity.ERROR,
-                    "not a CSAR: no TOSCA-Metadata/TOSCA.meta with Entry-Definitions, "
-                    "and not exactly "
-                    "one YAML file at the top",
-                    Location(str(entry)),
-                )
-            )
             return ValidationResult(str(entry), _sorted(run.reporter.diagnostics))
         entry, preloaded = found
     if not entry.exists() and preloaded is None:
@@ -311,11 +338,48 @@ def _validate(
         checker = TopologyChecker(
             run.registry, values, functions, definitions, run.reporter, lenient=run.alien
         )
+        checker.confinement = run.confinement
         if isinstance(topology, dict):
             checker.check(topology, Where(main, ("topology_template",)))
     return ValidationResult(
-        str(entry), _sorted(run.reporter.diagnostics), list(run.files.values()), run.registry, main
+        str(entry),
+        _sorted(run.reporter.diagnostics),
+        list(run.files.values()),
+        run.registry,
+        main,
+        run.confinement,
     )
+
+
+TOSCA_KEYNAMES = frozenset(grammar.schema()["properties"])
+
+
+def _is_tosca(loaded: LoadedFile) -> bool:
+    """Whether a loaded file is TOSCA, and so may be quoted in diagnostics: it declares
+    tosca_definitions_version, or (an imported type file may leave it out) all its keys are
+    TOSCA keynames. An empty file is checked as TOSCA (there is nothing to quote)."""
+    data = loaded.data
+    if data is None:
+        return True
+    if not isinstance(data, dict):
+        return False
+    return "tosca_definitions_version" in data or all(
+        isinstance(k, str) and k in TOSCA_KEYNAMES for k in data
+    )
+
+
+def _may_quote(raw: bytes) -> bool:
+    """Whether a file that is not even YAML may be quoted: only one that says it is TOSCA."""
+    return b"tosca_definitions_version" in raw
+
+
+_QUOTED = re.compile(r"\s*(?:'(?!<[a-z ]+>')[^']*'|\"[^\"]*\")")
+
+
+def _unquoted(diagnostic: Diagnostic) -> Diagnostic:
+    """A syntax error without the fragments of the source its message quotes."""
+    message = _QUOTED.sub("", diagnostic.message)
+    return replace(diagnostic, message=message) if message != diagnostic.message else diagnostic
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from orch.tosca.context import Reporter, Where
-from orch.tosca.loader import YamlFloat, scalar_text
+from orch.tosca.loader import MAX_INT_DIGITS, YamlFloat, scalar_text
 from orch.tosca.types import TypeDef, TypeRegistry
 
 PRIMITIVES = frozenset(
@@ -96,6 +97,7 @@ _SCALAR = re.compile(
 )
 _VERSION = re.compile(r"[0-9]+\.[0-9]+(?:\.[0-9]+(?:\.[A-Za-z0-9_]+(?:-[0-9]+)?)?)?\Z")
 _LOOSE_VERSION = re.compile(r"[0-9]+(?:\.[0-9A-Za-z_]+)*(?:[-+][0-9A-Za-z_.-]+)?\Z")
+_FLOAT_MAX = int(sys.float_info.max)
 _TIMESTAMP = re.compile(
     r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
     r"(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?"
@@ -134,6 +136,11 @@ FUNCTION_NAMES = frozenset(
         "get_vault_secret",
     }
 )
+
+
+_SCALARS = frozenset({str, int, bool, float, YamlFloat})
+NOT_COMPILED = object()
+_ABSENT = object()
 
 
 def is_function(value: Any) -> bool:
@@ -186,6 +193,8 @@ def parse_version(value: Any, *, loose: bool = False) -> tuple[Any, ...]:
     pattern = _LOOSE_VERSION if loose else _VERSION
     if not pattern.match(text):
         raise Invalid(f"'{text}' is not a TOSCA version (major.minor[.fix[.qualifier[-build]]])")
+    if len(text) > MAX_INT_DIGITS:  # int() of a longer part would raise
+        raise Invalid(f"a version of {len(text):,} characters is too long")
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-]", text))
 
 
@@ -225,6 +234,8 @@ def coerce_primitive(kind: str, value: Any) -> Any:
         raise Invalid(f"expected an integer, got {_describe(value)}")
     if kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > _FLOAT_MAX:  # float() would raise
+                raise Invalid("the integer is too large for a float")
             return float(value)
         raise Invalid(f"expected a float, got {_describe(value)}")
     if kind == "boolean":
@@ -283,6 +294,10 @@ class Schema:
     constraints: tuple[tuple[str, Any, Where], ...]
     entry: Schema | None = None
     key: Schema | None = None
+    # a complex type's fields (compiled on first use) and the names of the required ones
+    fields: dict[str, Schema | None] | None = None
+    required: tuple[str, ...] = ()
+    prepared: list[tuple[str, Any, Any]] | None = None  # constraints, operands typed once
 
 
 class ValueChecker:
@@ -301,6 +316,9 @@ class ValueChecker:
         self._compiled: dict[Any, tuple[Any, Schema | None]] = {}
         self.require_fields = True  # off in the Alien4Cloud dialect, which fills them in later
         self._datatype_chain: dict[int, tuple[str | None, tuple[tuple[str, Any, Where], ...]]] = {}
+        self._clean: set[tuple[Any, ...]] = set()
+        # the function checker's own cache, when there is one: (call, context) -> found clean
+        self.function_clean: Callable[[Any, Any], bool] | None = None
 
     # ---------------------------------------------------------------- compile
     def schema_of(self, definition: Any, where: Where | Callable[[], Where]) -> Schema | None:
@@ -316,6 +334,18 @@ class ValueChecker:
         self._compiled[key] = (definition, schema)
         return schema
 
+    def schema_for(self, definition: Any, owner: TypeDef, section: str, name: str) -> Schema | None:
+        """``schema_of`` a member of a type, where its place is only built on first sight."""
+        found = self._compiled.get(definition if isinstance(definition, str) else id(definition))
+        if found is not None:
+            return found[1]
+        return self.schema_of(definition, owner.where / section / name)
+
+    def cached_schema(self, definition: Any) -> Any:
+        """The schema compiled for ``definition`` (None: it has none), or NOT_COMPILED."""
+        found = self._compiled.get(definition if isinstance(definition, str) else id(definition))
+        return NOT_COMPILED if found is None else found[1]
+
     def _compile(self, definition: Any, where: Where) -> Schema | None:
         if isinstance(definition, str):
             definition, where = {"type": definition}, where
@@ -330,12 +360,10 @@ class ValueChecker:
         if primitive is None and datatype is None:
             return None  # unknown type: reported by the definition checker
         constraints = list(inherited)
-        raw = definition.get("constraints")
-        if isinstance(raw, list):
-            for i, clause in enumerate(raw):
-                if isinstance(clause, dict) and len(clause) == 1:
-                    ((op, operand),) = clause.items()
-                    constraints.append((op, operand, where / "constraints" / i / op))
+        for clause, at in constraint_clauses(definition.get("constraints"), where / "constraints"):
+            if isinstance(clause, dict) and len(clause) == 1:
+                ((op, operand),) = clause.items()
+                constraints.append((op, operand, at / op))
         entry = key = None
         if "entry_schema" in definition:
             entry = self._compile(
@@ -366,12 +394,12 @@ class ValueChecker:
             primitive: str | None = None
             constraints: list[tuple[str, Any, Where]] = []
             for owner in self.registry.ancestry(datatype):
-                raw = owner.body.get("constraints")
-                if isinstance(raw, list):
-                    for i, clause in enumerate(raw):
-                        if isinstance(clause, dict) and len(clause) == 1:
-                            ((op, operand),) = clause.items()
-                            constraints.append((op, operand, owner.where / "constraints" / i / op))
+                for clause, at in constraint_clauses(
+                    owner.body.get("constraints"), owner.where / "constraints"
+                ):
+                    if isinstance(clause, dict) and len(clause) == 1:
+                        ((op, operand),) = clause.items()
+                        constraints.append((op, operand, at / op))
                 parent = owner.parent_name
                 if parent in PRIMITIVES:
                     primitive = parent
@@ -386,6 +414,20 @@ class ValueChecker:
         )
 
     # ---------------------------------------------------------------- check
+    def known_clean(self, value: Any, schema: Schema, context: Any) -> bool:
+        """Whether ``value`` was already found clean against ``schema`` (or needs no look):
+        callers skip building the value's place for the commonest values."""
+        kind = type(value)
+        if kind is str:
+            if schema.primitive == "string" and not schema.constraints:
+                return True
+            return (schema, str, value) in self._clean
+        if kind is dict:
+            return self.function_clean is not None and self.function_clean(value, context)
+        if kind in _SCALARS:
+            return (schema, kind, value.text if kind is YamlFloat else value) in self._clean
+        return False
+
     def check(self, value: Any, schema: Schema, where: Where, context: Any = None) -> None:
         primitive = schema.primitive
         kind = type(value)
@@ -393,8 +435,23 @@ class ValueChecker:
             if len(value) == 1 and is_function(value):
                 self.check_function(value, where, context)
                 return
-        elif kind is str and primitive == "string" and not schema.constraints:
-            return  # the most common value of all: nothing more to know
+        elif kind in _SCALARS:
+            if kind is str and primitive == "string" and not schema.constraints:
+                return  # the most common value of all: nothing more to know
+            # a scalar found clean against a schema stays clean: templates repeat values
+            key = (schema, kind, value.text if kind is YamlFloat else value)
+            if key in self._clean:
+                return
+            before = self.reporter.findings
+            self._check(value, schema, where, context, primitive)
+            if self.reporter.findings == before:
+                self._clean.add(key)
+            return
+        self._check(value, schema, where, context, primitive)
+
+    def _check(
+        self, value: Any, schema: Schema, where: Where, context: Any, primitive: str | None
+    ) -> None:
         try:
             if primitive is not None:
                 normal = coerce_primitive(primitive, value)
@@ -404,16 +461,29 @@ class ValueChecker:
         except Invalid as exc:
             self.reporter.error("value.type", where, f"{exc} for type {schema.type_name}")
             return
-        for op, operand, cwhere in schema.constraints:
-            self._check_constraint(op, operand, cwhere, normal, value, schema, where)
+        if schema.constraints:
+            prepared = schema.prepared
+            if prepared is None:
+                prepared = self._prepare(schema)
+            for op, bound, operand in prepared:
+                if not _holds(op, bound, normal, value):
+                    self.reporter.error(
+                        "value.constraint",
+                        where,
+                        f"{_describe(value)} violates constraint {op}: {_show(operand)}",
+                        _constraint_hint(op, operand),
+                    )
+        known_clean = self.known_clean
         if primitive == "list" and schema.entry is not None:
+            entry = schema.entry
             for i, item in enumerate(value):
-                self.check(item, schema.entry, where / i, context)
+                if not known_clean(item, entry, context):
+                    self.check(item, entry, where / i, context)
         elif primitive == "map":
             for k, item in value.items():
-                if schema.key is not None:
+                if schema.key is not None and not known_clean(k, schema.key, context):
                     self.check(k, schema.key, where / k, context)
-                if schema.entry is not None:
+                if schema.entry is not None and not known_clean(item, schema.entry, context):
                     self.check(item, schema.entry, where / k, context)
 
     def _check_complex(self, value: Any, schema: Schema, where: Where, context: Any) -> None:
@@ -423,10 +493,12 @@ class ValueChecker:
             raise Invalid(
                 f"expected a map of the fields of {datatype.name}, got {_describe(value)}"
             )
-        fields = self.registry.members(datatype, "properties")
+        fields = schema.fields
+        if fields is None:
+            fields = self._fields(schema, datatype)
         for name, item in value.items():
-            found = fields.get(name)
-            if found is None:
+            sub = fields.get(name, _ABSENT)
+            if sub is _ABSENT:
                 self.reporter.unknown(
                     "value.unknown-field",
                     where / name,
@@ -434,45 +506,80 @@ class ValueChecker:
                     name,
                     fields,
                 )
-                continue
-            definition, owner = found
-            sub = self.schema_of(definition, lambda o=owner, n=name: o.where / "properties" / n)
-            if sub is not None:
+            elif sub is not None and not self.known_clean(item, sub, context):
                 self.check(item, sub, where / name, context)
         if not self.require_fields:
             return
-        for name, (definition, _owner) in fields.items():
-            if name in value or not isinstance(definition, dict):
-                continue
-            if definition.get("required", True) is True and "default" not in definition:
+        for name in schema.required:
+            if name not in value:
                 self.reporter.error(
                     "value.missing-field",
                     where,
                     f"missing required field '{name}' of data type {datatype.name}",
+                    f"{datatype.name} needs: " + ", ".join(schema.required),
                 )
 
-    def _check_constraint(
-        self,
-        op: str,
-        operand: Any,
-        cwhere: Where,
-        normal: Any,
-        value: Any,
-        schema: Schema,
-        where: Where,
-    ) -> None:
-        if is_function(operand):
-            return
-        try:
-            ok = self._evaluate(op, operand, normal, value, schema)
-        except Invalid:
-            return  # a bad operand is reported once, where the constraint is defined
-        if not ok:
-            self.reporter.error(
-                "value.constraint",
-                where,
-                f"{_describe(value)} violates constraint {op}: {_show(operand)}",
-            )
+    def _fields(self, schema: Schema, datatype: TypeDef) -> dict[str, Schema | None]:
+        """Compile a complex type's fields once: name -> schema, and which are required."""
+        fields: dict[str, Schema | None] = {}
+        required = []
+        for name, (definition, owner) in self.registry.members(datatype, "properties").items():
+            fields[name] = self.schema_of(definition, owner.where / "properties" / name)
+            if (
+                isinstance(definition, dict)
+                and definition.get("required", True) is True
+                and "default" not in definition
+            ):
+                required.append(name)
+        schema.fields = fields
+        schema.required = tuple(required)
+        return fields
+
+    def _prepare(self, schema: Schema) -> list[tuple[str, Any, Any]]:
+        """A schema's constraints with their operands typed once: (operator, bound, operand).
+
+        Operands that are functions, or that do not fit the type (reported where the
+        constraint is defined), are left out."""
+        prepared = []
+        for op, operand, _where in schema.constraints:
+            if is_function(operand):
+                continue
+            try:
+                bound = self._bound(op, operand, schema)
+            except (Invalid, re.error):
+                continue
+            prepared.append((op, bound, operand))
+        schema.prepared = prepared
+        return prepared
+
+    def _bound(self, op: str, operand: Any, schema: Schema) -> Any:
+        if op in ("equal", "greater_than", "greater_or_equal", "less_than", "less_or_equal"):
+            return self._operand(operand, schema)
+        if op == "in_range":
+            if not isinstance(operand, list) or len(operand) != 2:
+                raise Invalid(op)
+            low = self._operand(operand[0], schema)
+            high = math.inf if operand[1] == UNBOUNDED else self._operand(operand[1], schema)
+            return (low, high)
+        if op == "valid_values":
+            if not isinstance(operand, list):
+                raise Invalid(op)
+            choices = []
+            for choice in operand:
+                try:
+                    choices.append(self._operand(choice, schema))
+                except Invalid:
+                    continue
+            return choices
+        if op in ("length", "min_length", "max_length"):
+            if not isinstance(operand, int) or isinstance(operand, bool):
+                raise Invalid(op)
+            return operand
+        if op == "pattern":
+            if not isinstance(operand, str):
+                raise Invalid(op)
+            return re.compile(operand)
+        return None  # schema: not checked statically
 
     def _operand(self, operand: Any, schema: Schema) -> Any:
         primitive = schema.primitive
@@ -485,57 +592,6 @@ class ValueChecker:
         ):
             return float(operand)  # a bare number bound is in the base unit (bytes, seconds, ...)
         return coerce_primitive(primitive, operand)
-
-    def _evaluate(self, op: str, operand: Any, normal: Any, value: Any, schema: Schema) -> bool:
-        if op == "equal":
-            return normal == self._operand(operand, schema)
-        if op in ("greater_than", "greater_or_equal", "less_than", "less_or_equal"):
-            bound = self._operand(operand, schema)
-            try:
-                return {
-                    "greater_than": normal > bound,
-                    "greater_or_equal": normal >= bound,
-                    "less_than": normal < bound,
-                    "less_or_equal": normal <= bound,
-                }[op]
-            except TypeError:
-                raise Invalid(op) from None
-        if op == "in_range":
-            if not isinstance(operand, list) or len(operand) != 2:
-                raise Invalid(op)
-            low = self._operand(operand[0], schema)
-            high = math.inf if operand[1] == UNBOUNDED else self._operand(operand[1], schema)
-            try:
-                return low <= normal <= high
-            except TypeError:
-                raise Invalid(op) from None
-        if op == "valid_values":
-            if not isinstance(operand, list):
-                raise Invalid(op)
-            choices = []
-            for choice in operand:
-                try:
-                    choices.append(self._operand(choice, schema))
-                except Invalid:
-                    continue
-            return normal in choices
-        if op in ("length", "min_length", "max_length"):
-            if not isinstance(operand, int) or not hasattr(value, "__len__"):
-                raise Invalid(op)
-            size = len(value)
-            return {
-                "length": size == operand,
-                "min_length": size >= operand,
-                "max_length": size <= operand,
-            }[op]
-        if op == "pattern":
-            if not isinstance(operand, str) or not isinstance(normal, str):
-                raise Invalid(op)
-            try:
-                return re.fullmatch(operand, normal) is not None
-            except re.error:
-                raise Invalid(op) from None
-        return True  # schema: not checked statically
 
     # ---------------------------------------------------------------- definitions
     def check_constraint_clause(self, clause: Any, where: Where, schema: Schema | None) -> None:
@@ -585,6 +641,61 @@ class ValueChecker:
             self.reporter.error("constraint.operand", where / op, f"bad operand for {op}: {exc}")
         except re.error as exc:
             self.reporter.error("constraint.operand", where / op, f"invalid pattern: {exc}")
+
+
+def constraint_clauses(raw: Any, where: Where) -> list[tuple[Any, Where]]:
+    """The clauses of a ``constraints`` keyname and where each is written.
+
+    TOSCA writes a list of clauses; a single clause written as a map is read as a list of one
+    (Puccini does; the definition checker warns, since tosca-parser and xOpera refuse it).
+    """
+    if isinstance(raw, list):
+        return [(clause, where / i) for i, clause in enumerate(raw)]
+    if isinstance(raw, dict) and len(raw) == 1:
+        return [(raw, where)]
+    return []
+
+
+def _holds(op: str, bound: Any, normal: Any, value: Any) -> bool:
+    """Whether a value meets a prepared constraint; values of the wrong kind for the operator
+    (a bad constraint, reported where it is defined) pass."""
+    try:
+        if op == "equal":
+            return bool(normal == bound)
+        if op == "greater_than":
+            return bool(normal > bound)
+        if op == "greater_or_equal":
+            return bool(normal >= bound)
+        if op == "less_than":
+            return bool(normal < bound)
+        if op == "less_or_equal":
+            return bool(normal <= bound)
+        if op == "in_range":
+            return bool(bound[0] <= normal <= bound[1])
+        if op == "valid_values":
+            return normal in bound
+        if op in ("length", "min_length", "max_length"):
+            if not hasattr(value, "__len__"):
+                return True
+            size = len(value)
+            return (
+                size == bound
+                if op == "length"
+                else (size >= bound if op == "min_length" else size <= bound)
+            )
+        if op == "pattern":
+            return not isinstance(normal, str) or bound.fullmatch(normal) is not None
+    except TypeError:
+        return True
+    return True  # schema: not checked statically
+
+
+def _constraint_hint(op: str, operand: Any) -> str:
+    if op == "valid_values" and isinstance(operand, list):
+        return "valid: " + ", ".join(_show(o) for o in operand)
+    if op == "pattern":
+        return f"the whole value must match the regular expression {operand}"
+    return f"the {op.replace('_', ' ')} constraint is declared with the type or property"
 
 
 def _as_definition(value: Any) -> Any:

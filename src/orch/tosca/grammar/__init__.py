@@ -22,6 +22,8 @@ SCHEMA_FILE = "tosca.schema.json"
 
 # (path, rule, message, hint, points at the key rather than the value)
 Finding = tuple[tuple[Any, ...], str, str, Any, bool]
+# While checking, a path is linked: () at the root, (parent path, key) below it. Building a flat
+# tuple for every value visited would copy the whole path each time; findings are few.
 Check = Callable[[Any, tuple[Any, ...], list[Finding]], None]
 
 
@@ -43,7 +45,17 @@ def document_check() -> Check:
 def check_document(data: Any) -> list[Finding]:
     findings: list[Finding] = []
     document_check()(data, (), findings)
-    return [(p, r, m, str(h) if h is not None else None, k) for p, r, m, h, k in findings]
+    return [(_flat(p), r, m, str(h) if h is not None else None, k) for p, r, m, h, k in findings]
+
+
+def _flat(path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A linked path as the flat tuple of its keys, root first."""
+    keys = []
+    while path:
+        path, key = path
+        keys.append(key)
+    keys.reverse()
+    return tuple(keys)
 
 
 class _LazyHint:
@@ -110,13 +122,15 @@ class _Compiler:
         name = pointer.rsplit("/", 1)[-1]
         slot: list[Check] = []
 
-        def forward(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
+        def lazy(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
+            # compiled on first use: a document uses a part of the grammar, and compiling all
+            # of it costs more than checking a small file
+            if not slot:
+                slot.append(self.compile(self.root["definitions"][name], _label(name)))
             slot[0](value, path, out)
 
-        self.refs[pointer] = forward
-        target = self.root["definitions"][name]
-        slot.append(self.compile(target, _label(name)))
-        return forward
+        self.refs[pointer] = lazy
+        return lazy
 
     def trivial(self, node: dict[str, Any]) -> bool:
         """True when the schema accepts anything (only annotations, possibly behind $refs)."""
@@ -133,6 +147,8 @@ class _Compiler:
         if "$ref" in node:
             return self.ref(node["$ref"])
         types = node.get("type")
+        if types is not None and not any(k in node for k in _VALUE_KEYWORDS):
+            return self._shaped(node, types if isinstance(types, list) else [types], label)
         if types is not None:
             checks.append(self._type(types if isinstance(types, list) else [types], label))
         if "enum" in node:
@@ -167,6 +183,32 @@ class _Compiler:
                     check(value, path, out)
 
         return all_of
+
+    def _shaped(self, node: dict[str, Any], types: list[str], label: str) -> Check:
+        """A typed node without value keywords, the commonest kind: one closure that dispatches
+        on the value's kind instead of a type check followed by every other check."""
+        type_check = self._type(types, label)
+        members = self._object(node, label) if any(k in node for k in _OBJECT_KEYWORDS) else None
+        items = self._array(node, label) if any(k in node for k in _ARRAY_KEYWORDS) else None
+        members = None if members is _accept else members
+        items = None if items is _accept else items
+        takes_map = "object" in types
+        takes_list = "array" in types
+
+        def shaped(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
+            kind = type(value)
+            if kind is dict and takes_map:
+                if members is not None:
+                    members(value, path, out)
+            elif kind is list and takes_list:
+                if items is not None:
+                    items(value, path, out)
+            else:
+                type_check(value, path, out)  # other kinds: accepted, or reported here
+                if members is not None and takes_map and isinstance(value, dict):
+                    members(value, path, out)  # a subclass of dict
+
+        return shaped
 
     def _type(self, types: list[str], label: str) -> Check:
         tests = [_JSON_TYPES[t] for t in types]
@@ -246,28 +288,54 @@ class _Compiler:
         max_props = node.get("maxProperties")
         known = sorted(properties)
 
+        if (
+            extra is None
+            and not closed
+            and not any(properties.values())
+            and not patterns
+            and not required
+            and min_props is None
+            and max_props is None
+        ):
+            return _accept  # any keys, any values: nothing to look at inside
+        if (
+            extra is not None
+            and not properties
+            and not patterns
+            and not required
+            and min_props is None
+            and max_props is None
+        ):
+
+            def entries(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
+                if isinstance(value, dict):  # a map of named entries: each one is checked alike
+                    for key, item in value.items():
+                        extra(item, (path, key), out)
+
+            return entries
+
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if not isinstance(value, dict):
                 return
             for key, item in value.items():
-                if key in properties:
-                    sub = properties[key]
+                sub = properties.get(key, _UNLISTED)
+                if sub is not _UNLISTED:
                     if sub is not None:
-                        sub(item, (*path, key), out)
+                        sub(item, (path, key), out)
                     continue
                 matched = False
                 for regex, pattern_check in patterns:
                     if isinstance(key, str) and regex.search(key):
-                        pattern_check(item, (*path, key), out)
+                        pattern_check(item, (path, key), out)
                         matched = True
                 if matched:
                     continue
                 if extra is not None:
-                    extra(item, (*path, key), out)
+                    extra(item, (path, key), out)
                 elif closed:
                     out.append(
                         (
-                            (*path, key),
+                            (path, key),
                             "grammar.unknown-key",
                             f"unknown key '{key}' in {label}",
                             _LazyHint(str(key), known),
@@ -316,13 +384,17 @@ class _Compiler:
         item_check = self.compile(items, label + " item") if isinstance(items, dict) else None
         low = node.get("minItems")
         high = node.get("maxItems")
+        if item_check is _accept:
+            item_check = None
+        if item_check is None and low is None and high is None:
+            return _accept
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if not isinstance(value, list):
                 return
             if item_check is not None:
                 for i, item in enumerate(value):
-                    item_check(item, (*path, i), out)
+                    item_check(item, (path, i), out)
             if low is not None and len(value) < low:
                 out.append(
                     (path, "grammar.size", f"{label} needs at least {low} items", None, False)
@@ -383,6 +455,8 @@ _OBJECT_KEYWORDS = (
     "maxProperties",
 )
 _ARRAY_KEYWORDS = ("items", "minItems", "maxItems")
+_VALUE_KEYWORDS = ("enum", "const", "pattern", "anyOf", "oneOf")
+_UNLISTED = object()
 _VALIDATING = (
     "type",
     "enum",

@@ -1,0 +1,31 @@
+"""Names the checks and the model share: node and job states, orch's builtin artifact types.
+
+Kept apart from ``model`` so that validating a blueprint does not import the model's classes.
+"""
+
+from __future__ import annotations
+
+NODE_STATES = (
+    "initial",
+    "creating",
+    "created",
+    "configuring",
+    "configured",
+    "starting",
+    "started",
+    "stopping",
+    "stopped",
+    "deleting",
+    "deleted",
+    "error",
+)
+"""The normative node states (TOSCA 1.3, 3.4.1), in lifecycle order."""
+JOB_STATES = ("submitting", "submitted", "executing", "executed", "cancelled", "failed")
+"""The states of a job node after it started (Alien4Cloud's job states): between ``started`` and
+``stopping`` in the lifecycle."""
+
+BUILTIN_ARTIFACT = "orch.artifacts.Builtin"
+"""An implementation carried out by one of orch's own executors: its ``file`` names the executor
+(``slurm``, ``pycompss``, ``image``, ``stage``), not a file."""
+BUILTIN_ARTIFACTS = (BUILTIN_ARTIFACT, "org.eflows4hpc.pycompss.plugin.artifacts.Deployment")
+"""orch's, and the eFlows4HPC Yorc plugin's ``embedded`` PyCOMPSs implementation."""
