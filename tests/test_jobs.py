@@ -277,8 +277,8 @@ def test_failed_job_fails_its_step_and_resume_submits_it_again(site):
     assert [(j["instance"], j["status"]) for j in status["jobs"]] == [("sim/0", "failed")]
 
     (site.job_dir / "sim_0.out").unlink()
-    # another input value is a change of the deployment: applied with --update
-    site(*_deploy_args(site, "-i", "result=COMPLETED", "--update"))
+    # another input for the job that failed: it has not succeeded, so it simply runs with it
+    site(*_deploy_args(site, "-i", "result=COMPLETED"))
     jobs = _status(site)["jobs"]
     assert [(j["instance"], j["status"]) for j in jobs] == [
         ("sim/0", "failed"),

@@ -208,3 +208,21 @@ def test_update_over_ssh(orch: Orch, ssh_server, tmp_path: Path):
         assert not two.exists()
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_after_a_failure_a_fixed_input_is_used_without_an_update(orch: Orch, hello: Path):
+    """Only what was deployed can drift: an input that only operations that never succeeded
+    use is simply taken, and the resume runs them with it."""
+    bad = orch.root / "not-a-folder"
+    bad.write_text("a file where the work folder should be")
+    failed = orch("deploy", str(hello), "-n", "r", "-i", f"work_dir={bad}", check=4)
+    assert "dataset/0 Standard.create failed" in failed.stderr
+    good = orch.root / "work"
+    proc = orch("deploy", str(hello), "-n", "r", "-i", f"work_dir={good}")
+    assert "differs" not in proc.stderr
+    assert ran(proc) == [
+        "dataset/0 Standard.create", "simulation/0 Standard.start", "report/0 Standard.start"
+    ]  # fmt: skip
+    assert (good / "report.txt").exists()
+    orch("undeploy", "r")  # with the input it was deployed with in the end
+    assert not good.exists() and bad.read_text().startswith("a file")

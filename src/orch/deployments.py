@@ -28,6 +28,7 @@ SECRET_PLACEHOLDER = "<secret: not stored>"
 SECRET_DEFAULT = "<secret: the blueprint's default>"
 """Stored in place of a secret input left to its default (known again from the blueprint)."""
 MISSING_INPUT = "inputs.missing"
+INITIAL_STATE = "initial"
 SECRET_MIN_LENGTH = 4
 """Shorter secret values are not searched for in outputs (they would match by chance); the
 same as the executors' masking.MIN_SECRET_LENGTH."""
@@ -273,7 +274,7 @@ def deploy(
         else:
             inputs = merged_inputs(prepared, existing.inputs, name)
             kept_given = given | {n for n, v in existing.inputs.items() if v == SECRET_PLACEHOLDER}
-            difference = _difference(existing, prepared, inputs)
+            difference = _difference(store, existing, prepared, inputs)
             if difference.drifted and not update:
                 raise Drifted(name, difference)
             if difference.drifted:
@@ -305,12 +306,18 @@ def deploy(
         return Outcome(name, summary, outputs, status)
 
 
-def _difference(existing: Any, prepared: Prepared, inputs: dict[str, Any]) -> Any:
-    from orch.plan.diff import compute
+def _difference(store: Store, existing: Any, prepared: Prepared, inputs: dict[str, Any]) -> Any:
+    """What changed in what the deployment has done (see ``orch.plan.diff``)."""
+    from orch.plan.diff import Deployed, compute
 
     old = Model.from_dict(existing.model)
     secrets = frozenset(prepared.secrets | secret_inputs(old.inputs))
-    return compute(old, existing.inputs, prepared.model, inputs, secrets)
+    live = frozenset(  # created: a create that never succeeded made nothing to replace
+        row.node for row in store.instances(existing.name)
+        if row.state not in (INITIAL_STATE, "creating", "deleted")
+    )  # fmt: skip
+    done = frozenset(store.done_steps(existing.name, "deploy"))
+    return compute(old, existing.inputs, prepared.model, inputs, secrets, Deployed(live, done))
 
 
 def _tear_down(
@@ -420,7 +427,7 @@ def difference(
     prepared = prepare(path, input_specs, catalogs, missing_ok=True)
     snapshot_files(None, prepared)
     inputs = merged_inputs(prepared, existing.inputs, name)
-    return _difference(existing, prepared, inputs)
+    return _difference(store, existing, prepared, inputs)
 
 
 # ---------------------------------------------------------------------------- stored deployments

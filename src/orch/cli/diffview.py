@@ -11,6 +11,7 @@ ACTION_WORDS = {
     "create": "create",
     "delete": "delete",
     "store": "store",
+    "input": "store",
     "take": "take over",
 }
 

@@ -16,9 +16,11 @@ only what is written. Secret inputs are never stored, so their values cannot be 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch.plan.lifecycle import deploy_plan
 from orch.plan.steps import Plan, Step
 from orch.tosca.model import STANDARD, FileRef, Model, Node, Operation, Requirement
 
@@ -28,6 +30,11 @@ CREATE = "create"
 DELETE = "delete"
 STORE = "store"
 """Nothing runs, but what a later command runs changes (an input, an undeploy operation)."""
+UPDATES = frozenset({REPLACE, RERUN, CREATE, DELETE, STORE})
+"""The actions that need ``--update``."""
+INPUT = "input"
+"""An input given another value: stored; what it changes is listed apart (not an update in
+itself: an input nothing deployed uses changes nothing)."""
 TAKE = "take"
 """Taken over with the new snapshot without an update: nothing deployed depends on it."""
 
@@ -74,7 +81,7 @@ class Diff:
     @property
     def drifted(self) -> bool:
         """Whether anything deployed would change (not only taken-over parts)."""
-        return any(c.action != TAKE for c in self.changes)
+        return any(c.action in UPDATES for c in self.changes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,26 +201,46 @@ def _operations(node: Node, inputs: dict[str, Any]) -> dict[tuple[str, str], Any
     return {key: _operation(op, inputs) for key, op in _node_operations(node)}
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What a deployment has done so far: only that can drift. A node never created, or an
+    operation that never succeeded, is deployed as the blueprint says now by the next deploy,
+    which resumes: changing it needs no update."""
+
+    live: frozenset[str]
+    """Nodes with an instance whose create succeeded (in any state from created to before
+    deleted)."""
+    done: frozenset[str]
+    """The deploy plan's steps done."""
+
+
 def compute(
     old: Model,
     old_inputs: dict[str, Any],
     new: Model,
     new_inputs: dict[str, Any],
     secrets: frozenset[str] = frozenset(),
+    deployed: Deployed | None = None,
 ) -> Diff:
-    """The difference between a deployment's snapshot and a new model with its inputs."""
+    """The difference between a deployment's snapshot and a new model with its inputs; with
+    ``deployed``, what was not deployed yet is taken over instead of updated."""
     diff = Diff()
     _inputs(diff, old_inputs, new_inputs, secrets)
     compared_old = {k: v for k, v in old_inputs.items() if k not in secrets}
     compared_new = {k: v for k, v in new_inputs.items() if k not in secrets}
+    live = deployed.live if deployed is not None else frozenset(old.nodes)
     shapes_old = {n: _shape(node, compared_old) for n, node in old.nodes.items()}
     shapes_new = {n: _shape(node, compared_new) for n, node in new.nodes.items()}
     for name in sorted(set(new.nodes) - set(old.nodes)):
         diff.added.add(name)
         diff.changes.append(Change(f"node {name}", f"added ({new.nodes[name].type})", CREATE))
     for name in sorted(set(old.nodes) - set(new.nodes)):
-        diff.removed.add(name)
-        diff.changes.append(Change(f"node {name}", f"removed ({old.nodes[name].type})", DELETE))
+        if name in live:
+            diff.removed.add(name)
+            diff.changes.append(Change(f"node {name}", f"removed ({old.nodes[name].type})",
+                                       DELETE))  # fmt: skip
+        else:
+            diff.changes.append(Change(f"node {name}", NOT_DEPLOYED.format("removed"), TAKE))
     common = sorted(set(old.nodes) & set(new.nodes))
     direct = {n for n in common if shapes_old[n] != shapes_new[n]}
     created_anew = {
@@ -222,7 +249,10 @@ def compute(
     }  # fmt: skip
     direct |= created_anew
     direct |= _through_properties(new, common, direct)
-    replaced = _dependents(new, direct | diff.removed | diff.added) & set(common)
+    for name in sorted(direct - live):
+        diff.changes.append(Change(f"node {name}", NOT_DEPLOYED.format("changed"), TAKE))
+    direct &= live
+    replaced = _dependents(new, direct | diff.removed | diff.added) & set(common) & live
     replaced |= direct
     diff.replaced = replaced
     for name in sorted(replaced):
@@ -236,17 +266,40 @@ def compute(
         else:
             detail = "requires a node that is replaced, added or removed"
         diff.changes.append(Change(f"node {name}", detail, REPLACE))
+    plan = deploy_plan(new) if deployed is not None else None
     for name in common:
         if name in replaced:
             continue
         _operation_changes(diff, name, old.nodes[name], new.nodes[name], compared_old,
-                           compared_new)  # fmt: skip
-    _reading_changed_attributes(diff, new, [n for n in common if n not in replaced])
+                           compared_new, _ran(plan, deployed, name), name in live)  # fmt: skip
+    _reading_changed_attributes(diff, new, [n for n in common if n not in replaced],
+                                _ran(plan, deployed, None))  # fmt: skip
     _taken(diff, "output", old.outputs, new.outputs)
     _taken(diff, "workflow", old.workflows, new.workflows)
     if (old.description or "") != (new.description or ""):
         diff.changes.append(Change("description", "changed", TAKE))
     return diff
+
+
+NOT_DEPLOYED = "{}, never deployed: deployed as it is now"
+
+
+def _ran(
+    plan: Plan | None, deployed: Deployed | None, node: str | None
+) -> Callable[[str, tuple[str, str]], bool]:
+    """Whether an operation (node, key) succeeded on some instance: only then is running it
+    again an update (without ``deployed``, every operation counts as run)."""
+
+    def ran(name: str, key: tuple[str, str]) -> bool:
+        if plan is None or deployed is None:
+            return True
+        return any(
+            step.id in deployed.done
+            for step in plan.steps.values()
+            if step.kind == "operation" and _chain_node(step) == name and _matches(step, {key})
+        )
+
+    return ran
 
 
 def _inputs(
@@ -266,7 +319,7 @@ def _inputs(
             detail = f"{_show(before)} -> {_show(after)}"
         else:
             continue
-        diff.changes.append(Change(f"input {name}", detail, STORE))
+        diff.changes.append(Change(f"input {name}", detail, INPUT))
 
 
 def _through_properties(model: Model, names: list[str], changed: set[str]) -> set[str]:
@@ -291,7 +344,9 @@ def _creates(node: Node, inputs: dict[str, Any]) -> Any:
     return None if op is None else _operation(op, inputs)
 
 
-def _reading_changed_attributes(diff: Diff, model: Model, names: list[str]) -> None:
+def _reading_changed_attributes(
+    diff: Diff, model: Model, names: list[str], ran: Callable[[str, tuple[str, str]], bool]
+) -> None:
     """Operations whose inputs read attributes (or outputs) of a node that is replaced, added
     or runs operations again: their inputs change with them, so they run again too."""
     while True:
@@ -301,6 +356,8 @@ def _reading_changed_attributes(diff: Diff, model: Model, names: list[str]) -> N
             for key, op in _node_operations(model.nodes[name]):
                 if key[1] not in RERUN_OPERATIONS or key in diff.rerun.get(name, ()):
                     continue
+                if not ran(name, key):
+                    continue  # runs for the first time anyway
                 found: dict[str, set[str]] = {}
                 _references(op.inputs, found)
                 read = (found.get("attributes", set()) & moving) - {name}
@@ -343,7 +400,7 @@ def _dependents(model: Model, roots: set[str]) -> set[str]:
 
 def _operation_changes(
     diff: Diff, name: str, old: Node, new: Node, old_inputs: dict[str, Any],
-    new_inputs: dict[str, Any],
+    new_inputs: dict[str, Any], ran: Callable[[str, tuple[str, str]], bool], live: bool,
 ) -> None:  # fmt: skip
     before, after = _operations(old, old_inputs), _operations(new, new_inputs)
     for key in sorted(set(before) | set(after)):
@@ -355,10 +412,16 @@ def _operation_changes(
         if operation == CREATE_OPERATION and interface.rsplit(".", 1)[-1] == "Standard":
             continue  # compared with the node's shape: a changed create replaces the node
         if operation in RERUN_OPERATIONS and key in after:
-            diff.rerun.setdefault(name, set()).add(key)
-            diff.changes.append(Change(f"{name} {shown}", what, RERUN))
-        else:
+            if ran(name, key):
+                diff.rerun.setdefault(name, set()).add(key)
+                diff.changes.append(Change(f"{name} {shown}", what, RERUN))
+            else:
+                diff.changes.append(Change(f"{name} {shown}", f"{what}, not run yet: runs as "
+                                           "it is now", TAKE))  # fmt: skip
+        elif live:
             diff.changes.append(Change(f"{name} {shown}", f"{what} (used by undeploy)", STORE))
+        else:
+            diff.changes.append(Change(f"{name} {shown}", f"{what} (never deployed)", TAKE))
 
 
 def _title(node: Node, interface: str, operation: str) -> str:
