@@ -53,8 +53,7 @@ if ! command -v apptainer >/dev/null && [ ! -x "$sites/bin/apptainer" ]; then
       "the Apptainer tests will be SKIPPED ***" >&2
   fi
 fi
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# orch and its test tools into .venv (install.sh also gets python3-venv when it is missing)
+sh install.sh --test
 .venv/bin/ruff check src tests benchmarks
 exec .venv/bin/python -m pytest "$@"
