@@ -100,7 +100,7 @@ def deployment_name(prepared: Prepared, given: str | None) -> str:
     """The name a deployment is stored under: ``given`` (-n) exactly as written, else the
     blueprint's template_name, else its file (or folder, for generic file names). A name the
     rule refuses is an error, never rewritten: two names must never become one."""
-    from orch.state.store import NAME_RULE, check_name
+    from orch.state.rows import NAME_RULE, check_name
 
     if given is not None:
         try:
