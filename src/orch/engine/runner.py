@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from orch.engine import interrupts, jobs, survivors
-from orch.engine.evaluate import EvaluationError, Scope, link_key, stored_evaluator
+from orch.engine.evaluate import EvaluationError, link_key, stored_evaluator
 from orch.engine.events import Event, Listener, ignore
-from orch.engine.hosts import host_for, site_for
+from orch.engine.hosts import host_for
 from orch.engine.interrupts import CANCEL_SIGNAL
+from orch.engine.tasks import TaskBuilder
 from orch.executors.base import (
-    Artifact,
     Executor,
     OperationResult,
     RunContext,
@@ -655,7 +655,9 @@ class Engine:
         operation = self._operation(step)
         assert operation is not None and operation.implementation is not None
         try:
-            task = self._task(step, operation, job)
+            task = TaskBuilder(
+                self.name, self.model, self.plan, self.evaluator, self.store, self.options
+            ).task(step, operation, self.workflow_inputs, job)
         except EvaluationError as exc:
             return self._fail_before_start(step, f"cannot evaluate the inputs: {exc}", attempt)
         executor = self._executor_for(operation.implementation)
@@ -921,94 +923,6 @@ class Engine:
     def _owner(self, step: Step) -> str:
         return link_key(step.link) if step.link is not None else step.instance
 
-    def _task(self, step: Step, operation: Operation, job: JobRow | None = None) -> Task:
-        scope = Scope(
-            instance=None if step.link is not None else step.instance,
-            link=step.link,
-            workflow_inputs=self.workflow_inputs,
-        )
-        inputs = {
-            name: self.evaluator.value(value, scope) for name, value in operation.inputs.items()
-        }
-        host = host_for(self.evaluator, step.instance)
-        instance = self.plan.instances[step.instance]
-        environment = {
-            "NODE": step.node,
-            "INSTANCE": _env_instance(step.instance),
-            "INSTANCES": ",".join(
-                _env_instance(i) for i in self.evaluator.by_node.get(step.node, [])
-            ),
-            "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
-            "DEPLOYMENT_ID": self.name,
-        }
-        if job is not None:
-            environment[jobs.JOB_ID] = job.job_id
-        if instance.host is not None:
-            environment["HOST"] = instance.host.rsplit("/", 1)[0]
-        if step.link is not None:
-            for side, iid in (("SOURCE", step.link.source), ("TARGET", step.link.target)):
-                node = iid.rsplit("/", 1)[0]
-                environment[f"{side}_NODE"] = node
-                environment[f"{side}_INSTANCE"] = _env_instance(iid)
-                environment[f"{side}_INSTANCES"] = ",".join(
-                    _env_instance(i) for i in self.evaluator.by_node.get(node, [])
-                )
-        dependencies = [self._artifact(ref) for ref in operation.dependencies]
-        dependencies.extend(self._artifact(ref) for ref in scope.artifacts)
-        assert operation.implementation is not None
-        secrets = list(self.options.secret_values)
-        secrets.extend(s for s in (host.password, host.private_key) if s)
-        builtin: dict[str, Any] = {}
-        if operation.implementation.builtin and step.link is None:
-            builtin = {
-                "properties": self.evaluator.value(
-                    self.model.nodes[step.node].properties, Scope(instance=step.instance)
-                ),
-                "related": self._related(step.node),
-                "site": site_for(self.evaluator, step.instance),
-                "base_dir": str(Path(self.model.entry).resolve().parent),
-            }
-        return Task(
-            deployment=self.name,
-            node=step.node,
-            instance=step.instance,
-            interface=step.interface or "",
-            operation=step.operation or "",
-            implementation=self._artifact(operation.implementation),
-            dependencies=tuple(dependencies),
-            inputs=inputs,
-            environment=environment,
-            host=host,
-            timeout=operation.timeout or self.options.default_timeout,
-            secret_values=tuple(secrets),
-            **builtin,
-        )
-
-    def _related(self, node_name: str) -> dict[str, dict[str, Any]]:
-        """Per requirement, what a built-in executor reads of its target: the target's
-        properties, with its attributes (declared defaults, then live values) over them."""
-        related: dict[str, dict[str, Any]] = {}
-        for requirement in self.model.nodes[node_name].requirements:
-            target = self.model.nodes.get(requirement.target or "")
-            if target is None or requirement.name in related:
-                continue
-            instance = self.evaluator.by_node.get(target.name, [f"{target.name}/0"])[0]
-            scope = Scope(instance=instance)
-            values = dict(self.evaluator.value(target.properties, scope))
-            for name, value in target.attributes.items():
-                try:
-                    values[name] = self.evaluator.value(value, scope)
-                except EvaluationError:
-                    continue  # an attribute not set yet
-            values.update(self.evaluator.attributes.get(instance, {}))
-            related[requirement.name] = values
-        return related
-
-    def _artifact(self, ref: FileRef) -> Artifact:
-        if ref.sha:
-            return Artifact(ref.name, self.store.blob_path(ref.sha, ref.name))
-        return Artifact(ref.name, Path(ref.path))
-
     # ------------------------------------------------------------------ events, signals
     def _event(self, kind: Any, step: Step, message: str, data: dict[str, Any]) -> Event:
         return Event(
@@ -1075,12 +989,6 @@ def typed(value: Any, type_name: str | None) -> Any:
     except ValueError:
         return value
     return value
-
-
-def _env_instance(instance_id: str) -> str:
-    """Yorc's INSTANCE form: 'web_0' for instance 'web/0'."""
-    node, _, index = instance_id.rpartition("/")
-    return f"{node}_{index}"
 
 
 def _instance_row(deployment: str, instance_id: str, node: str) -> Any:

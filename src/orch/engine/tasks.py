@@ -1,0 +1,131 @@
+"""From a plan's step to an executor's ``Task``: the operation's inputs evaluated now, orch's
+environment variables (NODE, INSTANCE, HOST, SOURCE_*...), its files from the deployment's
+snapshot, the secrets to mask, and for built-in implementations the node's properties and what
+its requirements point at. Pure but for reading blobs: no executor runs here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orch.engine import jobs
+from orch.engine.evaluate import EvaluationError, Evaluator, Scope
+from orch.engine.hosts import host_for, site_for
+from orch.executors.base import Artifact, Task
+from orch.plan.steps import Plan, Step
+from orch.state import JobRow, Store
+from orch.tosca.model import FileRef, Model, Operation
+
+
+class TaskBuilder:
+    """Builds the tasks of one run (the engine makes one per step it starts)."""
+
+    def __init__(
+        self, deployment: str, model: Model, plan: Plan, evaluator: Evaluator, store: Store,
+        options: Any,
+    ):  # fmt: skip
+        self.name = deployment
+        self.model = model
+        self.plan = plan
+        self.evaluator = evaluator
+        self.store = store
+        self.options = options
+
+    def task(
+        self, step: Step, operation: Operation, workflow_inputs: dict[str, Any],
+        job: JobRow | None = None,
+    ) -> Task:  # fmt: skip
+        """The operation of ``step``, its inputs evaluated now, ready for an executor."""
+        scope = Scope(
+            instance=None if step.link is not None else step.instance,
+            link=step.link,
+            workflow_inputs=workflow_inputs,
+        )
+        inputs = {
+            name: self.evaluator.value(value, scope) for name, value in operation.inputs.items()
+        }
+        host = host_for(self.evaluator, step.instance)
+        instance = self.plan.instances[step.instance]
+        environment = {
+            "NODE": step.node,
+            "INSTANCE": env_instance(step.instance),
+            "INSTANCES": ",".join(
+                env_instance(i) for i in self.evaluator.by_node.get(step.node, [])
+            ),
+            "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
+            "DEPLOYMENT_ID": self.name,
+        }
+        if job is not None:
+            environment[jobs.JOB_ID] = job.job_id
+        if instance.host is not None:
+            environment["HOST"] = instance.host.rsplit("/", 1)[0]
+        if step.link is not None:
+            for side, iid in (("SOURCE", step.link.source), ("TARGET", step.link.target)):
+                node = iid.rsplit("/", 1)[0]
+                environment[f"{side}_NODE"] = node
+                environment[f"{side}_INSTANCE"] = env_instance(iid)
+                environment[f"{side}_INSTANCES"] = ",".join(
+                    env_instance(i) for i in self.evaluator.by_node.get(node, [])
+                )
+        dependencies = [self.artifact(ref) for ref in operation.dependencies]
+        dependencies.extend(self.artifact(ref) for ref in scope.artifacts)
+        assert operation.implementation is not None
+        secrets = list(self.options.secret_values)
+        secrets.extend(s for s in (host.password, host.private_key) if s)
+        builtin: dict[str, Any] = {}
+        if operation.implementation.builtin and step.link is None:
+            builtin = {
+                "properties": self.evaluator.value(
+                    self.model.nodes[step.node].properties, Scope(instance=step.instance)
+                ),
+                "related": self.related(step.node),
+                "site": site_for(self.evaluator, step.instance),
+                "base_dir": str(Path(self.model.entry).resolve().parent),
+            }
+        return Task(
+            deployment=self.name,
+            node=step.node,
+            instance=step.instance,
+            interface=step.interface or "",
+            operation=step.operation or "",
+            implementation=self.artifact(operation.implementation),
+            dependencies=tuple(dependencies),
+            inputs=inputs,
+            environment=environment,
+            host=host,
+            timeout=operation.timeout or self.options.default_timeout,
+            secret_values=tuple(secrets),
+            **builtin,
+        )
+
+    def related(self, node_name: str) -> dict[str, dict[str, Any]]:
+        """Per requirement, what a built-in executor reads of its target: the target's
+        properties, with its attributes (declared defaults, then live values) over them."""
+        related: dict[str, dict[str, Any]] = {}
+        for requirement in self.model.nodes[node_name].requirements:
+            target = self.model.nodes.get(requirement.target or "")
+            if target is None or requirement.name in related:
+                continue
+            instance = self.evaluator.by_node.get(target.name, [f"{target.name}/0"])[0]
+            scope = Scope(instance=instance)
+            values = dict(self.evaluator.value(target.properties, scope))
+            for name, value in target.attributes.items():
+                try:
+                    values[name] = self.evaluator.value(value, scope)
+                except EvaluationError:
+                    continue  # an attribute not set yet
+            values.update(self.evaluator.attributes.get(instance, {}))
+            related[requirement.name] = values
+        return related
+
+    def artifact(self, ref: FileRef) -> Artifact:
+        """A file an operation needs: its snapshot in the store (never the user's file)."""
+        if ref.sha:
+            return Artifact(ref.name, self.store.blob_path(ref.sha, ref.name))
+        return Artifact(ref.name, Path(ref.path))
+
+
+def env_instance(instance_id: str) -> str:
+    """Yorc's INSTANCE form: 'web_0' for instance 'web/0'."""
+    node, _, index = instance_id.rpartition("/")
+    return f"{node}_{index}"
