@@ -547,3 +547,24 @@ def test_ctrl_c_at_start_up_exits_130_without_a_traceback(tmp_path: Path) -> Non
             outcomes[str(process.returncode)] += 1
     print(dict(outcomes))
     assert outcomes[str(exitcodes.INTERRUPTED)] > 0
+
+
+def test_a_ctrl_c_wrapped_by_python_is_still_an_interruption() -> None:
+    """A KeyboardInterrupt that struck while a module was imported can reach orch wrapped in
+    another exception (a RuntimeError of dataclass creation): exit 130, not 'internal error'."""
+    from orch.cli.main import _interrupted
+
+    def wrapped(how: str) -> BaseException:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as inner:
+                if how == "cause":
+                    raise RuntimeError("while creating a dataclass") from inner
+                raise RuntimeError("while creating a dataclass")  # noqa: B904 - its context
+        except RuntimeError as outer:
+            return outer
+        raise AssertionError("unreachable")
+
+    assert _interrupted(wrapped("cause")) and _interrupted(wrapped("context"))
+    assert not _interrupted(RuntimeError("a real bug"))

@@ -3,6 +3,8 @@ line:col it reports."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from conftest import Blueprints, at
 from orch.tosca.diagnostics import Severity
-from orch.tosca.imports import default_catalog
+from orch.tosca.imports import default_catalog, is_zip
 from orch.tosca.validator import validate
 
 
@@ -145,18 +147,25 @@ def test_yaml_syntax_error_is_a_diagnostic(bp: Blueprints) -> None:
     assert at(diagnostic) == (3, 7)
 
 
-def test_duplicate_key_is_a_warning_and_not_an_error(bp: Blueprints) -> None:
+def test_duplicate_key_is_an_error_and_the_rest_is_still_checked(bp: Blueprints) -> None:
+    # YAML 1.2 requires unique keys: the blueprint fails (it was a warning until the peers'
+    # conformance suites showed they fail it), and the file's other problems are reported too
     checked = bp.check("""
         topology_template:
           node_templates:
             a:
               type: tosca.nodes.Compute
               type: tosca.nodes.Compute
+            b:
+              type: tosca.nodes.Compte
     """)
-    assert checked.ok
+    assert not checked.ok
     diagnostic = checked.one("yaml.duplicate-key")
-    assert diagnostic.severity is Severity.WARNING
+    assert diagnostic.severity is Severity.ERROR
+    first = checked.pos("type", 1)[0]
+    assert diagnostic.message == f"duplicate key 'type' (first defined at line {first})"
     assert at(diagnostic) == checked.pos("type", 2)
+    checked.one("types.unknown")
 
 
 # ------------------------------------------------------------------------------ types
@@ -1457,3 +1466,47 @@ def test_moderate_nesting_is_fine(bp: Blueprints) -> None:
     checked = bp.check("description: x\ndsl_definitions:\n  x: &x " + "[" * depth
                        + "]" * depth + "\nmetadata: {a: *x}\n")
     assert checked.ok, checked.describe()
+
+
+# ------------------------------------------------------------------------------ start-up
+START_UP = """
+import sys
+from pathlib import Path
+import orch.cli.main, orch.cli.validate
+from orch.tosca.validator import validate
+result = validate(Path(sys.argv[1]))
+unused = ("zipfile", "difflib", "ctypes", "deprecation", "packaging")
+print(result.ok, sorted(m for m in unused if m in sys.modules))
+"""
+
+
+def test_validating_a_plain_blueprint_imports_only_what_it_uses() -> None:
+    """`orch validate` is mostly start-up on a small blueprint: zipfile waits for a zip,
+    difflib for a typo, ctypes for a position, and rapidyaml's wrapper is not needed."""
+    blueprint = Path(__file__).parents[1] / "blueprints" / "hello" / "blueprint.yaml"
+    run = subprocess.run([sys.executable, "-c", START_UP, str(blueprint)], capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "True []\n"
+
+
+def test_is_zip_agrees_with_zipfile(tmp_path: Path) -> None:
+    """is_zip spares the zipfile import for a file without a zip's end record, and otherwise
+    asks zipfile: both answer alike on every kind of file."""
+    files = {"yaml": b"tosca_definitions_version: tosca_simple_yaml_1_3\n", "empty": b"",
+             "record-in-text": b"a: 1\n# PK\x05\x06 is a zip's end record\n",
+             "large-yaml": b"a: 1\n" * 20000}  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as archive:
+        archive.writestr("t.yaml", "a: 1\n")
+    with zipfile.ZipFile(tmp_path / "commented.zip", "w") as archive:
+        archive.writestr("t.yaml", "a: 1\n")
+        archive.comment = b"c" * 65535  # the longest comment: the record is 64 KiB from the end
+    plain = (tmp_path / "plain.zip").read_bytes()
+    (tmp_path / "prefixed.zip").write_bytes(b"#!/bin/sh\n" * 10000 + plain)  # self-extracting
+    (tmp_path / "truncated.zip").write_bytes(plain[:-10])
+    for path in sorted(tmp_path.iterdir()):
+        assert is_zip(path) == zipfile.is_zipfile(path), path.name
+    assert is_zip(tmp_path / "commented.zip") and not is_zip(tmp_path / "large-yaml")
+    assert not is_zip(tmp_path / "missing")

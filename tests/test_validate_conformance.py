@@ -689,6 +689,10 @@ def test_duplicate_keys_are_reported_where_the_second_one_is(bp: Blueprints) -> 
     diagnostic = checked.one("yaml.duplicate-key")
     assert at(diagnostic) == checked.pos("a:", 2)
     assert diagnostic.hint
+    # YAML 1.2 wants unique keys and the peers' suites fail such a file: an error (it was a
+    # warning), reported once, at the second key, the file's other checks still run
+    assert diagnostic.severity is Severity.ERROR
+    assert not checked.ok
 
 
 # ------------------------------------------------------------------------------ null sections

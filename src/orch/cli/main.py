@@ -8,7 +8,6 @@ holds each command's module and one-line help.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import importlib
 import os
@@ -88,6 +87,8 @@ def nearest_commands(name: str) -> list[str]:
     starting = [c for c in sorted(COMMANDS) if name and c.startswith(name)]
     if starting:
         return starting[:3]
+    import difflib  # only for a typo: every other run is spared its import
+
     scored = [(difflib.SequenceMatcher(None, name, c).ratio(), c) for c in sorted(COMMANDS)]
     best = max((ratio for ratio, _ in scored), default=0.0)
     if best < 0.6:
@@ -280,9 +281,24 @@ def _main() -> None:
         _internal_error(exc)
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is behind ``exc``: Python may wrap a KeyboardInterrupt that struck
+    while a module was being imported (a RuntimeError raised while creating a dataclass)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _internal_error(exc: Exception) -> None:
     """A bug in orch: say so, how to report it, and exit 70. A state folder that cannot be
     used is not a bug: it is said as it is, exit 3, whichever command met it."""
+    if _interrupted(exc):
+        sys.exit(exitcodes.INTERRUPTED)
     from orch.state.lock import StateError
 
     if isinstance(exc, StateError):

@@ -7,7 +7,6 @@ the clean path of the validator free of position bookkeeping.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -69,6 +68,8 @@ def did_you_mean(word: str, choices: Iterable[str], *, limit: int = 8) -> str:
     options = sorted({c for c in choices if isinstance(c, str)})
     if not options:
         return ""
+    import difflib  # only for a hint: a clean run never needs it
+
     close = difflib.get_close_matches(word, options, n=3, cutoff=0.6) if word else []
     listed = options if len(options) <= limit else [*options[:limit], "..."]
     text = "valid: " + ", ".join(listed)

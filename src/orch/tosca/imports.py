@@ -14,18 +14,18 @@ from __future__ import annotations
 import errno
 import os
 import re
-import zipfile
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orch.tosca.context import Reporter, Where
 from orch.tosca.diagnostics import Diagnostic, Location, Severity, did_you_mean
 from orch.tosca.loader import (
     MAX_BLUEPRINT_BYTES,
     FileRefused,
+    LazyPattern,
     LoadedFile,
     YamlError,
     load_bytes,
@@ -36,10 +36,13 @@ from orch.tosca.loader import (
     yaml_error_diagnostics,
 )
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_CATALOG_REF = re.compile(r"([A-Za-z0-9_.\-]+):([0-9][A-Za-z0-9_.\-]*)\Z")
-_META_NAME = re.compile(rb"^\s*template_name\s*:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
-_META_VERSION = re.compile(rb"^\s*template_version\s*:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
+if TYPE_CHECKING:  # zipfile is imported when a zip is read: most blueprints are no zip
+    import zipfile
+
+_URL = LazyPattern(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_CATALOG_REF = LazyPattern(r"([A-Za-z0-9_.\-]+):([0-9][A-Za-z0-9_.\-]*)\Z")
+_META_NAME = LazyPattern(rb"^\s*template_name\s*:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
+_META_VERSION = LazyPattern(rb"^\s*template_version\s*:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
 
 
 def builtin_types_dir() -> Path:
@@ -135,7 +138,7 @@ def blueprint_root(entry: Path) -> Path:
     archive = _split_zip(entry)
     if archive is not None:
         return archive[0]
-    if entry.is_file() and zipfile.is_zipfile(entry):
+    if entry.is_file() and is_zip(entry):
         return entry
     folder = entry.absolute().parent
     for candidate in (folder, *folder.parents):
@@ -398,17 +401,46 @@ def parse_meta(text: str, meta: str, reporter: Reporter) -> tuple[str, int] | No
 
 
 # ------------------------------------------------------------------------------ zip members
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
-               EOFError, zlib.error, ValueError)  # fmt: skip
+_END_OF_ZIP = b"PK\x05\x06"
+"""The signature of a zip's end-of-central-directory record."""
+_END_SEARCH = (1 << 16) + 22
+"""Where zipfile looks for that record: the file's last 22 bytes plus the longest comment."""
+
+
+def is_zip(path: Path) -> bool:
+    """``zipfile.is_zipfile(path)``, without importing zipfile for a file that cannot be a zip:
+    one whose end holds no end-of-archive record, where zipfile looks for it (a YAML file)."""
+    try:
+        with open(path, "rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - _END_SEARCH))
+            if _END_OF_ZIP not in stream.read(_END_SEARCH):
+                return False
+    except OSError:
+        return False
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _zip_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged zip raises."""
+    import zipfile
+    import zlib
+
+    return (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
+            EOFError, zlib.error, ValueError)  # fmt: skip
 
 
 @contextmanager
 def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
     """A zip archive; a damaged or refused one is an ``OSError`` saying why."""
+    import zipfile
+
     try:
         require_regular(path, "a CSAR")  # never open a FIFO or a device
         archive = zipfile.ZipFile(path)
-    except _ZIP_ERRORS as exc:
+    except _zip_errors() as exc:
         raise OSError(errno.EINVAL, f"not a readable zip file ({exc})") from None
     with archive:
         yield archive
@@ -435,7 +467,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int, what: str) -> 
                     break
                 parts.append(chunk)
                 total += len(chunk)
-    except _ZIP_ERRORS as exc:
+    except _zip_errors() as exc:
         raise OSError(errno.EIO, f"cannot unpack it from the zip ({exc})") from None
     if total > limit:
         raise too_large
@@ -460,7 +492,7 @@ def _split_zip(path: Path) -> tuple[Path, str] | None:
     parts = path.parts
     for i in range(len(parts) - 1, 0, -1):
         candidate = Path(*parts[:i])
-        if candidate.is_file() and zipfile.is_zipfile(candidate):
+        if candidate.is_file() and is_zip(candidate):
             inner = _member_name("/".join(parts[i:]))
             return None if inner is None else (candidate, inner)
     return None

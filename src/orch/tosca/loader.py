@@ -4,9 +4,10 @@ Two parse paths give the same data model (YAML 1.2 core schema: ``yes`` is a str
 ``1.10`` is a float that remembers its text, duplicate keys are errors):
 
 * the fast path parses with rapidyaml (C++) and converts the whole tree through its JSON emitter
-  and the C JSON decoder, so no Python code runs per node; positions are looked up afterwards, only
-  for the diagnostics that are reported, by walking the rapidyaml tree along a path and turning a
-  scalar's byte offset into line and column;
+  and the C JSON decoder, so no Python code runs per scalar (one call per mapping checks that its
+  keys differ); positions are looked up afterwards, only for the diagnostics that are reported,
+  by walking the rapidyaml tree along a path and turning a scalar's byte offset into line and
+  column;
 * the reference path composes with PyYAML and resolves scalars itself. It is used whenever the
   source holds something the fast path cannot reproduce exactly (tags, ``~``, ``True``, hex ints,
   duplicate keys, syntax errors), so the fast path never changes a result, only its speed.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import ctypes
 import errno
 import gc
 import json
@@ -31,6 +31,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from orch.tosca.diagnostics import Diagnostic, Location, Path, Severity
@@ -156,13 +157,31 @@ def read_regular(
 
 
 # --------------------------------------------------------------------------------------------
+class LazyPattern:
+    """A regular expression compiled on its first use (``match``, ``search``, ``finditer``...).
+    Compiling takes Python code a tenth of a millisecond per expression, at every start: a
+    blueprint read by the fast path never needs the reference path's, nor most of the fast
+    path's own scans."""
+
+    def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
+        self._source = (pattern, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        compiled = re.compile(*self._source)
+        for method in ("match", "search", "finditer"):
+            setattr(self, method, getattr(compiled, method))  # later calls go straight there
+        return getattr(compiled, name)
+
+
 # YAML 1.2 core schema resolution of plain scalars (reference path)
-_INT10 = re.compile(r"[-+]?[0-9]+\Z")
-_INT8 = re.compile(r"0o[0-7]+\Z")
-_INT16 = re.compile(r"0x[0-9a-fA-F]+\Z")
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
-_INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
-_NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
+_INT10 = LazyPattern(r"[-+]?[0-9]+\Z")
+_INT8 = LazyPattern(r"0o[0-7]+\Z")
+_INT16 = LazyPattern(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = LazyPattern(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF = LazyPattern(r"[-+]?\.(inf|Inf|INF)\Z")
+_NAN = LazyPattern(r"\.(nan|NaN|NAN)\Z")
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUES = frozenset({"true", "True", "TRUE"})
 _FALSES = frozenset({"false", "False", "FALSE"})
@@ -224,6 +243,8 @@ class LoadedFile:
     data: Any
     _locate: Callable[[Path, bool], tuple[int, int] | None] = field(repr=False)
     warnings: list[Diagnostic] = field(default_factory=list)
+    """Problems found while reading that leave the data usable, to be reported with the
+    file's other diagnostics: duplicate keys, errors (the last value is kept)."""
     quotable: bool = True
     """Whether diagnostics may show its lines: False for a file that is not TOSCA (a blueprint
     that imports /etc/shadow must not get its lines printed)."""
@@ -254,6 +275,10 @@ class LoadedFile:
             return None
         lines = self.text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+DUPLICATE_KEY = "yaml.duplicate-key"
+"""The rule of a key written twice in one mapping: an error that leaves the file readable."""
 
 
 class YamlError(Exception):
@@ -318,62 +343,171 @@ def _load_bytes(raw: bytes, path: str) -> LoadedFile:
 # --------------------------------------------------------------------------------------------
 # fast path: rapidyaml
 # What the fast path cannot reproduce exactly: tags, anchors, aliases and merge keys, and plain
-# scalars whose rapidyaml/JSON typing differs from YAML 1.2 core. Found with bytes.find (memchr
-# speed) and a look at the neighbouring bytes; a false positive only costs speed.
-_SIGILS = (b"!", b"&", b"*", b"<<", b"@", b"`")
-_WORDS = (
-    b"~",
-    b"True",
-    b"TRUE",
-    b"False",
-    b"FALSE",
-    b"Null",
-    b"NULL",
-    b".inf",
-    b".Inf",
-    b".INF",
-    b".nan",
-    b".NaN",
-    b".NAN",
-    b"inf",
-    b"nan",
-    b"0x",
-    b"0o",
+# scalars that rapidyaml and the JSON decoder type (or rewrite) otherwise than YAML 1.2's core
+# schema does: ``True``, ``~``, ``017``, ``0x1F``, ``0e5``, ``.inf``, ``inf`` (rapidyaml writes
+# ``.inf``), ``3.`` and ``.5`` (it writes ``3.0`` and ``0.5``), and keys such as ``null:``,
+# ``+5:`` or ``-0:`` (YAML 1.2 makes them "", "5" and "0"). Each kind of such a scalar begins
+# with one byte; each gets one scan, by memchr while that byte is rare in the file, else by a
+# regular expression that starts with it (C speed). A false positive only costs speed.
+_NOT_START = rb"[^ \t\n\r\[{,]"  # a plain scalar starts after one of these bytes, or at 0
+_END = rb"(?=[ \t\n\r,\]}#:]|\Z)"  # ... and ends before one of these (or a key's colon)
+
+
+def _starts(width: int) -> bytes:
+    """Lookbehind, after ``width`` matched bytes: they begin a plain scalar (the byte before
+    is a separator or there is none, or a JSON-like key's quote and colon: ``{"a":017}``)."""
+    dots = b"." * width
+    return rb"(?:(?<!" + _NOT_START + dots + rb")|(?<=[\"']:" + dots + rb"))"
+
+
+def _starts_signed(width: int) -> bytes:
+    """As ``_starts``, or after a sign that begins the scalar (``-017``, ``-.5``)."""
+    sign = rb"(?<=[-+]" + b"." * width + rb")"
+    return rb"(?:" + _starts(width) + rb"|" + sign + _starts(width + 1) + rb")"
+
+
+def _whole_number_before(raw: bytes, match: re.Match[bytes]) -> bool:
+    """Whether the '.' matched ends a plain scalar of digits (``3.``, ``-5.e3``) written as a
+    value or key, not as the last word of a sentence ("at most 8.")."""
+    pos = match.start() - 1
+    while pos >= 0 and 48 <= raw[pos] <= 57:
+        pos -= 1
+    if pos >= 0 and raw[pos] in b"-+":
+        pos -= 1
+    if pos < 0 or raw[pos] in b"\n\r[{,":
+        return True
+    if raw[pos] in b" \t":
+        return pos == 0 or raw[pos - 1] in b":-,[{ \t\n\r"
+    return raw[pos] == 58 and pos > 0 and raw[pos - 1] in b"\"'"  # {"a":3.}
+
+
+def _zero_starts_scalar(raw: bytes, match: re.Match[bytes]) -> bool:
+    """Whether the '0' matched begins a plain scalar: not after a thousands separator in block
+    text (``1,000 nodes``), where a comma separates nothing; in a flow collection on the same
+    line (``[1,017]``) it does."""
+    pos = match.start()
+    if pos < 2 or raw[pos - 1] != 44 or not 48 <= raw[pos - 2] <= 57:  # not "<digit>,0"
+        return True
+    group = raw[pos : pos + 4]
+    if not (group[:3].isdigit() and not group[3:].isdigit()):
+        return True
+    line = raw.rfind(b"\n", 0, pos) + 1
+    return raw.find(b"[", line, pos) >= 0 or raw.find(b"{", line, pos) >= 0
+
+
+def _scan(first: bytes, pattern: bytes, verify: Any = None) -> tuple[bytes, LazyPattern, Any]:
+    return first, LazyPattern(pattern, re.DOTALL), verify
+
+
+_N_WORDS = b"|".join([
+    rb"an" + _starts_signed(3) + _END,  # nan, -nan: rapidyaml writes .nan
+    rb"ull" + _starts(4) + rb"(?=:)",  # null as a key is "" in YAML 1.2
+    rb"(?<=in)f" + _starts_signed(3) + _END,  # inf, -inf: rapidyaml writes .inf
+])  # fmt: skip
+_ZEROS = b"|".join([
+    rb"(?=[0-9xoeE])" + _starts_signed(1),  # 017, 0x1F, 0o17, 0e5, -017
+    rb"(?<=-0)(?=:)" + _starts(2),  # -0 as a key is "0" in YAML 1.2
+])  # fmt: skip
+_DOTS = b"|".join([
+    rb"(?<=[0-9]\.)(?:[eE]|" + _END + rb")",  # 3. and 3.e5 (checked by _whole_number_before)
+    rb"(?=[0-9])" + _starts_signed(1),  # .5, -.5
+    rb"(?=[iInN][nNaA][fFnN]" + _END + rb")(?:inf|Inf|INF|nan|NaN|NAN)" + _starts_signed(4),
+])  # fmt: skip
+_SCANS: tuple[tuple[bytes, LazyPattern, Any], ...] = (
+    *(_scan(sigil, re.escape(sigil) + _starts(1)) for sigil in (b"!", b"&", b"*", b"@", b"`")),
+    _scan(b"<", rb"<<" + _starts(2)),
+    _scan(b"~", rb"~" + _starts(1) + _END),
+    _scan(b"T", rb"T(?:rue|RUE)" + _starts(4) + _END),
+    _scan(b"F", rb"F(?:alse|ALSE)" + _starts(5) + _END),
+    _scan(b"N", rb"N(?:ull|ULL)" + _starts(4) + _END),
+    _scan(b"+", rb"\+" + _starts(1) + rb"[0-9.iInN]"),  # +5 as a key is "5"
+    _scan(b"n", rb"n(?=[auf])(?:" + _N_WORDS + rb")"),
+    _scan(b"0", rb"0(?:" + _ZEROS + rb")", _zero_starts_scalar),
+    _scan(b".", rb"\.(?:" + _DOTS + rb")", _whole_number_before),
 )
-_BEFORE = frozenset(b" \t\n\r[{,:-+")
-_AFTER = frozenset(b" \t\n\r,]}#")
+_MEMCHR_TRIES = 8
+"""Hits of a scan's first byte checked one by one (memchr) before its expression takes over."""
 
 
 def _needs_reference_path(raw: bytes) -> bool:
+    """Whether ``raw`` may hold something the fast path would read otherwise than YAML 1.2."""
+    return any(_found(raw, *scan) for scan in _SCANS)
+
+
+def _found(raw: bytes, first: bytes, pattern: LazyPattern, verify: Any) -> bool:
     find = raw.find
-    for sigil in _SIGILS:
-        pos = find(sigil)
-        while pos >= 0:
-            if pos == 0 or raw[pos - 1] in _BEFORE:
-                return True
-            pos = find(sigil, pos + 1)
-    size = len(raw)
-    for word in _WORDS:
-        pos = find(word)
-        while pos >= 0:
-            end = pos + len(word)
-            if (pos == 0 or raw[pos - 1] in _BEFORE) and (
-                end >= size or raw[end] in _AFTER or word in (b"0x", b"0o")
-            ):
-                return True
-            pos = find(word, end)
-    # plain numbers with leading zeros (017): rapidyaml keeps them as text, YAML 1.2 reads ints
-    for lead in (b" 0", b"[0"):
-        pos = find(lead)
-        while pos >= 0:
-            end = pos + 2
-            if lead == b"[0" or (pos > 0 and raw[pos - 1] in b":-,[{"):
-                while end < size and 48 <= raw[end] <= 57:
-                    end += 1
-                if end > pos + 2 and (end >= size or raw[end] in _AFTER):
-                    return True
-            pos = find(lead, end)
-    return False
+    pos = find(first)
+    for _ in range(_MEMCHR_TRIES):
+        if pos < 0:
+            return False
+        match = pattern.match(raw, pos)  # its lookbehinds see the bytes before pos
+        if match is not None and (verify is None or verify(raw, match)):
+            return True
+        pos = find(first, pos + 1)
+    if pos < 0:
+        return False
+    return any(verify is None or verify(raw, m) for m in pattern.finditer(raw, pos))
+
+
+# rapidyaml's compiled module, imported without its Python wrapper ``ryml``: the wrapper
+# imports ``deprecation`` and ``packaging`` (a tenth of a small run's start-up) for names the
+# fast path does not use. Its flat functions (``Tree_size(tree)``) are what ``ryml.Tree``
+# calls; what the wrapper does besides, for the objects the fast path meets, is done here.
+_RYML_EXT: Any = None
+
+
+def _ryml_ext() -> Any:
+    """``ryml._ryml``, loaded once (None without rapidyaml)."""
+    global _RYML_EXT
+    if _RYML_EXT is None:
+        _RYML_EXT = _load_ryml_ext() or False
+    return _RYML_EXT or None
+
+
+def _load_ryml_ext() -> Any:
+    if "ryml" not in sys.modules:
+        with contextlib.suppress(ImportError, OSError, AttributeError, IndexError, ValueError):
+            return _register_classes(sys.modules.get("ryml._ryml") or _import_ryml_ext())
+    try:  # the wrapper is there already, or this rapidyaml is laid out otherwise
+        from ryml import ryml as wrapper
+
+        return wrapper._ryml
+    except (ImportError, AttributeError):
+        return None
+
+
+def _import_ryml_ext() -> Any:
+    from importlib import machinery, util
+
+    spec = util.find_spec("ryml")  # finds the package without running its __init__
+    folder = spec.submodule_search_locations[0]  # type: ignore[union-attr, index]
+    for suffix in machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "_ryml" + suffix)
+        if os.path.isfile(path):
+            loader = machinery.ExtensionFileLoader("ryml._ryml", path)
+            module = util.module_from_spec(util.spec_from_loader("ryml._ryml", loader))
+            loader.exec_module(module)
+            sys.modules["ryml._ryml"] = module  # `import ryml` later reuses it
+            return module
+    raise ImportError("rapidyaml's compiled module is not beside its package")
+
+
+def _register_classes(ext: Any) -> Any:
+    """Give SWIG a class with a destructor for each rapidyaml object the fast path meets, as
+    the wrapper does: without one it cannot free a tree (nor an exception: it then raises
+    RuntimeError) and, when the object goes, prints a leak warning on stdout. (``import
+    ryml`` later registers its own classes in their place.)"""
+
+    def register(name: str, *bases: type) -> type:
+        kind = type(name, bases, {"__swig_destroy__": getattr(ext, "delete_" + name)})
+        getattr(ext, name + "_swigregister")(kind)
+        return kind
+
+    register("Tree", object)
+    basic = register("ExceptionBasic", Exception)
+    register("ExceptionParse", basic)
+    register("ExceptionVisit", basic)
+    return ext
 
 
 class _Duplicate(Exception):
@@ -381,29 +515,58 @@ class _Duplicate(Exception):
 
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each JSON object as a dict; a key written twice sends the file to the reference path,
+    which reports it. (A fifth of the fast path's cost, but nothing in the C decoder, nor in
+    rapidyaml, tells a mapping's keys apart more cheaply.)"""
     result = dict(pairs)
     if len(result) != len(pairs):
         raise _Duplicate
     return result
 
 
+class _FlatTree:
+    """A rapidyaml tree driven through the compiled module's flat functions: ``tree.key(n)``
+    calls ``Tree_key(tree, n)``, as ``ryml.Tree`` does; the C++ tree goes with it."""
+
+    def __init__(self, ext: Any) -> None:
+        self._ext = ext
+        self.handle = ext.new_Tree()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "handle":
+            raise AttributeError(name)
+        method = partial(getattr(self._ext, "Tree_" + name), self.handle)
+        setattr(self, name, method)  # the next call is a plain attribute lookup
+        return method
+
+    def parse(self, buffer: bytearray, raw: bytes) -> None:
+        """Parse ``buffer`` (a copy of ``raw``) in place."""
+        self.reserve(raw.count(b"\n") * 2 + 64)  # growing copies the tree: ~2 nodes a line
+        self.reserve_arena(len(raw) // 4 + 64)
+        _quietly(self._ext.parse_substr, buffer, self.handle)
+
+
+def _quietly(function: Callable[..., Any], *args: Any) -> Any:
+    """Call rapidyaml with stderr muted: its C++ error handler writes there before raising
+    (the reference path reports the error, with its position)."""
+    with _quiet_stderr():
+        return function(*args)
+
+
 def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
-    try:
-        import ryml
-    except ImportError:  # pragma: no cover - rapidyaml is a dependency, but stay usable without
+    ext = _ryml_ext()
+    if ext is None:  # pragma: no cover - rapidyaml is a dependency, but stay usable without
         return None
-    buffer = bytearray(raw)
-    tree = ryml.Tree()
-    _reserve(tree, raw)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the decoder allocates only acyclic containers; the collector just slows it
     try:
-        with _quiet_stderr():
-            ryml.parse_in_place(buffer, tree)
-        if tree.size() <= 1 or tree.is_stream(tree.root_id()):
+        buffer = bytearray(raw)  # the tree points into it until it is emitted
+        tree = _FlatTree(ext)
+        tree.parse(buffer, raw)
+        root = tree.root_id()
+        if tree.size() <= 1 or tree.is_stream(root):
             return None  # empty or multi-document: let the reference path explain it
-        with _quiet_stderr():  # its emitter also complains on stderr about deep nesting
-            emitted = ryml.emit_json(tree)
+        emitted = _quietly(ext.emit_json_malloc, tree.handle, root)  # deep nesting fails
         del tree, buffer  # free the C++ tree before the Python objects are built: lower peak
         data = json.loads(emitted, object_pairs_hook=_pairs_hook, parse_float=YamlFloat)
     except Exception:  # any disagreement: the reference path decides, with exact messages
@@ -413,12 +576,6 @@ def _load_fast(raw: bytes, path: str) -> LoadedFile | None:
             gc.enable()
     locator = _RymlLocator(raw)
     return LoadedFile(path, raw, data, locator.locate)
-
-
-def _reserve(tree: Any, raw: bytes) -> None:
-    """Growing the tree copies it: reserve about two nodes per line up front."""
-    tree.reserve(raw.count(b"\n") * 2 + 64)
-    tree.reserve_arena(len(raw) // 4 + 64)
 
 
 @contextlib.contextmanager
@@ -439,25 +596,34 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-class _PyBuffer(ctypes.Structure):
-    _fields_ = [
-        ("buf", ctypes.c_void_p),
-        ("obj", ctypes.py_object),
-        ("len", ctypes.c_ssize_t),
-        ("itemsize", ctypes.c_ssize_t),
-        ("readonly", ctypes.c_int),
-        ("ndim", ctypes.c_int),
-        ("format", ctypes.c_char_p),
-        ("shape", ctypes.c_void_p),
-        ("strides", ctypes.c_void_p),
-        ("suboffsets", ctypes.c_void_p),
-        ("internal", ctypes.c_void_p),
-    ]
+_BUFFER_VIEW: Any = None
 
 
 def _address(obj: Any) -> int:
-    """Start address of a buffer (rapidyaml hands scalars out as views into our buffer)."""
-    view = _PyBuffer()
+    """Start address of a buffer (rapidyaml hands scalars out as views into our buffer).
+    ctypes is imported here: only a diagnostic's position needs it."""
+    import ctypes
+
+    global _BUFFER_VIEW
+    if _BUFFER_VIEW is None:
+
+        class PyBuffer(ctypes.Structure):
+            _fields_ = [
+                ("buf", ctypes.c_void_p),
+                ("obj", ctypes.py_object),
+                ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t),
+                ("readonly", ctypes.c_int),
+                ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p),
+                ("shape", ctypes.c_void_p),
+                ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p),
+                ("internal", ctypes.c_void_p),
+            ]
+
+        _BUFFER_VIEW = PyBuffer
+    view = _BUFFER_VIEW()
     ctypes.pythonapi.PyObject_GetBuffer(ctypes.py_object(obj), ctypes.byref(view), 0)
     try:
         return int(view.buf or 0)
@@ -472,18 +638,17 @@ class _RymlLocator:
         self.raw = raw  # the bytes as written, for line and column
         self._tree: Any = None
         self._line_starts: list[int] | None = None
+        self._none = -1
 
     @property
     def tree(self) -> Any:
         if self._tree is None:
-            import ryml
-
+            ext = _ryml_ext()
             self.buffer = bytearray(self.raw)  # parsed in place: scalars get unescaped in it
-            tree = ryml.Tree()
-            _reserve(tree, self.raw)
-            with _quiet_stderr():
-                ryml.parse_in_place(self.buffer, tree)
+            tree = _FlatTree(ext)
+            tree.parse(self.buffer, self.raw)
             self.base = _address(self.buffer)
+            self._none = ext.cvar.NONE  # the id rapidyaml uses for "no node"
             self._tree = tree
         return self._tree
 
@@ -524,7 +689,7 @@ class _RymlLocator:
             if offset is not None:
                 return offset - (1 if tree.is_key_quoted(node) else 0)
         child = tree.first_child(node) if tree.is_container(node) else -1
-        while child is not None and child >= 0 and child != _NONE:
+        while child is not None and child >= 0 and child != self._none:
             offset = self._node_offset(child, True)
             if offset is not None:
                 return offset
@@ -543,19 +708,10 @@ class _RymlLocator:
                 if not tree.is_map(node):
                     return None
                 node = tree.find_child(node, item.encode())
-                if node == _NONE:
+                if node == self._none:
                     return None
         offset = self._node_offset(node, key)
         return None if offset is None else self._offset_to_position(offset)
-
-
-_NONE = 2**64 - 1
-try:  # the sentinel rapidyaml uses for "no node"
-    import ryml as _ryml_module
-
-    _NONE = _ryml_module.NONE
-except ImportError:  # pragma: no cover
-    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,11 +735,10 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
     if node is not None and "*" in text:  # no alias, nothing shared: nothing to expand
         _refuse_alias_bombs(node, text, path)
     positions: dict[Path, tuple[int, int, int, int]] = {}
-    duplicates: list[Diagnostic] = []
-    data = None if node is None else _construct(node, (), positions, duplicates, path, set())
-    errors = [d for d in duplicates if d.severity is Severity.ERROR]
-    if errors:
-        raise YamlError(errors[0]) if len(errors) == 1 else _MultiYamlError(errors)
+    problems: list[Diagnostic] = []
+    data = None if node is None else _construct(node, (), positions, problems, path, set())
+    if any(d.rule != DUPLICATE_KEY for d in problems):  # a value could not be read at all
+        raise YamlError(problems[0]) if len(problems) == 1 else _MultiYamlError(problems)
 
     def locate(p: Path, key: bool) -> tuple[int, int] | None:
         found = positions.get(p)
@@ -591,7 +746,7 @@ def _load_reference(raw: bytes, path: str) -> LoadedFile:
             return None
         return (found[0], found[1]) if key else (found[2], found[3])
 
-    return LoadedFile(path, raw, data, locate, duplicates)
+    return LoadedFile(path, raw, data, locate, problems)
 
 
 MAX_ALIASES = 100_000
@@ -708,12 +863,11 @@ def yaml_error_diagnostics(error: YamlError) -> list[Diagnostic]:
 
 
 def as_error(diagnostic: Diagnostic) -> Diagnostic:
-    """A loader warning (a duplicate key) as an error, for files whose values are used as
-    they are (inputs, sites.yaml): there no value may silently win."""
+    """A problem found while loading as an error (what each of them is now; callers that
+    take a file's values as they are, inputs and sites.yaml, keep saying so)."""
     from dataclasses import replace
 
-    message = diagnostic.message.split("; the last value wins")[0]
-    return replace(diagnostic, severity=Severity.ERROR, message=message)
+    return replace(diagnostic, severity=Severity.ERROR)
 
 
 def _yaml_error_diagnostic(exc: Any, path: str, text: str) -> Diagnostic:
@@ -736,7 +890,7 @@ def _construct(
     node: Any,
     here: Path,
     positions: dict[Path, tuple[int, int, int, int]],
-    duplicates: list[Diagnostic],
+    problems: list[Diagnostic],
     path: str,
     active: set[int],
     key_mark: Any = None,
@@ -753,9 +907,9 @@ def _construct(
         )
     positions[here] = (kmark.line + 1, kmark.column + 1, start.line + 1, start.column + 1)
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node, duplicates, path)
+        return _scalar(node, problems, path)
     if id(node) in active:
-        duplicates.append(
+        problems.append(
             Diagnostic(
                 "yaml.alias-cycle",
                 Severity.ERROR,
@@ -768,29 +922,30 @@ def _construct(
     try:
         if isinstance(node, yaml.SequenceNode):
             return [
-                _construct(item, (*here, i), positions, duplicates, path, active)
+                _construct(item, (*here, i), positions, problems, path, active)
                 for i, item in enumerate(node.value)
             ]
         result: dict[Any, Any] = {}
         seen: dict[Any, Any] = {}
         for key_node, value_node in _merged_pairs(node):
             if isinstance(key_node, yaml.ScalarNode):
-                key = _scalar(key_node, duplicates, path)
+                key = _scalar(key_node, problems, path)
             else:  # a complex key ({a: 1}: x): keep readable text, as in the source
                 key = _flow_text(_construct(key_node, (), {}, [], path, active))
             if not isinstance(key, str):
                 key = scalar_text(key)
             if key in seen:
-                # YAML 1.2 forbids it; most loaders (PyYAML, tosca-parser) keep the last value,
-                # so do we, and warn: --strict turns it into a failure.
+                # YAML 1.2 (3.2.1.1) requires unique keys, and TOSCA files are YAML 1.2: an
+                # error, as in the peers' conformance suites (PyYAML, hence tosca-parser, keeps
+                # the last value silently). The last value is kept all the same, so that the
+                # rest of the file is still checked and every problem reported.
                 mark = key_node.start_mark
                 first = seen[key]
-                duplicates.append(
+                problems.append(
                     Diagnostic(
-                        "yaml.duplicate-key",
-                        Severity.WARNING,
-                        f"duplicate key '{key}' (first defined at line {first.line + 1}); "
-                        "the last value wins",
+                        DUPLICATE_KEY,
+                        Severity.ERROR,
+                        f"duplicate key '{key}' (first defined at line {first.line + 1})",
                         Location(path, mark.line + 1, mark.column + 1),
                         "remove or rename one of them",
                         related=(Location(path, first.line + 1, first.column + 1),),
@@ -798,7 +953,7 @@ def _construct(
                 )
             seen[key] = key_node.start_mark
             result[key] = _construct(
-                value_node, (*here, key), positions, duplicates, path, active, key_node.start_mark
+                value_node, (*here, key), positions, problems, path, active, key_node.start_mark
             )
         return result
     finally:
