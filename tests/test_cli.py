@@ -25,6 +25,16 @@ topology_template:
 """
 WARNING_BLUEPRINT = HEADER + """\
 topology_template:
+  inputs:
+    size:
+      type: integer
+      constraints: {greater_than: 1}
+  node_templates:
+    server:
+      type: tosca.nodes.Compute
+"""
+DUPLICATE_KEY = HEADER + """\
+topology_template:
   node_templates:
     server:
       type: tosca.nodes.Compute
@@ -85,12 +95,12 @@ def test_warnings_alone_exit_zero_and_strict_makes_them_fail(files: dict[str, Pa
     assert run("validate", files["warning"]).exit_code == exitcodes.OK
     strict = run("validate", "--strict", files["warning"])
     assert strict.exit_code == exitcodes.FINDINGS
-    assert "[yaml.duplicate-key]" in strict.stdout
+    assert "[constraint.single-map]" in strict.stdout
 
 
 def test_quiet_shows_only_errors(files: dict[str, Path]) -> None:
     result = run("-q", "validate", files["warning"], files["error"])
-    assert "duplicate-key" not in result.stdout
+    assert "single-map" not in result.stdout
     assert "[types.unknown]" in result.stdout
     assert result.exit_code == exitcodes.FINDINGS
 
@@ -131,18 +141,25 @@ def test_json_envelope(files: dict[str, Path]) -> None:
     assert report["tool"] == {"name": "orch", "version": __version__}
     assert report["summary"] == {"error": 1, "warning": 1, "info": 0}
     by_rule = {d["rule"]: d for d in report["diagnostics"]}
-    assert set(by_rule) == {"types.unknown", "yaml.duplicate-key"}
+    assert set(by_rule) == {"types.unknown", "constraint.single-map"}
     unknown = by_rule["types.unknown"]
     assert (unknown["line"], unknown["column"]) == (5, 13)
     assert unknown["severity"] == "error"
     assert unknown["file"] == str(files["error"])
     assert unknown["hint"].startswith("did you mean")
-    duplicate = by_rule["yaml.duplicate-key"]
-    assert (duplicate["line"], duplicate["column"]) == (6, 7)
-    assert duplicate["related"] == [{"file": str(files["warning"]), "line": 5, "column": 7}]
+    single = by_rule["constraint.single-map"]
+    assert (single["line"], single["column"], single["severity"]) == (6, 7, "warning")
+    assert single["related"] == []
     for diagnostic in report["diagnostics"]:
         assert set(diagnostic) >= {"rule", "severity", "message", "file", "line", "column",
                                    "hint", "related"}
+    # a finding with a related place: a duplicate key (an error, as YAML 1.2 has it)
+    duplicate_file = files["clean"].with_name("duplicate.yaml")
+    duplicate_file.write_text(DUPLICATE_KEY, "utf-8")
+    (duplicate,) = json.loads(run("validate", "-f", "json", duplicate_file).stdout)["diagnostics"]
+    assert (duplicate["rule"], duplicate["severity"]) == ("yaml.duplicate-key", "error")
+    assert (duplicate["line"], duplicate["column"]) == (6, 7)
+    assert duplicate["related"] == [{"file": str(duplicate_file), "line": 5, "column": 7}]
 
 
 def test_sarif(files: dict[str, Path]) -> None:
@@ -198,7 +215,7 @@ def test_junit(files: dict[str, Path]) -> None:
     assert [f.get("type") for f in failures] == ["types.unknown"]
     assert root.get("failures") == "1"
     assert cases[0].find("failure") is None
-    assert "duplicate key" in (cases[2].findtext("system-out") or "")
+    assert "single clause" in (cases[2].findtext("system-out") or "")
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif", "github", "junit"])
