@@ -2,11 +2,12 @@
 
 ``orch deploy`` on a deployment that drifted stops and shows this; ``orch diff`` shows it on
 request; ``orch deploy --update`` applies it: nodes whose properties, type, requirements,
-artifacts or instance count changed are replaced (deleted with the old blueprint, created with
-the new one), together with every node that requires them, directly or not, since they were
-configured against the old one; operations whose implementation, files or inputs changed run
-again; added nodes are created and removed ones deleted. Outputs, workflows and descriptions
-change nothing deployed: they are taken over without an update.
+artifacts, instance count or ``create`` changed are replaced (deleted with the old blueprint,
+created with the new one), together with every node that requires them, directly or not, since
+they were configured against the old one; operations whose implementation, files or inputs
+changed run again; added nodes are created and removed ones deleted. Outputs, workflows and
+descriptions change nothing deployed: they are taken over without an update. Only what was
+deployed drifts: a node never created, an operation that never succeeded, runs as it is now.
 
 A value that uses ``get_input`` changes when the input does, and one that uses ``get_property``
 of another node changes when that node's property does: effective values are compared, not
@@ -29,7 +30,7 @@ RERUN = "rerun"
 CREATE = "create"
 DELETE = "delete"
 STORE = "store"
-"""Nothing runs, but what a later command runs changes (an input, an undeploy operation)."""
+"""Nothing runs, but what a later command runs changes (a deployed node's undeploy operation)."""
 UPDATES = frozenset({REPLACE, RERUN, CREATE, DELETE, STORE})
 """The actions that need ``--update``."""
 INPUT = "input"
@@ -59,7 +60,7 @@ class Change:
     detail: str
     """How, in words: 'property samples: 1000 -> 5000'."""
     action: str
-    """replace, rerun, create, delete, store or take."""
+    """replace, rerun, create, delete, store, input or take (``UPDATES`` need --update)."""
 
     def to_dict(self) -> dict[str, str]:
         return {"subject": self.subject, "detail": self.detail, "action": self.action}
