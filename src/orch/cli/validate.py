@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -62,7 +63,11 @@ def validate(
     catalog = default_catalog(catalogs)
     diagnostics: list[Diagnostic] = []
     sources: dict[str, object] = {}
-    for blueprint in blueprints:
+    for index, blueprint in enumerate(blueprints):
+        if index == 1:
+            # start-up left the collector off for one blueprint's short life; the garbage of
+            # many would pile up
+            gc.enable()
         result = run_validation(blueprint, catalog=catalog)
         diagnostics.extend(result.diagnostics)
         for loaded in result.files:

@@ -68,6 +68,8 @@ class FunctionChecker:
             return (name, args, context.relationship, context.in_outputs)
         if type(args) is not list:
             return None
+        if name == "concat":
+            return self._concat_key(args, context)
         for arg in args:
             if type(arg) is not str:
                 return None
@@ -84,6 +86,32 @@ class FunctionChecker:
             context.node is None,
         )
 
+    def _concat_key(self, items: list[Any], context: FunctionContext) -> tuple[Any, ...] | None:
+        """concat looks only at what kind each item is: a scalar item stands for any scalar
+        (every node's ``concat: [ {get_input: prefix}, '-n7' ]`` shares one key), a nested
+        call for its own key."""
+        key: list[Any] = ["concat"]
+        for item in items:
+            if type(item) is dict:
+                nested = self._call_key(item, context)
+                if nested is None:
+                    return None
+                key.append(nested)
+            elif type(item) is list:
+                return None
+            else:
+                key.append(None)  # no call's key is None
+        return tuple(key)
+
+    def _call_key(self, call: dict[Any, Any], context: FunctionContext) -> tuple[Any, ...] | None:
+        """The clean key of a call written as a map (None: it has none, or is no call)."""
+        if len(call) != 1:
+            return None
+        for name, args in call.items():
+            if name in self._handlers:
+                return self._clean_key(name, args, context)
+        return None
+
     def _place(self, context: FunctionContext) -> tuple[Any, ...]:
         """What SELF-relative calls depend on: the node's type and the kind of place. The calls
         of one node come one after the other: the last answer is kept."""
@@ -95,18 +123,10 @@ class FunctionChecker:
         self._last_context, self._last_place = context, place
         return place
 
-    def known_clean(self, call: Any, context: Any) -> bool:
+    def known_clean(self, call: dict[Any, Any], context: Any) -> bool:
         """Whether this call, in this kind of place, was already found clean."""
-        if len(call) != 1:
-            return False
-        for name, args in call.items():
-            if name not in self._handlers:
-                return False
-            key = self._clean_key(
-                name, args, context if type(context) is FunctionContext else _NO_CONTEXT
-            )
-            return key is not None and key in self._clean
-        return False
+        key = self._call_key(call, context if type(context) is FunctionContext else _NO_CONTEXT)
+        return key is not None and key in self._clean
 
     def check_value(self, value: Any, where: Where, context: Any) -> None:
         """Find and check every function call inside ``value``."""

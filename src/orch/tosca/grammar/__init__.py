@@ -80,6 +80,15 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
 }
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
 _TYPE_WORDS = {
     "object": "a map",
     "array": "a list",
@@ -115,22 +124,46 @@ class _Compiler:
     def __init__(self, root: dict[str, Any]):
         self.root = root
         self.refs: dict[str, Check] = {}
+        self._waiting: dict[Check, list[tuple[Any, Any]]] = {}  # a ref to compile: its holders
+        self._compiled: dict[Check, Check] = {}  # a ref compiled: what it compiled to
 
     def ref(self, pointer: str) -> Check:
         if pointer in self.refs:
             return self.refs[pointer]
         name = pointer.rsplit("/", 1)[-1]
-        slot: list[Check] = []
 
         def lazy(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             # compiled on first use: a document uses a part of the grammar, and compiling all
             # of it costs more than checking a small file
-            if not slot:
-                slot.append(self.compile(self.root["definitions"][name], _label(name)))
-            slot[0](value, path, out)
+            compiled = self._compiled.get(lazy) or self._resolve(lazy, name)
+            compiled(value, path, out)
 
         self.refs[pointer] = lazy
+        self._waiting[lazy] = []
         return lazy
+
+    def _resolve(self, lazy: Check, name: str) -> Check:
+        compiled = self.compile(self.root["definitions"][name], _label(name))
+        self._compiled[lazy] = compiled
+        for holder, key in self._waiting.pop(lazy):
+            self._hold(holder, key, compiled)
+        return compiled
+
+    def _hold(self, holder: Any, key: Any, check: Check | None) -> None:
+        """``holder[key] = check``; a ref is replaced there by what it compiles to, once it is
+        compiled, so that each value checked later costs one call less."""
+        while check in self._compiled:
+            check = self._compiled[check]
+        holder[key] = check
+        if check in self._waiting:
+            self._waiting[check].append((holder, key))
+
+    def _held(self, checks: list[Check]) -> list[Check]:
+        """A list of checks whose refs are replaced in it once compiled."""
+        held: list[Check] = list(checks)
+        for i, check in enumerate(checks):
+            self._hold(held, i, check)
+        return held
 
     def trivial(self, node: dict[str, Any]) -> bool:
         """True when the schema accepts anything (only annotations, possibly behind $refs)."""
@@ -168,7 +201,8 @@ class _Compiler:
             return _accept
         if len(checks) == 1:
             return checks[0]
-        gate = checks[0] if types is not None else None
+        gate = checks[0] if types is not None else None  # a type check (never a ref)
+        rest = self._held(checks[1:] if gate is not None else checks)
 
         def all_of(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if gate is not None:
@@ -176,11 +210,8 @@ class _Compiler:
                 gate(value, path, out)
                 if len(out) != before:
                     return  # wrong shape: the other checks would only repeat it
-                for check in checks[1:]:
-                    check(value, path, out)
-            else:
-                for check in checks:
-                    check(value, path, out)
+            for check in rest:
+                check(value, path, out)
 
         return all_of
 
@@ -188,12 +219,21 @@ class _Compiler:
         """A typed node without value keywords, the commonest kind: one closure that dispatches
         on the value's kind instead of a type check followed by every other check."""
         type_check = self._type(types, label)
-        members = self._object(node, label) if any(k in node for k in _OBJECT_KEYWORDS) else None
-        items = self._array(node, label) if any(k in node for k in _ARRAY_KEYWORDS) else None
-        members = None if members is _accept else members
-        items = None if items is _accept else items
         takes_map = "object" in types
         takes_list = "array" in types
+        items = self._array(node, label) if any(k in node for k in _ARRAY_KEYWORDS) else None
+        items = None if items is _accept or not takes_list else items
+        members = None
+        if takes_map and any(k in node for k in _OBJECT_KEYWORDS):
+            if items is None:
+                # the commonest node of all, a map of keynames: one closure (the members'
+                # check, with the type check for other values), not a dispatch and then that
+                fused = self._object(node, label, other=type_check)
+                if fused is not _accept:
+                    return fused
+            else:
+                members = self._object(node, label)
+                members = None if members is _accept else members
 
         def shaped(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             kind = type(value)
@@ -205,19 +245,19 @@ class _Compiler:
                     items(value, path, out)
             else:
                 type_check(value, path, out)  # other kinds: accepted, or reported here
-                if members is not None and takes_map and isinstance(value, dict):
+                if members is not None and isinstance(value, dict):
                     members(value, path, out)  # a subclass of dict
 
         return shaped
 
     def _type(self, types: list[str], label: str) -> Check:
-        tests = [_JSON_TYPES[t] for t in types]
+        accepted = tuple(dict.fromkeys(t for name in types for t in _PY_TYPES[name]))
+        bools = "boolean" in types  # a bool is an int to isinstance(), not to JSON Schema
         words = " or ".join(_TYPE_WORDS[t] for t in types)
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
-            for test in tests:
-                if test(value):
-                    return
+            if isinstance(value, accepted) and (bools or type(value) is not bool):
+                return
             out.append(
                 (
                     path,
@@ -266,11 +306,12 @@ class _Compiler:
 
         return check
 
-    def _object(self, node: dict[str, Any], label: str) -> Check:
+    def _object(self, node: dict[str, Any], label: str, other: Check | None = None) -> Check:
+        """The check of a map's keys and values; ``other`` checks a value that is no map."""
         properties: dict[str, Check | None] = {}
         for k, v in node.get("properties", {}).items():
             compiled = self.compile(v, _child_label(k, v))
-            properties[k] = None if compiled is _accept else compiled
+            self._hold(properties, k, None if compiled is _accept else compiled)
         patterns = [
             (re.compile(p), self.compile(v, label))
             for p, v in node.get("patternProperties", {}).items()
@@ -283,6 +324,8 @@ class _Compiler:
                 extra = None
                 additional = True
         closed = additional is False
+        extra_at: list[Check | None] = [None]  # held in a list: a ref is replaced there
+        self._hold(extra_at, 0, extra)
         required = tuple(node.get("required", ()))
         min_props = node.get("minProperties")
         max_props = node.get("maxProperties")
@@ -308,15 +351,23 @@ class _Compiler:
         ):
 
             def entries(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
-                if isinstance(value, dict):  # a map of named entries: each one is checked alike
-                    for key, item in value.items():
-                        extra(item, (path, key), out)
+                if type(value) is not dict:
+                    if other is not None:
+                        other(value, path, out)
+                    if not isinstance(value, dict):
+                        return
+                entry = extra_at[0]
+                for key, item in value.items():  # a map of named entries: each checked alike
+                    entry(item, (path, key), out)
 
             return entries
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
-            if not isinstance(value, dict):
-                return
+            if type(value) is not dict:
+                if other is not None:
+                    other(value, path, out)
+                if not isinstance(value, dict):
+                    return
             for key, item in value.items():
                 sub = properties.get(key, _UNLISTED)
                 if sub is not _UNLISTED:
@@ -331,7 +382,7 @@ class _Compiler:
                 if matched:
                     continue
                 if extra is not None:
-                    extra(item, (path, key), out)
+                    extra_at[0](item, (path, key), out)  # type: ignore[misc]
                 elif closed:
                     out.append(
                         (
@@ -388,13 +439,16 @@ class _Compiler:
             item_check = None
         if item_check is None and low is None and high is None:
             return _accept
+        item_at: list[Check | None] = [None]  # held in a list: a ref is replaced there
+        self._hold(item_at, 0, item_check)
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if not isinstance(value, list):
                 return
-            if item_check is not None:
+            each = item_at[0]
+            if each is not None:
                 for i, item in enumerate(value):
-                    item_check(item, (path, i), out)
+                    each(item, (path, i), out)
             if low is not None and len(value) < low:
                 out.append(
                     (path, "grammar.size", f"{label} needs at least {low} items", None, False)
@@ -409,7 +463,7 @@ class _Compiler:
     def _any_of(self, branches: list[dict[str, Any]], label: str) -> Check:
         if any(self.trivial(b) for b in branches):
             return _accept
-        compiled = [self.compile(b, label) for b in branches]
+        compiled = self._held([self.compile(b, label) for b in branches])
         shapes = [_branch_types(b, self.root) for b in branches]
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
