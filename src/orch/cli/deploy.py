@@ -304,6 +304,9 @@ def deploy(
     prepared = deployments.prepare(
         str(blueprint), list(input_specs), [str(c) for c in catalogs], missing_ok=True
     )
+    from orch.cli.secrets import check_secrets
+
+    check_secrets(prepared.model, prepared.inputs)  # a missing get_secret value: nothing runs
     deployment_name = deployments.deployment_name(prepared, name)
     store = _open_store(state_dir)
     listener = _listener(fmt)
@@ -419,6 +422,9 @@ def run_workflow(
                 + ")"
             )
         name = names[0]
+    from orch.cli.secrets import check_secrets
+
+    check_secrets(*deployments.stored(store, name, list(input_specs))[:2], f"run {workflow}")
     listener = _listener(fmt)
     try:
         outcome = deployments.run_workflow(

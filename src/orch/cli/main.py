@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("orch.cli.inspect", "logs", "Print (or follow) a deployment's operation logs."),
     "sites": ("orch.cli.sites", "sites", "List the HPC sites of sites.yaml; check them."),
     "credentials": ("orch.cli.sites", "credentials", "Manage SSH keys named by a token."),
+    "secrets": ("orch.cli.secrets", "secrets", "Store values for get_secret (never shown)."),
 }
 
 

@@ -91,6 +91,9 @@ class Evaluator:
             self.by_node.setdefault(instance.node, []).append(instance.id)
         self._links: list[Link] | None = None
         """Relationship instances, made when a function first names a relationship template."""
+        self.secret_values: set[str] = set()
+        self.secret_reads = 0
+        """get_secret values given so far (masked like secret inputs), and how many calls."""
 
     # ------------------------------------------------------------------ entry point
     def value(self, value: Any, scope: Scope) -> Any:
@@ -323,7 +326,10 @@ class Evaluator:
         values: dict[str, Any] = {}
         for name, definition in model.outputs.items():
             try:
+                before = self.secret_reads
                 values[name] = self.value((definition or {}).get("value"), Scope())
+                if self.secret_reads != before:  # read get_secret: never shown nor stored
+                    values[name] = "<secret: hidden>"
             except EvaluationError:
                 values[name] = None
         return values
@@ -424,10 +430,19 @@ class Evaluator:
         return artifact.name
 
     def _get_secret(self, args: Any, scope: Scope) -> Any:
-        raise EvaluationError(
-            "get_secret needs a secret store, which orch does not have: pass the value as an "
-            "input instead (inputs named like *password*, *token*, *secret* are never stored)"
-        )
+        """Yorc's get_secret [path, data=field, ...], from orch's secret store."""
+        from orch.sites.secrets import SecretError, lookup
+
+        parts = [self.value(a, scope) for a in (args if isinstance(args, list) else [args])]
+        try:
+            value = lookup(parts[0] if parts else None, parts[1:])
+        except SecretError as exc:
+            raise EvaluationError(f"get_secret: {exc}") from None
+        self.secret_values.add(value)
+        self.secret_reads += 1
+        return value
+
+    _get_vault_secret = _get_secret
 
 
 def _walk(value: Any, path: list[Any], what: str) -> Any:

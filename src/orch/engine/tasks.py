@@ -94,7 +94,7 @@ class TaskBuilder:
             environment=environment,
             host=host,
             timeout=operation.timeout or self.options.default_timeout,
-            secret_values=tuple(secrets),
+            secret_values=(*secrets, *getattr(self.evaluator, "secret_values", ())),
             **builtin,
         )
 
