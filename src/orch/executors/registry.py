@@ -21,6 +21,7 @@ def load_executors() -> list[Any]:
         ScriptExecutor(), AnsibleExecutor(), SlurmExecutor(), PyCOMPSsExecutor(),
         ImageExecutor(), StagingExecutor(),
     ]  # fmt: skip
+    executors.append(__import__("orch.executors.dls", fromlist=["DlsExecutor"]).DlsExecutor())
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         executors.append(entry.load()())
     return executors

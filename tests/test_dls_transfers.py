@@ -1,0 +1,363 @@
+"""The ``dls`` executor: eFlows4HPC Data Logistics Service node types carried out by orch's own
+transfers (``orch.transfers``), against real servers on loopback.
+
+The site is the real sshd of ``sites.fixtures`` (as root: files land on this machine's disk,
+where the tests read them). The sources are real servers the tests start themselves: Python's
+``http.server`` in a thread (plain HTTP), WsgiDAV on cheroot with basic auth (WebDAV), ``git
+daemon`` on a bare repository (git), the same sshd as a second site (SSH2SSH). A B2SHARE server
+cannot be installed here: a small stand-in answers B2SHARE's documented REST API
+(``GET /api/records/<id>`` with ``files`` entries: ``key``, ``size``, ``checksum`` ``md5:...``,
+``links.self``) from the same ``http.server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orch.executors.base import Artifact, Host, OperationResult, RunContext, Task
+from orch.executors.dls import (
+    NODE_TYPE_ENV,
+    DlsExecutor,
+    build_conf,
+    unsupported_reason,
+)
+from orch.transport.ssh import TransportPool
+
+T = "dls.ansible.nodes."
+PASSWORD = "dav-Secret-4711"
+TOKEN = "b2-token-0123456789abcdef"
+
+
+# -- servers of the tests ---------------------------------------------------------------------
+
+
+class Files:
+    """What the HTTP stand-in serves: path -> (bytes, headers); '/slow/*' trickles."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.hits: dict[str, int] = {}
+        self.slow_sent = threading.Event()
+        self.tokens: list[str] = []
+
+
+def _handler(files: Files) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            files.hits[path] = files.hits.get(path, 0) + 1
+            if "access_token=" in query:
+                files.tokens.append(query)
+            if path.startswith("/slow/"):
+                self._slow()
+                return
+            if path not in files.routes:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body, headers = files.routes[path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _slow(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 * 1024 * 1024))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(4000):
+                    self.wfile.write(b"x" * 65536)
+                    self.wfile.flush()
+                    files.slow_sent.set()
+                    time.sleep(0.05)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[tuple[str, Files]]:
+    files = Files()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- running the executor ---------------------------------------------------------------------
+
+
+class Call:
+    """Runs the dls executor on the test site, collecting its log."""
+
+    def __init__(self, pool: TransportPool, host: Host, resolve: Any = None):
+        self.pool = pool
+        self.host = host
+        self.cancel = threading.Event()
+        self.lines: list[str] = []
+        self.executor = DlsExecutor(resolve)
+
+    def log(self, stream: str, line: str) -> None:
+        self.lines.append(f"{stream}: {line}")
+
+    def __call__(self, node_type: str, inputs: dict[str, Any], properties: dict[str, Any],
+                 *, interface: str = "Runnable", operation: str = "submit",
+                 secrets: tuple[str, ...] = ()) -> OperationResult:
+        task = Task(
+            deployment="dep", node="data", instance="data/0", interface=interface,
+            operation=operation, implementation=Artifact("dls", Path("dls")),
+            inputs=inputs, environment={NODE_TYPE_ENV: node_type}, host=self.host,
+            properties=properties, secret_values=secrets,
+        )  # fmt: skip
+        context = RunContext(transport=self.pool.get, cancel=self.cancel, log=self.log)
+        return self.executor.run(task, context)
+
+
+@pytest.fixture
+def call(ssh_pool: TransportPool, ssh_host: Host) -> Call:
+    return Call(ssh_pool, ssh_host)
+
+
+@pytest.fixture
+def site_dir() -> Iterator[Path]:
+    """A folder on the site (this machine: the sshd logs in as root here)."""
+    path = Path(tempfile.mkdtemp(prefix="orch-dls-site-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def http_inputs(url: str, target: str, force: bool = True, **more: Any) -> dict[str, Any]:
+    """Runnable.submit's inputs of HTTP2SSH as types.yml names them."""
+    return {"submit_tasks": "submit_dag_http2ssh_data.yaml", "dag_id": "plainhttp2ssh",
+            "url": url, "url_input": "", "force": force, "target_path": target,
+            "target_path_input": None, "host": "", "host_from_env": "site", "port": 22,
+            "login": "", "vault_id": "", "login_input": "", "vault_id_input": "", **more}
+
+
+def no_part_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+# -- the conf, as the playbooks compute it ------------------------------------------------------
+
+
+def test_conf_follows_the_playbooks() -> None:
+    conf = build_conf({
+        "oid": "prop-oid", "oid_input": "input-oid", "target_path": "/p", "target_path_input": "",
+        "host": "h", "host_from_env": "env-host", "login": "me", "login_input": None,
+        "vault_id": "v", "vault_id_input": "v2", "conf": json.dumps({"extra": "1", "oid": "x"}),
+    }, "submit_dag_stagein_data.yaml")  # fmt: skip
+    assert conf == {"extra": "1", "oid": "input-oid", "target": "/p", "host": "env-host",
+                    "login": "me", "vault_id": "v2"}
+    conf = build_conf({"force": "true", "oid": "o", "target_path": "t", "host": "h"},
+                      "submit_dag_webdav_stagein_data.yaml")
+    assert conf["force"] is True
+    conf = build_conf({"source_host": "a", "source_path": "/s", "target_host_from_env": "b",
+                       "target_path": "/t", "target_login": "u", "source_login": "",
+                       "target_vault_id": "vid", "source_vault_id": ""},
+                      "submit_dag_ssh2ssh_data.yaml")
+    assert conf["source_login"] == "u" and conf["source_vault_id"] == "vid"
+    assert conf["target_host"] == "b"
+    conf = build_conf({"git_url": "http://g", "git_repo_input": "r.git", "conf": {"k": "v"}},
+                      "submit_dag_git2ssh_data.yaml")
+    assert conf["gitlab_url"] == "http://g" and conf["gitlab_repo"] == "r.git"
+    assert conf["k"] == "v"
+
+
+def test_unsupported_types_and_dags_are_named() -> None:
+    assert unsupported_reason([T + "HTTP2SSH", T + "DLSDAGRun"], "plainhttp2ssh") is None
+    assert unsupported_reason([T + "DLSDAGStageInData"], "taskflow_example") is None
+    why = unsupported_reason([T + "DLSDAGModelUpload", T + "DLSDAGRun"], "mlflow_upload")
+    assert why and "DLSDAGModelUpload" in why and "mlflow_upload" in why
+    why = unsupported_reason([T + "DLSDAGRun"], "my_own_dag")
+    assert why and "my_own_dag" in why and "DLSDAGRun" in why
+    why = unsupported_reason([T + "DLSDAGImageTransfer"], "transfer_image")
+    assert why and "image" in why
+
+
+def test_refused_at_run_names_type_and_dag(call: Call) -> None:
+    result = call(T + "DLSDAGRun", {"submit_tasks": "submit_dag_generic.yaml"},
+                  {"dag_id": "some_dag"})
+    assert result.status == "failed"
+    assert "DLSDAGRun" in result.message and "some_dag" in result.message
+
+
+def test_monitor_and_standard_mode_off_do_nothing(call: Call) -> None:
+    result = call(T + "HTTP2SSH", {}, {"dag_id": "plainhttp2ssh"}, operation="run")
+    assert result.ok and result.outputs["TOSCA_JOB_STATUS"] == "COMPLETED"
+    result = call(T + "HTTP2SSH", {"run_in_standard_mode": False},
+                  {"dag_id": "plainhttp2ssh"}, interface="Standard", operation="start")
+    assert result.ok and not result.outputs
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+def test_http_lands_the_bytes_then_skips_then_forces(call: Call, web: tuple[str, Files],
+                                                     site_dir: Path) -> None:
+    base, files = web
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    files.routes["/data/blob.bin"] = (data, {"Last-Modified": "Wed, 01 Jan 2025 10:00:00 GMT"})
+    target = str(site_dir / "in") + "/"
+    result = call(T + "HTTP2SSH", http_inputs(f"{base}/data/blob.bin", target, force=False),
+                  {"dag_id": "plainhttp2ssh"})
+    assert result.ok, result.message
+    landed = site_dir / "in" / "blob.bin"
+    assert landed.read_bytes() == data
+    assert result.outputs["target_path"] == str(landed)
+    assert result.outputs["execution_url"].endswith(str(landed))
+    assert int(landed.stat().st_mtime) == 1735725600
+    assert not no_part_files(site_dir)
+    again = call(T + "HTTP2SSH", http_inputs(f"{base}/data/blob.bin", target, force=False),
+                 {"dag_id": "plainhttp2ssh"})
+    assert again.ok and again.outputs["skipped"] == "1" and again.outputs["files"] == "0"
+    forced = call(T + "HTTP2SSH", http_inputs(f"{base}/data/blob.bin", target, force=True),
+                  {"dag_id": "plainhttp2ssh"})
+    assert forced.ok and forced.outputs["files"] == "1"
+    assert landed.read_bytes() == data
+
+
+def test_http_404_and_unreachable_name_source_and_destination(
+        call: Call, web: tuple[str, Files], site_dir: Path) -> None:
+    base, _ = web
+    result = call(T + "HTTP2SSH", http_inputs(f"{base}/missing.bin", str(site_dir / "x.bin")),
+                  {"dag_id": "plainhttp2ssh"})
+    assert result.status == "failed"
+    assert "404 not found" in result.message and f"{base}/missing.bin" in result.message
+    assert str(site_dir / "x.bin") in result.message and "HTTP2SSH" in result.message
+    port = closed_port()
+    result = call(T + "HTTP2SSH", http_inputs(f"http://127.0.0.1:{port}/f",
+                                              str(site_dir / "y.bin")),
+                  {"dag_id": "plainhttp2ssh"})
+    assert result.status == "failed"
+    assert f"127.0.0.1:{port} unreachable" in result.message
+    assert str(site_dir / "y.bin") in result.message
+    assert not list(site_dir.iterdir())
+
+
+def test_http_cancel_mid_transfer_stops_quickly(call: Call, web: tuple[str, Files],
+                                                site_dir: Path) -> None:
+    base, files = web
+    files.slow_sent.clear()
+    final = site_dir / "slow.bin"
+    out: list[OperationResult] = []
+    thread = threading.Thread(target=lambda: out.append(call(
+        T + "HTTP2SSH", http_inputs(f"{base}/slow/big", str(final)),
+        {"dag_id": "plainhttp2ssh"})))
+    thread.start()
+    assert files.slow_sent.wait(10)
+    time.sleep(0.5)
+    cancelled_at = time.monotonic()
+    call.cancel.set()
+    thread.join(10)
+    assert time.monotonic() - cancelled_at < 1.5
+    assert out and out[0].status == "cancelled"
+    assert not final.exists()
+    assert not no_part_files(site_dir)
+
+
+# -- B2SHARE ------------------------------------------------------------------------------------
+
+
+def b2share_record(files: Files, base: str, record: str, payloads: dict[str, bytes],
+                   wrong_md5: bool = False) -> None:
+    entries = []
+    for key, body in payloads.items():
+        path = f"/api/files/bucket-{record}/{key}"
+        files.routes[path] = (body, {})
+        md5 = hashlib.md5(body if not wrong_md5 else body + b"!").hexdigest()
+        entries.append({"key": key, "size": len(body), "checksum": f"md5:{md5}",
+                        "bucket": f"bucket-{record}", "links": {"self": base + path}})
+    doc = {"id": record, "files": entries, "links": {"self": f"{base}/api/records/{record}"}}
+    files.routes[f"/api/records/{record}"] = (json.dumps(doc).encode(),
+                                              {"Content-Type": "application/json"})
+
+
+def b2share_inputs(oid: str, target: str, server: str, **extra: Any) -> dict[str, Any]:
+    """Runnable.submit's inputs of DLSDAGStageInData."""
+    return {"submit_tasks": "submit_dag_stagein_data.yaml", "dag_id": "taskflow_example",
+            "oid": "", "oid_input": oid, "target_path": target, "target_path_input": "",
+            "host": "", "host_from_env": "site", "port": 22, "login": "u", "vault_id": "",
+            "conf": json.dumps({"b2share_server": server, **extra})}
+
+
+def test_b2share_record_lands_verified_then_skips(call: Call, web: tuple[str, Files],
+                                                  site_dir: Path) -> None:
+    base, files = web
+    payloads = {"a.csv": b"x,y\n1,2\n", "sub/b.bin": os.urandom(200_000)}
+    b2share_record(files, base, "rec1", payloads)
+    result = call(T + "DLSDAGStageInData", b2share_inputs("rec1", str(site_dir), base,
+                                                          b2share_token=TOKEN),
+                  {"dag_id": "taskflow_example"})
+    assert result.ok, result.message
+    for key, body in payloads.items():
+        assert (site_dir / key).read_bytes() == body
+    assert result.outputs["target_path"] == str(site_dir)
+    assert files.tokens, "the access token is sent as B2SHARE's access_token parameter"
+    hits = files.hits.get("/api/files/bucket-rec1/a.csv", 0)
+    again = call(T + "DLSDAGStageInData", b2share_inputs("rec1", str(site_dir), base,
+                                                         b2share_token=TOKEN),
+                 {"dag_id": "taskflow_example"})
+    assert again.ok and again.outputs["skipped"] == "2"
+    assert files.hits["/api/files/bucket-rec1/a.csv"] == hits, "skipped: not downloaded"
+    forced = call(T + "DLSDAGStageInData", b2share_inputs("rec1", str(site_dir), base,
+                                                          b2share_token=TOKEN, force="true"),
+                  {"dag_id": "taskflow_example"})
+    assert forced.ok and forced.outputs["files"] == "2"
+    assert all(TOKEN not in line for line in call.lines)
+
+
+def test_b2share_checksum_mismatch_fails_and_leaves_no_file(
+        call: Call, web: tuple[str, Files], site_dir: Path) -> None:
+    base, files = web
+    b2share_record(files, base, "rec2", {"c.dat": b"payload"}, wrong_md5=True)
+    result = call(T + "DLSDAGStageInData", b2share_inputs("rec2", str(site_dir), base),
+                  {"dag_id": "taskflow_example"})
+    assert result.status == "failed"
+    assert "checksum mismatch" in result.message and "c.dat" in result.message
+    assert not (site_dir / "c.dat").exists()
+    assert not no_part_files(site_dir)
+
+
+def test_b2share_unknown_record_is_not_found(call: Call, web: tuple[str, Files],
+                                             site_dir: Path) -> None:
+    base, _ = web
+    result = call(T + "DLSDAGStageInData", b2share_inputs("nope", str(site_dir), base),
+                  {"dag_id": "taskflow_example"})
+    assert result.status == "failed"
+    assert "404 not found" in result.message and "/api/records/nope" in result.message
