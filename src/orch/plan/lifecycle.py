@@ -141,12 +141,41 @@ class _Chain:
 
 
 def jobs_in_deploy(model: Model) -> bool:
-    """Deploy runs the jobs unless the blueprint runs them in its own ``run`` workflow."""
-    return RUN_WORKFLOW not in model.workflows
+    """Deploy runs the jobs unless the blueprint runs them in its own ``run`` workflow, or is
+    an Alien4Cloud topology (whose install workflow never runs a job: its ``run`` workflow,
+    declared or orch's, and its own workflows do)."""
+    return RUN_WORKFLOW not in model.workflows and not model.is_alien
+
+
+_DEPLOY_WORKFLOWS = frozenset({"install", "uninstall", "deploy", "undeploy"})
+
+
+def jobs_of_workflows(model: Model) -> frozenset[str]:
+    """Nodes whose job operations (Runnable submit or run) an imperative workflow of the
+    blueprint calls, whatever its name (Alien4Cloud's ``exec_job``, ``run``...): that workflow
+    submits them, ``orch run`` does, never deploy (as Yorc's install workflow never runs a job)."""
+    called: set[str] = set()
+    for name, workflow in model.workflows.items():
+        if name in _DEPLOY_WORKFLOWS or not isinstance(workflow, dict):
+            continue
+        steps = workflow.get("steps")
+        for body in (steps.values() if isinstance(steps, dict) else ()):
+            if not isinstance(body, dict) or body.get("target_relationship"):
+                continue
+            for activity in body.get("activities") or ():
+                if not isinstance(activity, dict) or "call_operation" not in activity:
+                    continue
+                value = activity["call_operation"]
+                operation = value.get("operation") if isinstance(value, dict) else value
+                interface, _, op_name = str(operation).rpartition(".")
+                if op_name in ("submit", "run") and interface.rsplit(".", 1)[-1] == "Runnable":
+                    called.add(str(body.get("target")))
+    return frozenset(called)
 
 
 def deploy_plan(model: Model) -> Plan:
     with_jobs = jobs_in_deploy(model)
+    workflow_jobs = jobs_of_workflows(model)
     instances = make_instances(model)
     all_links = links(model, instances)
     outgoing: dict[str, list[Link]] = {}
@@ -166,7 +195,7 @@ def deploy_plan(model: Model) -> Plan:
                 for link_operation, side in DEPLOY_LINK_OPS[operation]:
                     if has_link_operation(model, link, link_operation):
                         chain.link_op(link, link_operation, side)
-        if with_jobs and model.nodes[instance.node].is_job:
+        if with_jobs and model.nodes[instance.node].is_job and instance.node not in workflow_jobs:
             chain.jobs(model)
         if chain.last is not None:
             final[instance.id] = chain.last

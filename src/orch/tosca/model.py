@@ -17,7 +17,14 @@ from orch.tosca.states import BUILTIN_ARTIFACT as BUILTIN_ARTIFACT  # re-exporte
 from orch.tosca.states import BUILTIN_ARTIFACTS as BUILTIN_ARTIFACTS
 from orch.tosca.states import JOB_STATES as JOB_STATES
 from orch.tosca.states import NODE_STATES as NODE_STATES
-from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
+from orch.tosca.types import (
+    TypeDef,
+    TypeRegistry,
+    entries,
+    interface_operations,
+    merge_interface,
+    same_interface,
+)
 
 STANDARD = "tosca.interfaces.node.lifecycle.Standard"
 CONFIGURE = "tosca.interfaces.relationship.Configure"
@@ -151,6 +158,13 @@ class Model:
     them, used by a requirement or not."""
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Policies: name -> {type, types, properties, targets}; get_property reads them."""
+    dialect: str = ""
+    """The entry's ``tosca_definitions_version`` (``alien_dsl_3_0_0`` runs as Yorc would)."""
+
+    @property
+    def is_alien(self) -> bool:
+        """An Alien4Cloud topology: jobs run in workflows, never in deploy."""
+        return self.dialect.startswith("alien_dsl")
 
     # ------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +184,7 @@ class Model:
             version=data.get("version", MODEL_VERSION),
             relationships=data.get("relationships", {}),
             policies=data.get("policies", {}),
+            dialect=data.get("dialect", ""),
         )
 
     def files(self) -> list[FileRef]:
@@ -273,6 +288,7 @@ class ModelBuilder:
                 if isinstance(body, dict)
             },
             policies=self._policies(self.topology.get("policies")),
+            dialect=str(self.data.get("tosca_definitions_version") or ""),
         )
 
     # ------------------------------------------------------------ nodes
@@ -411,6 +427,15 @@ class ModelBuilder:
     ) -> dict[str, dict[str, Operation]]:
         result: dict[str, dict[str, Operation]] = {}
         assigned = assigned if isinstance(assigned, dict) else {}
+        # a template's ``Standard:`` fills its type's ``tosca.interfaces.node.lifecycle.Standard``
+        renamed: dict[str, Any] = {}
+        for key, value in assigned.items():
+            if isinstance(key, str):
+                target = same_interface(declared, key, value)
+                if target in renamed:  # written twice, under both names: merge, the later wins
+                    value = merge_interface(renamed[target], value)
+                renamed[target] = value
+        assigned = renamed
         for iname in [*declared, *(k for k in assigned if k not in declared)]:
             definition, owner = declared.get(iname, ({}, None))
             definition = definition if isinstance(definition, dict) else {}

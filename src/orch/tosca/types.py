@@ -232,8 +232,10 @@ class TypeRegistry:
         merged: dict[str, tuple[Any, TypeDef]] = {}
         for owner in reversed(self.ancestry(typedef)):
             for name, definition in _entries(owner.body.get(section)):
+                if section == "interfaces":
+                    name = same_interface(merged, name, definition)
                 if section == "interfaces" and name in merged:
-                    definition = _merge_interface(merged[name][0], definition)
+                    definition = merge_interface(merged[name][0], definition)
                 elif (
                     section in ("properties", "attributes")
                     and name in merged
@@ -291,7 +293,52 @@ def entries(section: Any) -> list[tuple[str, Any]]:
     return _entries(section)
 
 
-def _merge_interface(base: Any, derived: Any) -> Any:
+STANDARD_INTERFACE = "tosca.interfaces.node.lifecycle.Standard"
+CONFIGURE_INTERFACE = "tosca.interfaces.relationship.Configure"
+
+
+def interface_type_of(name: Any, definition: Any) -> str | None:
+    """The interface type an interface entry stands for: its ``type``, else what its name
+    says (``Standard`` and ``Configure`` are the normative ones; a dotted name is a type)."""
+    if isinstance(definition, dict) and isinstance(definition.get("type"), str):
+        return definition["type"]
+    if name == "Standard":
+        return STANDARD_INTERFACE
+    if name == "Configure":
+        return CONFIGURE_INTERFACE
+    return str(name) if isinstance(name, str) and "." in name else None
+
+
+def same_interface(known: dict[str, Any], name: str, definition: Any) -> str:
+    """The key under which ``known`` already holds the interface that ``name`` names: one
+    interface written ``Standard:`` in one file and ``tosca.interfaces.node.lifecycle.Standard:``
+    in another (Alien4Cloud's normative types) is one interface, whose operations merge; two
+    keys would leave an implementation where no plan looks for it. ``name`` when none."""
+    if name in known:
+        return name
+    wanted = interface_type_of(name, definition)
+    short = (wanted or name).rsplit(".", 1)[-1]
+    for key, held in known.items():
+        held_definition = held[0] if isinstance(held, tuple) else held
+        existing = interface_type_of(key, held_definition)
+        if wanted is not None and existing is not None:
+            if _short_or_full(wanted) == _short_or_full(existing):
+                return key
+        elif (existing or key).rsplit(".", 1)[-1] == short:
+            return key
+    return name
+
+
+def _short_or_full(type_name: str) -> str:
+    """Interface types compared as Alien4Cloud does: ``tosca.interfaces.node.lifecycle.X``
+    and ``X`` are one type when no namespace says otherwise."""
+    for prefix in ("tosca.interfaces.node.lifecycle.", "tosca.interfaces.relationship."):
+        if type_name.startswith(prefix):
+            return type_name[len(prefix):]
+    return type_name
+
+
+def merge_interface(base: Any, derived: Any) -> Any:
     if not isinstance(base, dict) or not isinstance(derived, dict):
         return derived
     result = dict(base)

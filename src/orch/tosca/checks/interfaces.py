@@ -17,7 +17,7 @@ from orch.tosca.context import Reporter, Where
 from orch.tosca.functions import FunctionChecker, FunctionContext
 from orch.tosca.imports import OUTSIDE_HINT, Confinement, zip_member_exists
 from orch.tosca.states import BUILTIN_ARTIFACTS
-from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations
+from orch.tosca.types import TypeDef, TypeRegistry, entries, interface_operations, same_interface
 from orch.tosca.values import NOT_COMPILED as _NOT_COMPILED
 from orch.tosca.values import ValueChecker
 
@@ -61,7 +61,7 @@ class InterfaceChecker:
         if not isinstance(assigned, dict):
             return
         for iname, body in assigned.items():
-            found = declared.get(iname)
+            found = declared.get(same_interface(declared, iname, body))
             if found is None:
                 if iname in ("Standard", "Configure", "tosca.interfaces.node.lifecycle.Standard"):
                     found = (
