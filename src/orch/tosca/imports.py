@@ -35,6 +35,7 @@ from orch.tosca.loader import (
     size_text,
     yaml_error_diagnostics,
 )
+from orch.tosca.states import BUILTIN_ARTIFACTS
 
 if TYPE_CHECKING:  # zipfile is imported when a zip is read: most blueprints are no zip
     import zipfile
@@ -46,7 +47,11 @@ _META_VERSION = LazyPattern(rb"^\s*template_version\s*:\s*['\"]?([^'\"#\s]+)", r
 
 
 def builtin_types_dir() -> Path:
-    """orch's own type libraries: inside the installed package, or the source checkout's."""
+    """orch's own type libraries: inside the installed package, or the source checkout's.
+
+    Its ``catalog/`` folder holds the type libraries eFlows4HPC topologies import by name
+    (Alien4Cloud's, Yorc's, eFlows4HPC's: each folder with its LICENSE and NOTICE), so that
+    ``orch validate`` finds them after ``pip install`` alone."""
     packaged = Path(__file__).resolve().parent.parent / "tosca_types"
     if packaged.is_dir():
         return packaged
@@ -54,6 +59,38 @@ def builtin_types_dir() -> Path:
 
 
 NORMATIVE_FILE = "tosca-normative-types-1.3.yaml"
+CATALOG_DIR = "catalog"
+"""The folder of ``tosca_types`` holding the shipped third-party type libraries."""
+
+# Artifact types orch's executors run (orch/executors/ansible.py and script.py; not imported
+# here: validating must not load the executors), lower case, and the file endings they take.
+_EXECUTOR_ARTIFACTS = frozenset(
+    f"{prefix}{kind}".lower()
+    for kind in ("Ansible", "Bash", "Python")
+    for prefix in ("", "tosca:", "tosca.artifacts.Implementation.", "tosca:Implementation.")
+) | {"org.alien4cloud.artifacts.ansibleplaybook"}
+_EXECUTOR_ENDINGS = (".sh", ".bash", ".py", ".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class CatalogChoice:
+    """Which file a catalog entry resolved to, when several files that differ carry it."""
+
+    path: Path
+    others: tuple[Path, ...] = ()
+    reason: str = ""
+
+    def note(self, name: str, version: str) -> tuple[str, str, str | None] | None:
+        """An info-level (rule, message, hint), or None when there was nothing to choose."""
+        if not self.others:
+            return None
+        others = ", ".join(str(p) for p in self.others)
+        return (
+            "imports.catalog-choice",
+            f"catalog entry '{name}:{version}' is in {len(self.others) + 1} different files; "
+            f"using {self.path} ({self.reason}), not {others}",
+            "to use another one, remove it from the catalog folders or import its file by path",
+        )
 
 
 @dataclass
@@ -61,15 +98,21 @@ class Catalog:
     """Type libraries found by ``metadata.template_name`` and ``template_version``.
 
     Files are indexed by a cheap look at their bytes; only the entries that are imported get
-    parsed.
+    parsed. Several files may carry one entry (two variants of a library, or the same library in
+    two catalog folders): :meth:`choose` picks one by a fixed rule.
     """
 
     roots: list[Path]
-    _index: dict[tuple[str, str], Path] | None = field(default=None, repr=False)
+    _index: dict[tuple[str, str], list[Path]] | None = field(default=None, repr=False)
+    _choices: dict[tuple[str, str], CatalogChoice] = field(default_factory=dict, repr=False)
+    summarised: set[tuple[str, ...]] = field(default_factory=set, repr=False)
+    """Library-internal findings already summarised by a validation run with this catalog: the
+    command line validates all its blueprints with one catalog and says them once."""
 
-    def index(self) -> dict[tuple[str, str], Path]:
+    def index(self) -> dict[tuple[str, str], list[Path]]:
+        """Every (name, version) and the files carrying it, in the order they were found."""
         if self._index is None:
-            found: dict[tuple[str, str], Path] = {}
+            found: dict[tuple[str, str], list[Path]] = {}
             for root in self.roots:
                 for path in _yaml_files(root):
                     try:
@@ -80,12 +123,60 @@ class Catalog:
                     version = _META_VERSION.search(head)
                     if name and version:
                         key = (name.group(1).decode(), version.group(1).decode())
-                        found.setdefault(key, path)
+                        found.setdefault(key, []).append(path)
             self._index = found
         return self._index
 
     def find(self, name: str, version: str) -> Path | None:
-        return self.index().get((name, version))
+        choice = self.choose(name, version)
+        return None if choice is None else choice.path
+
+    def choose(self, name: str, version: str) -> CatalogChoice | None:
+        """The file for ``name:version``, chosen among the files that carry it.
+
+        Files with the same bytes count as one. Among files that differ, the one whose
+        operation implementations orch can run wins: the most implementations that name one of
+        orch's built-in executors (``orch.artifacts.Builtin``, the eFlows4HPC Yorc plugin's
+        ``org.eflows4hpc.pycompss.plugin.artifacts.Deployment``) or an Ansible playbook or a
+        script (``.yml``, ``.sh``, ``.py``...); then the fewest that orch cannot run (a
+        container image as an operation's implementation, a file naming the type file itself);
+        then the file found first (orch's catalog, then --catalog folders, then ORCH_CATALOG,
+        each in path order). So ``org.eflows4hpc.pycompss.plugin`` resolves to the Yorc plugin's
+        ``tosca/yorc/types.yaml`` (``file: embedded``, run by orch's PyCOMPSs executor), not
+        to the Alien4Cloud stand-in ``tosca/alien/types.yaml`` (its operations name
+        ``types.yaml`` as a Docker image), whatever the order the folders are found in.
+        """
+        key = (name, version)
+        if key in self._choices:
+            return self._choices[key]
+        paths = self.index().get(key)
+        if not paths:
+            return None
+        distinct = _distinct(paths)
+        if len(distinct) == 1:
+            choice = CatalogChoice(distinct[0])
+        else:
+            scores = {path: _runnability(path) for path in distinct}
+            ranked = sorted(
+                distinct, key=lambda p: (-scores[p][0], scores[p][1], distinct.index(p))
+            )
+            best = ranked[0]
+            runs, cannot = scores[best]
+            if all(scores[p] == scores[best] for p in ranked):
+                reason = "found first; the files run the same number of implementations"
+            else:
+                total = runs + cannot
+                others = ", ".join(
+                    f"{scores[p][0]} of {scores[p][0] + scores[p][1]}" for p in ranked[1:]
+                )
+                reason = (
+                    f"orch can run {runs} of its {total} operation implementation"
+                    f"{'s' if total != 1 else ''}; of the other{'s' if len(ranked) > 2 else ''}"
+                    f": {others}"
+                )
+            choice = CatalogChoice(best, tuple(ranked[1:]), reason)
+        self._choices[key] = choice
+        return choice
 
     def find_file(self, basename: str) -> Path | None:
         """A catalog file by its name (Yorc's ``<name.yml>`` built-in imports)."""
@@ -98,10 +189,142 @@ class Catalog:
         return None
 
     def versions_of(self, name: str) -> list[str]:
-        return sorted(v for (n, v) in self.index() if n == name)
+        """The versions of ``name``, in version order (oldest first)."""
+        return sorted((v for (n, v) in self.index() if n == name), key=version_order)
 
     def names(self) -> list[str]:
         return sorted({n for (n, _v) in self.index()})
+
+    def nearest(self, name: str, version: str) -> str | None:
+        """The version of ``name`` to use for ``version``: see :func:`nearest_version`."""
+        return nearest_version(version, self.versions_of(name))
+
+
+def _distinct(paths: list[Path]) -> list[Path]:
+    """``paths`` without the files whose bytes equal an earlier one's (first kept)."""
+    if len(paths) == 1:
+        return paths
+    kept: list[Path] = []
+    seen: set[bytes] = set()
+    for path in paths:
+        try:
+            data = read_regular(path, MAX_BLUEPRINT_BYTES, "a catalog file")
+        except OSError:
+            data = str(path).encode()  # unreadable: kept apart, loading it reports why
+        if data not in seen:
+            seen.add(data)
+            kept.append(path)
+    return kept
+
+
+def _runnability(path: Path) -> tuple[int, int]:
+    """(operation implementations orch can run, implementations it cannot) in a type file."""
+    try:
+        data = load_file(str(path)).data
+    except (OSError, YamlError):
+        return (0, 0)
+    counts = [0, 0]
+
+    def implementation(value: object) -> None:
+        if isinstance(value, dict) and "primary" in value and "file" not in value:
+            value = value["primary"]
+        if isinstance(value, dict):
+            kind, file = value.get("type"), value.get("file")
+            if isinstance(kind, str) and kind in BUILTIN_ARTIFACTS:
+                counts[0] += 1
+                return
+            runs = (
+                isinstance(kind, str)
+                and kind.lower() in _EXECUTOR_ARTIFACTS
+                and isinstance(file, str)
+                and os.path.basename(file) != path.name
+            )
+        else:
+            runs = (
+                isinstance(value, str)
+                and value.lower().endswith(_EXECUTOR_ENDINGS)
+                and os.path.basename(value) != path.name
+            )
+        counts[0 if runs else 1] += 1
+
+    def walk(node: object, depth: int) -> None:
+        if depth > 12:
+            return
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "implementation":
+                    implementation(value)
+                else:
+                    walk(value, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+
+    if isinstance(data, dict):
+        for kind in ("node_types", "relationship_types", "interface_types", "group_types",
+                     "policy_types"):  # fmt: skip
+            walk(data.get(kind), 0)
+    return (counts[0], counts[1])
+
+
+# ------------------------------------------------------------------------------ versions
+_RELEASE = re.compile(r"([0-9]+(?:\.[0-9]+)*)[.\-+_]?(.*)\Z", re.DOTALL)
+_PRE_RELEASE = re.compile(r"(?i)(snapshot|alpha|beta|rc|dev|pre|m[0-9])")
+
+
+def _split_version(text: str) -> tuple[tuple[int, ...], str]:
+    """(release numbers without trailing zeros, qualifier): '1.4.0-SNAPSHOT' is ((1, 4),
+    'SNAPSHOT'); '1.4' and '1.4.0' are the same release."""
+    match = _RELEASE.match(text)
+    if match is None:
+        return ((), text)
+    numbers = [int(n) for n in match.group(1).split(".")[:8] if len(n) <= 18]
+    while numbers and numbers[-1] == 0:
+        numbers.pop()
+    return (tuple(numbers), match.group(2))
+
+
+def version_order(text: str) -> tuple[tuple[int, ...], int, str]:
+    """A sort key: by release, then a pre-release (SNAPSHOT, rc...) before the release, then
+    other qualifiers (1.0.0-ALIEN20) after it."""
+    release, qualifier = _split_version(text)
+    if not qualifier:
+        rank = 1
+    elif _PRE_RELEASE.match(qualifier):
+        rank = 0
+    else:
+        rank = 2
+    return (release, rank, qualifier)
+
+
+def nearest_version(wanted: str, versions: Iterable[str]) -> str | None:
+    """The version among ``versions`` nearest to ``wanted`` (None when there is none).
+
+    The same version if there; else the same release with another qualifier (``1.4.0`` for
+    ``1.4.0-SNAPSHOT``, ``1.1.0-SNAPSHOT`` for ``1.1.0``; the plain release first, then the
+    latest qualifier); else the version nearest in version order: the one sharing the most
+    leading release numbers with ``wanted``, then the smallest step at the first number that
+    differs (``1.2.0`` for ``1.3.0`` among 1.0.0, 1.2.0, 2.0.0: not the newest), the later one
+    on a tie (a later minor version keeps what an earlier one had).
+    """
+    versions = list(dict.fromkeys(versions))
+    if wanted in versions:
+        return wanted
+    if not versions:
+        return None
+    release, _qualifier = _split_version(wanted)
+
+    def closeness(version: str) -> tuple[int, int, int, tuple[tuple[int, ...], int, str]]:
+        other, qualifier = _split_version(version)
+        length = max(len(release), len(other))
+        mine = release + (0,) * (length - len(release))
+        theirs = other + (0,) * (length - len(other))
+        shared = next((i for i in range(length) if mine[i] != theirs[i]), length)
+        step = abs(mine[shared] - theirs[shared]) if shared < length else 0
+        plain = 1 if not qualifier and shared == length else 0  # same release: plain first
+        return (shared, -step, plain, version_order(version))
+
+    return max(versions, key=closeness)
 
 
 def _yaml_files(root: Path) -> Iterable[Path]:
@@ -116,7 +339,8 @@ def _yaml_files(root: Path) -> Iterable[Path]:
 
 
 def default_catalog(extra: Iterable[str | os.PathLike[str]] = ()) -> Catalog:
-    """orch's tosca_types first, then --catalog folders, then ORCH_CATALOG (os.pathsep list)."""
+    """orch's tosca_types first (its own libraries, then the shipped third-party ones in
+    ``catalog/``), then --catalog folders, then ORCH_CATALOG (os.pathsep list)."""
     roots = [builtin_types_dir()]
     roots.extend(Path(p) for p in extra)
     env = os.environ.get("ORCH_CATALOG", "")
@@ -559,6 +783,10 @@ def zip_virtual_path(path: Path) -> Path:
 class ImportTarget:
     path: Path | None
     problem: tuple[str, str, str | None] | None = None  # (rule, message, hint)
+    note: tuple[str, str, str | None] | None = None
+    """An info-level (rule, message, hint): which of several catalog files was used."""
+    catalog: bool = False
+    """Found in a catalog (by name, or Yorc's ``<file.yml>``): a library the user cannot edit."""
 
 
 def resolve_import(
@@ -635,7 +863,7 @@ def _resolve(
         # Yorc's notation for its built-in definition files, e.g. <yorc-types.yml>
         found_builtin = catalog.find_file(file[1:-1])
         if found_builtin is not None:
-            return ImportTarget(found_builtin)
+            return ImportTarget(found_builtin, catalog=True)
         return ImportTarget(
             None,
             (
@@ -667,29 +895,42 @@ def _resolve(
     match = _CATALOG_REF.match(file)
     if match:
         name, version = match.groups()
-        found = catalog.find(name, version)
-        if found is not None:
-            return ImportTarget(found)
-        versions = catalog.versions_of(name)
-        if versions:
-            newest = catalog.find(name, versions[-1])
-            return ImportTarget(
-                newest,
-                (
-                    "imports.version-substituted",
-                    f"catalog has no '{file}'; using {name}:{versions[-1]} instead",
-                    f"catalog has {name} versions: {', '.join(versions)}",
-                ),
-            )
-        if versions:
-            hint = ""
-        else:
-            hint = did_you_mean(name, catalog.names()) or ""
-            hint = (hint + "; " if hint else "") + "add the library's folder with --catalog DIR"
-        return ImportTarget(
-            None, ("imports.not-in-catalog", f"catalog entry '{file}' not found", hint)
-        )
+        return _catalog_entry(catalog, name, version, file)
     return _local(candidate, file)
+
+
+def catalog_reference(entry: object) -> tuple[str, str] | None:
+    """(name, version) of an ``imports`` entry written ``name:version`` (a string, or a map's
+    ``file`` without a repository), else None."""
+    if isinstance(entry, dict):
+        if entry.get("repository") is not None:
+            return None
+        entry = entry.get("file")
+    if not isinstance(entry, str):
+        return None
+    match = _CATALOG_REF.match(entry)
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def _catalog_entry(catalog: Catalog, name: str, version: str, written: str) -> ImportTarget:
+    """A ``name:version`` import: that entry, else the nearest version (a warning)."""
+    used = catalog.nearest(name, version)
+    if used is None:
+        hint = did_you_mean(name, catalog.names()) or ""
+        hint = (hint + "; " if hint else "") + "add the library's folder with --catalog DIR"
+        return ImportTarget(
+            None, ("imports.not-in-catalog", f"catalog entry '{written}' not found", hint)
+        )
+    choice = catalog.choose(name, used)
+    assert choice is not None
+    problem = None
+    if used != version:
+        problem = (
+            "imports.version-substituted",
+            f"catalog has no '{written}'; using {name}:{used} instead (the nearest version)",
+            f"catalog has {name} versions: {', '.join(catalog.versions_of(name))}",
+        )
+    return ImportTarget(choice.path, problem, choice.note(name, used), catalog=True)
 
 
 def _local(path: Path, written: str) -> ImportTarget:

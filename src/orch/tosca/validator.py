@@ -24,12 +24,20 @@ from orch.tosca.imports import (
     Catalog,
     Confinement,
     builtin_types_dir,
+    catalog_reference,
     csar_entry,
     default_catalog,
     load_import,
     resolve_import,
 )
-from orch.tosca.loader import LoadedFile, YamlError, load_file, yaml_error_diagnostics
+from orch.tosca.loader import (
+    LoadedFile,
+    YamlError,
+    load_file,
+    resolve_plain,
+    scalar_text,
+    yaml_error_diagnostics,
+)
 from orch.tosca.topology import TopologyChecker
 from orch.tosca.types import KINDS, TypeDef, TypeRegistry
 from orch.tosca.values import Invalid, ValueChecker, parse_version
@@ -78,6 +86,13 @@ class _Run:
         self._current_key = ""
         self.alien = False
         self.confinement: Confinement | None = None
+        self.library_files: set[str] = set()
+        """Files found in a catalog, and what they import: libraries the user cannot edit."""
+        self.entry_file: LoadedFile | None = None
+        self.pinned: dict[str, str] = {}
+        """Catalog entries the entry file imports: name -> the version used."""
+        self.library_redefinitions: list[tuple[str, str, str, str]] = []
+        """(kind, name, file that wins, file it overrides) between two library files."""
 
     # ------------------------------------------------------------------ loading
     def load(
@@ -88,12 +103,13 @@ class _Run:
         builtin: bool = False,
         prefix: str | None = None,
         preloaded: LoadedFile | None = None,
+        library: bool = False,
     ) -> LoadedFile | None:
         key = str(path.resolve()) if path.exists() else str(path)
         if key in self.files:
             if prefix:  # imported again, now with a namespace prefix: register those names too
                 for typedef in self.by_file.get(key, ()):
-                    self.registry.add(typedef, prefix)
+                    self._register(typedef, prefix)
             return self.files[key]
         try:
             loaded = preloaded or (load_import(path) if imported_from else load_file(str(path)))
@@ -117,6 +133,10 @@ class _Run:
             )
             return None
         self.files[key] = loaded
+        if imported_from is None and not builtin:
+            self.entry_file = loaded
+        if library:
+            self.library_files.add(loaded.path)
         if not _is_tosca(loaded):
             self._not_tosca(loaded, imported_from)
             return None
@@ -195,6 +215,7 @@ class _Run:
                     "move it to the top of the file",
                     key=True,
                 )
+        self._metadata_strings(loaded)
         for path, rule, message, hint, key in grammar.check_document(data):
             if path[:1] == ("tosca_definitions_version",) or (
                 rule == "grammar.missing-key"
@@ -218,20 +239,135 @@ class _Run:
                     if not isinstance(body, dict):
                         continue
                 typedef = TypeDef(kind, str(name), body, root / kind / name, builtin=builtin)
-                self.registry.add(typedef, prefix)
+                self._register(typedef, prefix)
                 self.by_file.setdefault(file_key, []).append(typedef)
                 if not builtin:
                     self.typedefs.append(typedef)
+
+    def _pin(self, imports: list[Any]) -> None:
+        """Remember the version of each catalog entry the entry file imports: it wins over
+        another version of the same library that an imported library asks for (as
+        Alien4Cloud keeps a topology's own dependency version on a transitive conflict)."""
+        for entry in imports:
+            if isinstance(entry, dict) and len(entry) == 1 and "file" not in entry:
+                entry = next(iter(entry.values()))
+            reference = catalog_reference(entry)
+            if reference is None or reference[0] in self.pinned:
+                continue
+            used = self.catalog.nearest(*reference)
+            if used is not None:
+                self.pinned[reference[0]] = used
+
+    def _pinned(self, entry: Any, where: Where) -> Any:
+        """``entry`` as the version the entry file imports, when it names another version
+        of a library the entry file imports (an info note says so)."""
+        reference = catalog_reference(entry)
+        if reference is None or reference[0] not in self.pinned:
+            return entry
+        name, version = reference
+        used = self.pinned[name]
+        if self.catalog.nearest(name, version) == used:
+            return entry
+        self.reporter.report(
+            "imports.version-unified",
+            where,
+            f"'{name}:{version}' is imported here, your topology imports {name}:{used}: "
+            f"using {name}:{used}",
+            "one version of a library per topology: the one the topology itself imports",
+            severity=Severity.INFO,
+        )
+        written = f"{name}:{used}"
+        return {**entry, "file": written} if isinstance(entry, dict) else written
+
+    def _register(self, typedef: TypeDef, prefix: str | None) -> None:
+        """Add a type; a redefinition between two library files is kept for the summary
+        (:meth:`library_summary`) instead of a warning the user cannot act on."""
+        existing = self.registry.types[typedef.kind].get(typedef.name)
+        before = len(self.reporter.diagnostics)
+        self.registry.add(typedef, prefix)
+        if (
+            existing is None
+            or len(self.reporter.diagnostics) == before
+            or existing.where.file.path not in self.library_files
+            or typedef.where.file.path not in self.library_files
+        ):
+            return
+        kept = [d for d in self.reporter.diagnostics[before:] if d.rule != "types.redefined"]
+        if len(kept) < len(self.reporter.diagnostics) - before:
+            del self.reporter.diagnostics[before:]
+            self.reporter.diagnostics.extend(kept)
+            self.library_redefinitions.append(
+                (typedef.kind, typedef.name, typedef.where.file.path, existing.where.file.path)
+            )
+
+    def library_summary(self, main: LoadedFile | None) -> None:
+        """One info line for the type redefinitions inside the imported libraries, those not
+        already summarised by an earlier run with the same catalog (the command line validates
+        all its blueprints with one catalog)."""
+        new = [
+            r for r in self.library_redefinitions
+            if (r[0], r[1], r[2], r[3]) not in self.catalog.summarised
+        ]  # fmt: skip
+        if not new or main is None:
+            return
+        self.catalog.summarised.update(new)
+        pairs: dict[tuple[str, str], list[str]] = {}
+        for _kind, name, winner, loser in new:
+            pairs.setdefault((self._label(winner), self._label(loser)), []).append(name)
+        parts = []
+        for (winner, loser), names in sorted(pairs.items()):
+            unique = sorted(set(names))
+            shown = ", ".join(unique[:3]) + (", ..." if len(unique) > 3 else "")
+            parts.append(f"{winner} over {loser}: {shown}")
+        own = sum(1 for d in self.reporter.diagnostics if d.rule == "types.redefined")
+        yours = "none in your files" if not own else f"{own} in your files, reported where they are"
+        count = len(new)
+        where = Where(main, ("imports",)) if isinstance(main.data, dict) else Where(main, ())
+        self.reporter.report(
+            "types.redefined-in-libraries",
+            where,
+            f"{count} type redefinition{'s' if count != 1 else ''} inside the imported libraries "
+            f"({'; '.join(parts)}); {yours}",
+            "the libraries come from the catalog and are not yours to edit: the definition "
+            "loaded last wins",
+            key=True,
+            severity=Severity.INFO,
+        )
+
+    def _label(self, path: str) -> str:
+        """A library file as ``template_name:template_version``, else its file name."""
+        for loaded in self.files.values():
+            if loaded.path == path and isinstance(loaded.data, dict):
+                metadata = loaded.data.get("metadata")
+                if isinstance(metadata, dict) and "template_name" in metadata:
+                    name = metadata.get("template_name")
+                    version = metadata.get("template_version")
+                    return f"{name}:{version}" if version is not None else str(name)
+        return Path(path).name
+
+    def _metadata_strings(self, loaded: LoadedFile) -> None:
+        """Numeric ``template_name``, ``template_author`` and ``template_version``
+        (``template_name: 12022024``, ``template_version: 1``) read as the text written: YAML
+        makes them numbers, the author meant names."""
+        metadata = loaded.data.get("metadata")
+        if not isinstance(metadata, dict):
+            return
+        for key in ("template_name", "template_author", "template_version"):
+            value = metadata.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metadata[key] = _written(loaded, ("metadata", key), value)
 
     def _template_version(self, loaded: LoadedFile, version: Any) -> None:
         metadata = loaded.data.get("metadata")
         if not isinstance(metadata, dict) or "template_version" not in metadata:
             return
         try:
+            written = metadata["template_version"]
             parse_version(
-                metadata["template_version"],
-                loose=isinstance(version, str)
-                and (bool(_ALIEN.match(version)) or version.startswith("yorc_")),
+                written,
+                loose=(isinstance(version, str)
+                       and (bool(_ALIEN.match(version)) or version.startswith("yorc_")))
+                or (isinstance(written, str) and written.isdigit()),  # 'template_version: 1'
             )
         except Invalid as exc:
             self.reporter.error(
@@ -253,8 +389,11 @@ class _Run:
 
     def _imports(self, loaded: LoadedFile, *, builtin: bool, prefix: str | None = None) -> None:
         imports = loaded.data.get("imports")
+        library = loaded.path in self.library_files
         if not isinstance(imports, list):
             return
+        if loaded is self.entry_file:
+            self._pin(imports)
         repositories = loaded.data.get("repositories")
         repositories = repositories if isinstance(repositories, dict) else {}
         for i, entry in enumerate(imports):
@@ -268,6 +407,8 @@ class _Run:
                 # TOSCA 1.0 form: a list of single-key maps {name: file-or-definition}
                 ((label, entry),) = entry.items()
                 where = where / label
+            if loaded is not self.entry_file:
+                entry = self._pinned(entry, where)
             target = resolve_import(
                 entry, loaded, where, repositories, self.catalog, self.confinement
             )
@@ -277,11 +418,18 @@ class _Run:
                     self.reporter.error(rule, where, message, hint)
                     continue
                 self.reporter.warning(rule, where, message, hint)
+            if target.note is not None:
+                rule, message, hint = target.note
+                self.reporter.report(rule, where, message, hint, severity=Severity.INFO)
             own_prefix = entry.get("namespace_prefix") if isinstance(entry, dict) else None
             assert target.path is not None
             self.load(
-                target.path, imported_from=where, builtin=builtin, prefix=own_prefix or prefix
-            )  # a prefix covers what its file imports
+                target.path,
+                imported_from=where,
+                builtin=builtin,
+                prefix=own_prefix or prefix,  # a prefix covers what its file imports
+                library=library or target.catalog,
+            )
 
 
 def validate(
@@ -341,6 +489,7 @@ def _validate(
         checker.confinement = run.confinement
         if isinstance(topology, dict):
             checker.check(topology, Where(main, ("topology_template",)))
+    run.library_summary(main)
     return ValidationResult(
         str(entry),
         _sorted(run.reporter.diagnostics),
@@ -352,6 +501,27 @@ def _validate(
 
 
 TOSCA_KEYNAMES = frozenset(grammar.schema()["properties"])
+
+
+_PLAIN_NUMBER = re.compile(r"[^\s,\]}#]+")
+
+
+def _written(loaded: LoadedFile, path: tuple[str, ...], value: int | float) -> str:
+    """The text a number was written as in ``loaded`` (``007`` stays ``007``), else its
+    usual form."""
+    fallback = scalar_text(value)
+    location = loaded.location(path)
+    line = loaded.line_text(location.line) if location.line else None
+    if line is not None and location.col:
+        found = _PLAIN_NUMBER.match(line, location.col - 1)
+        if found is not None:
+            text = found.group()
+            try:
+                if resolve_plain(text) == value:
+                    return text
+            except ValueError:
+                pass
+    return fallback
 
 
 def _is_tosca(loaded: LoadedFile) -> bool:
