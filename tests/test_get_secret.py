@@ -286,3 +286,67 @@ def test_a_missing_secret_stops_deploy_before_anything_runs(orch: Orch):
     put(orch, "secret/services_secrets/dls", "username", value=USER)
     orch("deploy", str(blueprint), "-n", "dls")
     assert (orch.root / "ran").exists()
+
+
+def test_a_value_too_short_to_mask_is_warned_about_by_path_and_field(orch: Orch):
+    blueprint = write_blueprint(orch)
+    put(orch, DLS, "password", value=SECRET)
+    put(orch, DLS, "username", value="bo")  # 2 characters: masking them would garble all
+    proc = orch("deploy", str(blueprint), "-n", "dls")
+    assert ("node 'stage_out', input USERNAME of Standard.create: get_secret "
+            "'/secret/data/services_secrets/dls' field 'username' is too short to be masked"
+            ) in proc.stderr  # fmt: skip
+    assert "'password'" not in proc.stderr and SECRET not in proc.stderr
+
+
+def test_run_checks_its_secrets_before_anything_runs(orch: Orch):
+    orch.write("w/use.sh", USE.format(root=orch.root)).chmod(0o755)
+    blueprint = orch.write("w/blueprint.yaml", """
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        topology_template:
+          node_templates:
+            svc:
+              type: tosca.nodes.Root
+              interfaces:
+                Standard:
+                  configure:
+                    implementation: use.sh
+                    inputs:
+                      PASSWORD: { get_secret: [/secret/data/services_secrets/dls, data=password] }
+          workflows:
+            again:
+              steps:
+                configure:
+                  target: svc
+                  activities: [{call_operation: Standard.configure}]
+        """)  # fmt: skip
+    put(orch, DLS, "password", value=SECRET)
+    orch("deploy", str(blueprint), "-n", "w")
+    (orch.root / "ran").unlink()
+    orch("secrets", "remove", DLS)
+    proc = orch("run", "again", "-n", "w", check=3)
+    assert "run again needs 1 secret(s)" in proc.stderr
+    assert "node 'svc', input PASSWORD of Standard.configure" in proc.stderr
+    assert "orch secrets set secret/services_secrets/dls password" in proc.stderr
+    assert not (orch.root / "ran").exists()
+
+
+def test_validate_refuses_what_the_store_would_refuse(bp):
+    checked = bp.check("""
+        topology_template:
+          node_templates:
+            n:
+              type: tosca.nodes.Root
+              interfaces:
+                Standard:
+                  create:
+                    implementation: x.sh
+                    inputs:
+                      FINE: { get_secret: [/secret/data/a/b, data=user, ttl=5m] }
+                      DOTS: { get_secret: ["secret/../x", data=user] }
+                      EMPTY: { get_secret: [secret/x, data=] }
+        """)  # fmt: skip
+    messages = [d.message for d in checked.all("function.args")]
+    assert len(messages) == 2, checked.describe()
+    assert any("'..' segment" in m for m in messages)
+    assert any("data=FIELD" in m for m in messages)

@@ -152,6 +152,9 @@ def check_secrets(model: Any, inputs: Any = None, verb: str = "deploy") -> None:
     which (node, property or input, path, field), how to store them, and exit 3."""
     from orch.sites.secrets import missing_message, missing_secrets
 
-    missing = missing_secrets(model, inputs)
+    short: list[Any] = []
+    missing = missing_secrets(model, inputs, short=short)
     if missing:
         _fail(missing_message(missing, verb))
+    for item in short:
+        click.echo(f"orch: warning: {item.describe()}", err=True)

@@ -49,6 +49,8 @@ DEFAULT_FIELD = "value"
 MAX_PATH = 1024
 MAX_FIELD = 256
 MAX_VALUE_BYTES = 1024 * 1024
+MIN_SHOWN = 4
+"""Values shorter than this cannot be masked (``masking.MIN_SECRET_LENGTH``): deploy warns."""
 HIDDEN = "<secret: hidden>"
 """What an output that read a secret shows and stores (as ``deployments.SECRET_OUTPUT``)."""
 FUNCTIONS = frozenset({"get_secret", "get_vault_secret"})
@@ -399,6 +401,9 @@ class Missing:
         what = (
             f"{head}{self.where}: get_secret '{shown(self.path)}' field '{shown(self.field)}'"
         )
+        if self.problem == "short":
+            return (f"{what} is too short to be masked (under {MIN_SHOWN} characters): logs "
+                    "and outputs may show it; store a longer value")
         if self.problem != "missing":
             return f"{what}: {self.problem}"
         return f"{what} is not in orch's secret store"
@@ -458,11 +463,15 @@ def _plain(value: Any, inputs: Mapping[str, Any]) -> Any:
 
 
 def missing_secrets(
-    topology: Any, inputs: Mapping[str, Any] | None = None, store: SecretStore | None = None
-) -> list[Missing]:
+    topology: Any, inputs: Mapping[str, Any] | None = None, store: SecretStore | None = None,
+    *, short: list[Missing] | None = None,
+) -> list[Missing]:  # fmt: skip
     """Every get_secret call of ``topology`` (a ``Model``, a model's dict or any value) whose
     secret orch's store cannot give, as (node, where, path, field). Calls whose path or options
-    are known only at run time (other functions than ``get_input``) are left to the run."""
+    are known only at run time (other functions than ``get_input``) are left to the run.
+    ``short`` collects the calls whose value is too short to be masked (see ``masking``)."""
+    from orch.executors.masking import maskable
+
     store = store if store is not None else SecretStore.default()
     data = topology.to_dict() if hasattr(topology, "to_dict") else topology
     found: list[Missing] = []
@@ -477,7 +486,8 @@ def missing_secrets(
         field = DEFAULT_FIELD
         try:
             field = field_of(literal[1:])
-            store.get(path, field)
+            if not maskable(store.get(path, field)) and short is not None:
+                short.append(Missing(node, where, str(path), field, "short"))
             continue
         except SecretMissing:
             problem = "missing"

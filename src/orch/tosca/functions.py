@@ -278,5 +278,19 @@ class FunctionChecker:
             self.reporter.error(
                 "function.args", where, "get_secret takes a secret path (and options)"
             )
+            return
+        from orch.sites.secrets import SecretError, field_of, normalise_path
+
+        options = args[1:] if isinstance(args, list) else []
+        try:  # what orch's secret store would refuse at run time, said now
+            if isinstance(path, str):
+                normalise_path(path)
+            field_of([o for o in options if not is_function(o)])
+        except SecretError as exc:
+            message = str(exc) if str(exc).startswith("get_secret") else f"get_secret: {exc}"
+            self.reporter.error(
+                "function.args", where, message,
+                "write get_secret: [ /secret/data/PATH, data=FIELD ]",
+            )  # fmt: skip
 
     _get_vault_secret = _get_secret
