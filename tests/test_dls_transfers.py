@@ -361,3 +361,125 @@ def test_b2share_unknown_record_is_not_found(call: Call, web: tuple[str, Files],
                   {"dag_id": "taskflow_example"})
     assert result.status == "failed"
     assert "404 not found" in result.message and "/api/records/nope" in result.message
+
+
+# -- WebDAV -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dav() -> Iterator[tuple[str, Path]]:
+    """WsgiDAV with basic auth (user 'dls', PASSWORD) over a temporary folder, in a thread."""
+    cheroot_wsgi = pytest.importorskip("cheroot.wsgi")
+    wsgidav_app = pytest.importorskip("wsgidav.wsgidav_app")
+    root = Path(tempfile.mkdtemp(prefix="orch-dls-dav-"))
+    port = closed_port()
+    app = wsgidav_app.WsgiDAVApp({
+        "host": "127.0.0.1", "port": port,
+        "provider_mapping": {"/": str(root)},
+        "http_authenticator": {"domain_controller": None, "accept_basic": True,
+                               "accept_digest": False, "default_to_digest": False},
+        "simple_dc": {"user_mapping": {"*": {"dls": {"password": PASSWORD}}}},
+        "verbose": 0, "logging": {"enable_loggers": []}, "lock_storage": True,
+    })  # fmt: skip
+    server = cheroot_wsgi.Server(("127.0.0.1", port), app, numthreads=4)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.stop()
+        thread.join(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def webdav_in_inputs(oid: str, target: str, base: str, password: str = PASSWORD,
+                     force: bool = False, standard: bool = True) -> dict[str, Any]:
+    """Standard.start's inputs of DLSDAGWebdavStageInData (run_in_standard_mode)."""
+    conf = {"webdav_url": base, "webdav_user": "dls", "webdav_password": password}
+    return {"submit_tasks": "submit_dag_webdav_stagein_data.yaml", "dag_id": "webdav_stagein",
+            "run_in_standard_mode": standard, "oid": oid, "target_path": target,
+            "force": force, "host": "", "host_from_env": "site", "port": 22, "login": "u",
+            "vault_id": "", "conf": conf}
+
+
+def test_webdav_collection_lands_then_skips_then_forces(call: Call, dav: tuple[str, Path],
+                                                        site_dir: Path) -> None:
+    base, root = dav
+    (root / "set1" / "deep").mkdir(parents=True)
+    (root / "set1" / "one.txt").write_bytes(b"one\n")
+    big = os.urandom(2 * 1024 * 1024 + 5)
+    (root / "set1" / "deep" / "two.bin").write_bytes(big)
+    target = str(site_dir / "stage")
+    result = call(T + "DLSDAGWebdavStageInData", webdav_in_inputs("set1", target, base),
+                  {"dag_id": "webdav_stagein"}, interface="Standard", operation="start",
+                  secrets=(PASSWORD,))
+    assert result.ok, result.message
+    assert (site_dir / "stage" / "one.txt").read_bytes() == b"one\n"
+    assert (site_dir / "stage" / "deep" / "two.bin").read_bytes() == big
+    assert result.outputs["target_path"] == target and result.outputs["files"] == "2"
+    again = call(T + "DLSDAGWebdavStageInData", webdav_in_inputs("set1", target, base),
+                 {"dag_id": "webdav_stagein"}, interface="Standard", operation="start")
+    assert again.ok and again.outputs["skipped"] == "2" and again.outputs["files"] == "0"
+    forced = call(T + "DLSDAGWebdavStageInData",
+                  webdav_in_inputs("set1", target, base, force=True),
+                  {"dag_id": "webdav_stagein"}, interface="Standard", operation="start")
+    assert forced.ok and forced.outputs["files"] == "2"
+    assert not no_part_files(site_dir)
+    assert all(PASSWORD not in line for line in call.lines)
+
+
+def test_webdav_single_file_into_a_folder(call: Call, dav: tuple[str, Path],
+                                          site_dir: Path) -> None:
+    base, root = dav
+    (root / "single.dat").write_bytes(b"single file\n")
+    result = call(T + "DLSDAGWebdavStageInData",
+                  webdav_in_inputs("single.dat", str(site_dir) + "/", base),
+                  {"dag_id": "webdav_stagein"}, interface="Standard", operation="start")
+    assert result.ok, result.message
+    assert (site_dir / "single.dat").read_bytes() == b"single file\n"
+    assert result.outputs["target_path"] == str(site_dir / "single.dat")
+
+
+def test_webdav_wrong_password_and_missing_path(call: Call, dav: tuple[str, Path],
+                                                site_dir: Path) -> None:
+    base, root = dav
+    (root / "guarded.txt").write_bytes(b"x")
+    wrong = "not-the-Password-99"
+    result = call(T + "DLSDAGWebdavStageInData",
+                  webdav_in_inputs("guarded.txt", str(site_dir / "g.txt"), base, wrong),
+                  {"dag_id": "webdav_stagein"}, interface="Standard", operation="start")
+    assert result.status == "failed"
+    assert "401 authentication refused" in result.message
+    assert f"{base}/guarded.txt" in result.message and str(site_dir / "g.txt") in result.message
+    assert wrong not in result.message and all(wrong not in line for line in call.lines)
+    result = call(T + "DLSDAGWebdavStageInData",
+                  webdav_in_inputs("no/such/thing", str(site_dir / "n"), base),
+                  {"dag_id": "webdav_stagein"}, interface="Standard", operation="start")
+    assert result.status == "failed"
+    assert "404 not found" in result.message and "no/such/thing" in result.message
+    assert not (site_dir / "g.txt").exists() and not (site_dir / "n").exists()
+
+
+def test_webdav_stage_out_uploads_verified_then_skips(call: Call, dav: tuple[str, Path],
+                                                      site_dir: Path) -> None:
+    base, root = dav
+    results = site_dir / "results"
+    (results / "sub").mkdir(parents=True)
+    (results / "r.txt").write_bytes(b"result\n")
+    payload = os.urandom(1024 * 1024 + 3)
+    (results / "sub" / "r.bin").write_bytes(payload)
+    inputs = {"submit_tasks": "submit_dag_webdav_stageout_data.yaml",
+              "dag_id": "webdav_stageout", "oid": "out/run1", "oid_input": "",
+              "source_path": str(results), "source_path_input": "", "host_from_env": "site",
+              "login": "u", "vault_id": "",
+              "conf": {"webdav_url": base, "webdav_user": "dls", "webdav_password": PASSWORD}}
+    result = call(T + "DLSDAGWebdavStageOutData", inputs, {"dag_id": "webdav_stageout"})
+    assert result.ok, result.message
+    assert (root / "out" / "run1" / "r.txt").read_bytes() == b"result\n"
+    assert (root / "out" / "run1" / "sub" / "r.bin").read_bytes() == payload
+    assert result.outputs["execution_url"] == f"{base}/out/run1"
+    assert not [p for p in root.rglob("*.part")]
+    again = call(T + "DLSDAGWebdavStageOutData", inputs, {"dag_id": "webdav_stageout"})
+    assert again.ok and again.outputs["skipped"] == "2"
+    assert all(PASSWORD not in line for line in call.lines)
