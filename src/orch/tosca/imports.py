@@ -286,7 +286,7 @@ def _split_version(text: str) -> tuple[tuple[int, ...], str]:
 
 def version_order(text: str) -> tuple[tuple[int, ...], int, str]:
     """A sort key: by release, then a pre-release (SNAPSHOT, rc...) before the release, then
-    other qualifiers (1.0.0-ALIEN20) after it."""
+    other qualifiers (1.0.0-ALIEN20) after it; qualifiers of one kind alphabetically."""
     release, qualifier = _split_version(text)
     if not qualifier:
         rank = 1
@@ -294,7 +294,7 @@ def version_order(text: str) -> tuple[tuple[int, ...], int, str]:
         rank = 0
     else:
         rank = 2
-    return (release, rank, qualifier)
+    return (release, rank, qualifier.lower())  # alpha < beta < rc < snapshot, as Maven
 
 
 def nearest_version(wanted: str, versions: Iterable[str]) -> str | None:

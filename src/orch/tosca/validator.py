@@ -365,8 +365,10 @@ class _Run:
             written = metadata["template_version"]
             parse_version(
                 written,
-                loose=(isinstance(version, str)
-                       and (bool(_ALIEN.match(version)) or version.startswith("yorc_")))
+                loose=(
+                    isinstance(version, str)
+                    and (bool(_ALIEN.match(version)) or version.startswith("yorc_"))
+                )
                 or (isinstance(written, str) and written.isdigit()),  # 'template_version: 1'
             )
         except Invalid as exc:
