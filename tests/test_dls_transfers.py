@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -483,3 +484,158 @@ def test_webdav_stage_out_uploads_verified_then_skips(call: Call, dav: tuple[str
     again = call(T + "DLSDAGWebdavStageOutData", inputs, {"dag_id": "webdav_stageout"})
     assert again.ok and again.outputs["skipped"] == "2"
     assert all(PASSWORD not in line for line in call.lines)
+
+
+# -- git --------------------------------------------------------------------------------------
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def git_daemon() -> Iterator[tuple[str, str]]:
+    """A bare repository 'tools.git' served by a real ``git daemon``: (base URL, commit)."""
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    root = Path(tempfile.mkdtemp(prefix="orch-dls-git-"))
+    work = root / "work"
+    (work / "src").mkdir(parents=True)
+    (work / "README.md").write_text("tools\n")
+    (work / "src" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    _git("init", "-q", "-b", "main", str(work))
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "first", cwd=work)
+    commit = _git("rev-parse", "HEAD", cwd=work).strip()
+    _git("clone", "-q", "--bare", str(work), str(root / "tools.git"))
+    port = closed_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
+         "--listen=127.0.0.1", f"--port={port}", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}", commit
+    finally:
+        daemon.terminate()
+        daemon.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def git_inputs(url: str, repo: str, target: str, **extra: Any) -> dict[str, Any]:
+    """Runnable.submit's inputs of GIT2SSH."""
+    return {"submit_tasks": "submit_dag_git2ssh_data.yaml", "dag_id": "git2ssh",
+            "git_url": url, "git_url_input": "", "git_repo": repo, "git_repo_input": None,
+            "target_path": target, "target_path_input": "", "host_from_env": "site",
+            "login": "u", "vault_id": "", "conf": extra}
+
+
+def test_git_tree_lands_then_skips_then_forces(call: Call, git_daemon: tuple[str, str],
+                                              site_dir: Path) -> None:
+    url, commit = git_daemon
+    target = str(site_dir / "tools")
+    result = call(T + "GIT2SSH", git_inputs(url, "tools.git", target), {"dag_id": "git2ssh"})
+    assert result.ok, result.message
+    assert (site_dir / "tools" / "README.md").read_text() == "tools\n"
+    assert (site_dir / "tools" / "src" / "run.sh").read_text() == "#!/bin/sh\necho run\n"
+    assert not (site_dir / "tools" / ".git").exists()
+    assert result.outputs["commit"] == commit and result.outputs["target_path"] == target
+    again = call(T + "GIT2SSH", git_inputs(url, "tools.git", target), {"dag_id": "git2ssh"})
+    assert again.ok and again.outputs["files"] == "0" and again.outputs["skipped"] == "2"
+    forced = call(T + "GIT2SSH", git_inputs(url, "tools.git", target, force="true"),
+                  {"dag_id": "git2ssh"})
+    assert forced.ok and forced.outputs["files"] == "2"
+
+
+def test_git_unreachable_or_missing_repository(call: Call, git_daemon: tuple[str, str],
+                                               site_dir: Path) -> None:
+    url, _ = git_daemon
+    target = str(site_dir / "nothing")
+    result = call(T + "GIT2SSH", git_inputs(url, "missing.git", target), {"dag_id": "git2ssh"})
+    assert result.status == "failed"
+    assert "git clone failed" in result.message and f"{url}/missing.git" in result.message
+    assert target in result.message
+    port = closed_port()
+    result = call(T + "GIT2SSH", git_inputs(f"git://127.0.0.1:{port}", "x.git", target),
+                  {"dag_id": "git2ssh"})
+    assert result.status == "failed" and f"127.0.0.1:{port}" in result.message
+    assert "GIT2SSH" in result.message
+    assert not (site_dir / "nothing").exists()
+
+
+# -- SSH to SSH ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def source_site(ssh_server: Any) -> Iterator[tuple[Host, Path]]:
+    """A second site: the same sshd as its unprivileged user, and a folder it can read."""
+    folder = Path(tempfile.mkdtemp(prefix="orch-dls-src-"))
+    folder.chmod(0o755)
+    host = Host("other", address="127.0.0.1", port=ssh_server.port,
+                user=ssh_server.unprivileged_user, identity_file=str(ssh_server.client_key))
+    try:
+        yield host, folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def ssh_inputs(source_host: str, source: str, target: str) -> dict[str, Any]:
+    """Runnable.submit's inputs of SSH2SSH."""
+    return {"submit_tasks": "submit_dag_ssh2ssh_data.yaml", "dag_id": "ssh2ssh",
+            "source_path": source, "source_path_input": "", "source_host": source_host,
+            "source_host_from_env": "", "source_port": 22, "source_login": "",
+            "source_vault_id": "", "source_login_input": "", "source_vault_id_input": "",
+            "target_path": target, "target_path_input": "", "target_host": "",
+            "target_host_from_env": "site", "target_port": 22, "target_login": "",
+            "target_vault_id": "", "target_login_input": "", "target_vault_id_input": ""}
+
+
+def test_ssh2ssh_folder_and_file_land_then_skip(ssh_pool: TransportPool, ssh_host: Host,
+                                                source_site: tuple[Host, Path],
+                                                site_dir: Path) -> None:
+    other, folder = source_site
+    (folder / "nested").mkdir()
+    (folder / "nested").chmod(0o755)
+    payload = os.urandom(1024 * 1024 + 9)
+    (folder / "a.bin").write_bytes(payload)
+    (folder / "nested" / "b.txt").write_text("bee\n")
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    seen: list[str] = []
+
+    def resolve(name: str) -> Host:
+        seen.append(name)
+        if name != "other-site":
+            raise KeyError(name)
+        return other
+
+    call = Call(ssh_pool, ssh_host, resolve)
+    target = str(site_dir / "copy")
+    result = call(T + "SSH2SSH", ssh_inputs("other-site", str(folder), target),
+                  {"dag_id": "ssh2ssh"})
+    assert result.ok, result.message
+    assert (site_dir / "copy" / "a.bin").read_bytes() == payload
+    assert (site_dir / "copy" / "nested" / "b.txt").read_text() == "bee\n"
+    assert seen == ["other-site"]
+    again = call(T + "SSH2SSH", ssh_inputs("other-site", str(folder), target),
+                 {"dag_id": "ssh2ssh"})
+    assert again.ok and again.outputs["skipped"] == "2" and again.outputs["files"] == "0"
+    one = call(T + "SSH2SSH", ssh_inputs("other-site", str(folder / "a.bin"),
+                                         str(site_dir) + "/"), {"dag_id": "ssh2ssh"})
+    assert one.ok, one.message
+    assert (site_dir / "a.bin").read_bytes() == payload
+    assert one.outputs["target_path"] == str(site_dir / "a.bin")
+    missing = call(T + "SSH2SSH", ssh_inputs("other-site", str(folder / "nope"), target),
+                   {"dag_id": "ssh2ssh"})
+    assert missing.status == "failed"
+    assert str(folder / "nope") in missing.message and target in missing.message
+    unknown = call(T + "SSH2SSH", ssh_inputs("elsewhere", str(folder), target),
+                   {"dag_id": "ssh2ssh"})
+    assert unknown.status == "failed" and "elsewhere" in unknown.message
+    assert not no_part_files(site_dir)

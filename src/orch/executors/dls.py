@@ -380,9 +380,9 @@ class DlsExecutor:
             from orch.transfers.ssh import ssh_to_site
 
             source = self._source_host(conf)
-            outputs = ssh_to_site(run, context.transport(source), context.transport(task.host),
-                                  source.describe(), conf, kind,
-                                  lambda: node_dir(task, context.transport(task.host)))
+            target = context.transport(task.host)
+            outputs = ssh_to_site(run, context.transport(source), target, source, conf, kind,
+                                  lambda: node_dir(task, target))
             return self._finish(run, conf, outputs)
         transport = context.transport(task.host)
 
