@@ -332,7 +332,7 @@ def test_b2share_record_lands_verified_then_skips(call: Call, web: tuple[str, Fi
     assert files.tokens, "the access token is sent as B2SHARE's access_token parameter"
     hits = files.hits.get("/api/files/bucket-rec1/a.csv", 0)
     again = call(T + "DLSDAGStageInData", b2share_inputs("rec1", str(site_dir), base,
-                                                         b2share_token=TOKEN),
+                                                         b2share_token=TOKEN, force="false"),
                  {"dag_id": "taskflow_example"})
     assert again.ok and again.outputs["skipped"] == "2"
     assert files.hits["/api/files/bucket-rec1/a.csv"] == hits, "skipped: not downloaded"

@@ -340,6 +340,8 @@ class DlsExecutor:
                 return self._result(run, "ok", outputs=self._noop_outputs(task))
             type_names = type_names_of(task)
             conf = build_conf(task.inputs, playbook_of(task, type_names))
+            if "force" in conf:  # extra_conf gives text: "false" must stay false
+                conf["force"] = as_bool(conf["force"])
             run.mask = Masker(secrets_of(task, conf))
             dag_id = str(task.inputs.get("dag_id") or task.properties.get("dag_id") or "")
             try:
@@ -347,6 +349,7 @@ class DlsExecutor:
             except Refused as exc:
                 raise Failed(str(exc)) from exc
             run.check()
+            self._note_host(run, conf)
             outputs = self._transfer(run, kind, conf)
         except Stopped as exc:
             return self._result(run, exc.status, str(exc))
@@ -413,6 +416,15 @@ class DlsExecutor:
             raise Failed(f"no transfer for {kind}")
         return self._finish(run, conf, outputs)
 
+    @staticmethod
+    def _note_host(run: Run, conf: dict[str, Any]) -> None:
+        """The DAG would log in to the conf's host; orch uses the node's site connection."""
+        named = str(conf.get("host") or conf.get("target_host") or "")
+        host = run.task.host
+        if named and named not in (host.name, host.address, "localhost"):
+            run.log(f"note: the DAG conf names host {named}; orch transfers to the node's "
+                    f"host {host.describe()}")
+
     def _source_host(self, conf: dict[str, Any]) -> Host:
         name = str(conf.get("source_host") or "")
         if not name:
@@ -421,7 +433,9 @@ class DlsExecutor:
         try:
             host = self.resolve_host(name)
         except Exception as exc:
-            raise Failed(f"{SSH}: source host {name} is not known: {exc}") from exc
+            raise Failed(f"{SSH}: {name}:{conf.get('source_path') or ''} -> "
+                         f"{conf.get('target_path') or ''}: source host {name} is not "
+                         f"known ({str(exc).strip(chr(39)) or type(exc).__name__})") from exc
         login = str(conf.get("source_login") or "")
         if login and login != host.user:
             host = dataclasses.replace(host, user=login)
