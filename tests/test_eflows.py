@@ -50,9 +50,43 @@ def test_deploy_submits_no_job_and_the_workflow_runs_them(catalogs: list[str]) -
     assert not [op for op in deploy if ".submit" in op or ".run" in op], deploy
     assert "ImageCreation:Standard.start" in deploy
     run = _operations(workflow_plan(prepared.model, "exec_job"))
-    assert run == [
-        "DLSDAGStageInData:Runnable.run",
+    assert run == [  # the transfer is done when submit ends: its run has nothing to watch
         "DLSDAGStageInData:Runnable.submit",
         "PyCOMPSJob:Runnable.run",
         "PyCOMPSJob:Runnable.submit",
     ]
+
+
+def test_types_operations_run_orchs_builtin_executors_chosen_by_type(catalogs: list[str]) -> None:
+    """The playbooks that call eFlows4HPC's services are replaced by orch's executors; a
+    start that the type runs only in standard mode is nothing when the node says false."""
+    prepared = prepare(str(ROOT / "minimal" / "topology.yml"), INPUTS, catalogs)
+    nodes = prepared.model.nodes
+
+    def executor(node: str, interface: str, operation: str) -> str | None:
+        found = nodes[node].operation(interface, operation)
+        assert found is not None, (node, interface, operation)
+        return found.implementation.name if found.implementation else None
+
+    assert executor("ImageCreation", "Standard", "start") == "eflows-image"
+    assert executor("DLSDAGImageTransfer", "Standard", "start") == "eflows-image-transfer"
+    assert executor("DLSDAGStageInData", "Standard", "start") is None  # not in standard mode
+    assert executor("DLSDAGStageInData", "Runnable", "submit") == "dls"
+    assert executor("DLSDAGStageInData", "Runnable", "run") is None
+    assert executor("PyCOMPSJob", "Runnable", "submit") == "pycompss"
+    start = nodes["ImageCreation"].operation("Standard", "start")
+    assert start is not None and start.replaces == "start_in_standard_mode.yaml"
+
+
+def test_req_target_reads_the_environment_a_requirement_points_at(catalogs: list[str]) -> None:
+    """``[REQ_TARGET, environment, cluster_login_host]``: the requirement is found by its
+    type_requirement (the template names it dependsOnAbstractEnvironmentExec_env)."""
+    from orch.engine.evaluate import Evaluator, Scope
+    from orch.plan.instances import make_instances
+
+    prepared = prepare(str(ROOT / "minimal" / "topology.yml"), INPUTS, catalogs)
+    model = prepared.model
+    attributes = {"AbstractEnvironment/0": {"cluster_login_host": "login.hpc.example"}}
+    evaluator = Evaluator(model, make_instances(model), prepared.inputs, attributes, {})
+    call = {"get_attribute": ["REQ_TARGET", "environment", "cluster_login_host"]}
+    assert evaluator.value(call, Scope(instance="DLSDAGStageInData/0")) == "login.hpc.example"

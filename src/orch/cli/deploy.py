@@ -65,6 +65,10 @@ def _engine_flags(*skip: str) -> Callable[[Callable[..., Any]], Callable[..., An
             "--force-rebuild", is_flag=True,
             help="Build container images again even when an identical one (same content "
             "hash) was built or placed before."),
+        "sites": click.option(
+            "--site", "sites", multiple=True, metavar="[NODE=]SITE",
+            help="The site of sites.yaml an execution environment node (eFlows4HPC's "
+            "AbstractEnvironment) is, NODE=SITE or SITE for all (default: the only site)."),
         "survivors": click.option(
             "--survivors", type=click.Choice(["wait", "stop"]), default="wait",
             show_default=True,
@@ -109,6 +113,7 @@ def _engine_options(
     cancel_jobs_on_interrupt: bool = False,
     force_rebuild: bool = False,
     survivors: str = "wait",
+    sites: tuple[str, ...] = (),
 ) -> Any:
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
@@ -128,7 +133,19 @@ def _engine_options(
         cancel_jobs_on_interrupt=cancel_jobs_on_interrupt,
         force_rebuild=force_rebuild,
         survivors=survivors,
+        environment_sites=_environment_sites(sites),
     )
+
+
+def _environment_sites(specs: tuple[str, ...]) -> dict[str, str]:
+    """``--site NODE=SITE`` and ``--site SITE`` (key ''): which site each environment is."""
+    bound: dict[str, str] = {}
+    for spec in specs:
+        node, _, site = spec.rpartition("=")
+        if not site:
+            raise click.BadParameter(f"'{spec}': give SITE or NODE=SITE", param_hint="--site")
+        bound[node] = site
+    return bound
 
 
 def _open_store(state_dir: Path, *, create: bool = True) -> Any:
@@ -522,7 +539,7 @@ def _plan_of(
         if not folder.is_dir():
             raise deployments.DeploymentError(f"catalog folder not found: {folder}")
     prepared = deployments.prepare(str(blueprint), list(input_specs), [str(c) for c in catalogs])
-    return deployments.plan_for(prepared.model, action or "deploy", workflow)
+    return deployments.plan_for(prepared.model, action or "deploy", workflow), prepared.model
 
 
 @click.command()
@@ -537,8 +554,8 @@ def plan(
     """Show what deploying BLUEPRINT would run, in order, and what runs concurrently."""
     from orch.cli.views import plan_view
 
-    the_plan = _plan_of(blueprint, input_specs, action, workflow, catalogs)
-    click.echo(plan_view(the_plan, fmt), nl=False)
+    the_plan, model = _plan_of(blueprint, input_specs, action, workflow, catalogs)
+    click.echo(plan_view(the_plan, fmt, model), nl=False)
 
 
 @click.command()
@@ -556,7 +573,7 @@ def graph(
     from orch.cli.output import write_file
     from orch.cli.views import graph_dot, graph_mermaid
 
-    the_plan = _plan_of(blueprint, input_specs, action, workflow, catalogs)
+    the_plan, _model = _plan_of(blueprint, input_specs, action, workflow, catalogs)
     text = graph_dot(the_plan) if fmt == "dot" else graph_mermaid(the_plan)
     if output is not None:
         write_file(output, text)

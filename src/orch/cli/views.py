@@ -287,8 +287,9 @@ def outputs_view(outputs: Mapping[str, Any], fmt: str = "json") -> str:
 # ------------------------------------------------------------------------------ orch plan / graph
 
 
-def plan_view(plan: Plan, fmt: str = "text") -> str:
-    """``orch plan``: the steps wave by wave (json: ``plan.to_dict()``).
+def plan_view(plan: Plan, fmt: str = "text", model: Any = None) -> str:
+    """``orch plan``: the steps wave by wave (json: ``plan.to_dict()``), then which operations
+    run orch's built-in executors in the place of what their type wrote.
 
     A step's dependencies are listed unless they are obvious: the whole previous wave, or the
     previous step of the same instance."""
@@ -309,7 +310,28 @@ def plan_view(plan: Plan, fmt: str = "text") -> str:
         for step in wave:
             lines.append("  " + _step_line(plan, step, previous))
         previous = {s.id for s in wave}
+    if model is not None:
+        lines.extend(_builtin_lines(plan, model))
     return "\n".join(lines) + "\n"
+
+
+def _builtin_lines(plan: Plan, model: Any) -> list[str]:
+    """One line per operation of the plan that a type binding gave to an orch executor."""
+    lines: list[str] = []
+    seen: set[tuple[str, str | None, str | None]] = set()
+    for step in plan.steps.values():
+        key = (step.node, step.interface, step.operation)
+        if step.kind != "operation" or key in seen:
+            continue
+        seen.add(key)
+        operation = model.nodes[step.node].operation(step.interface or "", step.operation or "")
+        if operation is None or not operation.replaces or operation.implementation is None:
+            continue
+        lines.append(
+            f"  {step.node} {step.interface.rsplit('.', 1)[-1]}.{step.operation}: orch's "
+            f"'{operation.implementation.name}' in place of {operation.replaces}"
+        )
+    return ["built in (chosen by type):", *lines] if lines else []
 
 
 def _step_line(plan: Plan, step: Step, previous: set[str]) -> str:

@@ -20,7 +20,7 @@ from orch.tosca.model import FileRef, Model, Node, Operation, Requirement
 from orch.tosca.values import FUNCTION_NAMES
 
 _MISSING = object()
-_KEYWORDS = frozenset({"SELF", "SOURCE", "TARGET", "HOST"})
+_KEYWORDS = frozenset({"SELF", "SOURCE", "TARGET", "HOST", "REQ_TARGET"})
 READ_ONLY_ATTRIBUTES = frozenset({"tosca_id", "tosca_name", "state"})
 """Attributes orch maintains itself: an operation's outputs never set them implicitly."""
 
@@ -146,6 +146,8 @@ class Evaluator:
             return self._link_member(scope.link, rest, section, fname, scope)
         if entity == "HOST":
             return self._host_member(scope, rest, section, fname)
+        if entity == "REQ_TARGET":
+            return self._requirement_target_member(scope, rest, section, fname)
         if entity not in _KEYWORDS and entity not in self.model.nodes:
             if entity in self.model.relationships:
                 return self._relationship_member(entity, rest, section, fname, scope)
@@ -155,6 +157,22 @@ class Evaluator:
         owners = self._entity(entity, scope, fname)
         values = [self._instance_member(owner, rest, section, fname, scope) for owner in owners]
         return values[0] if len(values) == 1 else values
+
+    def _requirement_target_member(
+        self, scope: Scope, rest: list[Any], section: str, fname: str
+    ) -> Any:
+        """Yorc's ``[REQ_TARGET, requirement, name]``: the member of the node that SELF's
+        requirement of that name (or of that definition) points at."""
+        if scope.instance is None or len(rest) < 2:
+            raise EvaluationError(f"{fname}: [REQ_TARGET, requirement, name] needs a node")
+        node = self.model.nodes[scope.instance.rsplit("/", 1)[0]]
+        wanted = str(rest[0])
+        for requirement in node.requirements:
+            if wanted in (requirement.name, requirement.kind):
+                owners = self._entity(requirement.target, scope, fname)
+                values = [self._instance_member(o, rest[1:], section, fname, scope) for o in owners]
+                return values[0] if len(values) == 1 else values
+        raise EvaluationError(f"{fname}: '{node.name}' has no requirement '{wanted}' assigned")
 
     def _entity(self, entity: str, scope: Scope, fname: str) -> list[str]:
         """Instance ids an entity names."""

@@ -43,6 +43,10 @@ def compute_of(evaluator: Evaluator, instance_id: str) -> str | None:
 def host_for(evaluator: Evaluator, instance_id: str) -> Host:
     compute = compute_of(evaluator, instance_id)
     if compute is None:
+        bound = _environment_site(evaluator, instance_id)
+        if bound is not None:
+            environment, site = bound
+            return dataclasses.replace(_site_host(site, environment), name=environment)
         return LOCAL
     node = evaluator.model.nodes[evaluator.instances[compute].node]
     scope = Scope(instance=compute)
@@ -101,10 +105,25 @@ def site_for(evaluator: Evaluator, instance_id: str) -> Any:
     """The sites.yaml ``Site`` whose login node hosts the instance, if any."""
     compute = compute_of(evaluator, instance_id)
     if compute is None:
-        return None
+        bound = _environment_site(evaluator, instance_id)
+        return _site(bound[1], bound[0]) if bound is not None else None
     node = evaluator.model.nodes[evaluator.instances[compute].node]
     name = evaluator.value(node.properties.get("site"), Scope(instance=compute))
     return _site(str(name), node.name) if name else None
+
+
+def _environment_site(evaluator: Evaluator, instance_id: str) -> tuple[str, str] | None:
+    """(environment instance, site) for a node hosted on no Compute that requires an
+    execution environment bound to a site (``engine/environments.py``)."""
+    from orch.engine.environments import SITE_ATTRIBUTE, environment_of
+
+    node = evaluator.instances[instance_id].node
+    environment = environment_of(evaluator.model, node)
+    if environment is None:
+        return None
+    instance = evaluator.by_node.get(environment, [f"{environment}/0"])[0]
+    site = evaluator.attributes.get(instance, {}).get(SITE_ATTRIBUTE)
+    return (instance, str(site)) if site else None
 
 
 def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any:

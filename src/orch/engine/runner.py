@@ -24,6 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from orch.engine import interrupts, jobs, survivors
+from orch.engine.environments import (
+    SITE_ATTRIBUTE,
+    UnboundEnvironment,
+    choose_site,
+    is_environment,
+    site_attributes,
+)
 from orch.engine.evaluate import EvaluationError, link_key, stored_evaluator
 from orch.engine.events import Event, Listener, ignore
 from orch.engine.hosts import host_for
@@ -66,6 +73,8 @@ class EngineOptions:
     """Build container images even when an identical one exists (``--force-rebuild``)."""
     survivors: str = "wait"
     """What to do with processes an interrupted run left running: wait for them, or stop."""
+    environment_sites: dict[str, str] = field(default_factory=dict)
+    """``--site``: execution environment node -> site of sites.yaml ('' for every one)."""
 
 
 @dataclass
@@ -253,7 +262,7 @@ class Engine:
             )
 
     def _preflight(self, plan: Plan) -> None:
-        problems = []
+        problems = self._bind_environments(plan)
         for step in plan.operations():
             if step.id in self.done:
                 continue
@@ -270,6 +279,24 @@ class Engine:
                 )
         if problems:
             raise EngineError("; ".join(problems))
+
+    def _bind_environments(self, plan: Plan) -> list[str]:
+        """Each execution environment not bound yet gets its site now, before anything runs
+        (its attributes are stored when its instance first moves)."""
+        problems: list[str] = []
+        self._bindings: dict[str, dict[str, Any]] = {}
+        for instance in plan.instances.values():
+            node = self.model.nodes[instance.node]
+            if not is_environment(node):
+                continue
+            if SITE_ATTRIBUTE in self.evaluator.attributes.get(instance.id, {}):
+                continue
+            try:
+                site = choose_site(node.name, self.options.environment_sites)
+                self._bindings[instance.id] = site_attributes(site)
+            except UnboundEnvironment as exc:
+                problems.append(str(exc))
+        return problems
 
     def _executor_for(self, implementation: FileRef) -> Executor | None:
         for executor in self.executors:
@@ -643,8 +670,15 @@ class Engine:
 
     def _state_update(self, instance: str, state: str) -> dict[str, Any]:
         self.states[instance] = state
-        self.evaluator.attributes.setdefault(instance, {})["state"] = state
-        return {"state": state, "attributes": {"state": state}}
+        live = self.evaluator.attributes.setdefault(instance, {})
+        live["state"] = state
+        attributes: dict[str, Any] = {"state": state}
+        bound = getattr(self, "_bindings", {}).get(instance)
+        if bound and SITE_ATTRIBUTE not in live:
+            # bound once, when it first moves: later runs find the same site in the state
+            attributes.update(bound)
+            live.update(attributes)
+        return {"state": state, "attributes": attributes}
 
     def _emit_state(self, step: Step, state: str) -> None:
         self._emit(self._event("state", step, "", {"state": state}))

@@ -68,6 +68,8 @@ class Operation:
     """TOSCA 1.3 attribute mappings: output name -> [SELF|SOURCE|TARGET, attribute, ...]."""
     timeout: float | None = None
     operation_host: str | None = None
+    replaces: str | None = None
+    """The implementation the type wrote, when orch runs a built-in executor in its place."""
 
 
 @dataclass
@@ -87,6 +89,9 @@ class Requirement:
     """The relationship template it uses, if any: functions may name it (get_attribute)."""
     attribute_types: dict[str, str] = field(default_factory=dict)
     """Attributes the relationship type declares, with their types."""
+    kind: str | None = None
+    """The requirement definition it assigns, when its name differs (Alien4Cloud's
+    ``type_requirement``): ``REQ_TARGET`` finds it by either."""
 
     def is_a(self, type_name: str) -> bool:
         return type_name in self.relationship_types
@@ -312,6 +317,7 @@ class ModelBuilder:
             body.get("interfaces"),
             node.artifacts,
         )
+        _bind(node)
         node.requirements = self._requirements(name, typedef, body.get("requirements"))
         node.default_instances = _default_instances(capabilities)
         node.attribute_types = self._attribute_types(typedef)
@@ -535,7 +541,10 @@ class ModelBuilder:
             capability = body.get("capability") if isinstance(body, dict) else None
             if capability is None and isinstance(definition, dict):
                 capability = definition.get("capability")
-            result.append(self._relationship(str(name), target, capability, body, definition))
+            requirement = self._relationship(str(name), target, capability, body, definition)
+            if isinstance(body, dict) and isinstance(body.get("type_requirement"), str):
+                requirement.kind = body["type_requirement"]
+            result.append(requirement)
         return result
 
     def _relationship(
@@ -610,6 +619,32 @@ class ModelBuilder:
                 "targets": [str(t) for t in targets] if isinstance(targets, list) else [],
             }
         return result
+
+
+def _bind(node: Node) -> None:
+    """Put orch's built-in executor in the place of the operations its type's binding names
+    (``tosca/bindings.py``); the replaced implementation is kept in ``replaces``."""
+    from orch.tosca.bindings import BUILTIN_TYPE, binding_for, bound_executor, standard_mode_off
+
+    binding = binding_for(node.types)
+    if binding is None:
+        return
+    for operations in node.interfaces.values():
+        for operation in operations.values():
+            decided, executor = bound_executor(binding, operation.interface_type or
+                                               operation.interface, operation.name)
+            if not decided:
+                continue
+            if operation.implementation is not None and not operation.replaces:
+                operation.replaces = operation.implementation.name
+            if executor is None or (
+                operation.name == "start" and standard_mode_off(binding, node.properties)
+            ):
+                operation.implementation = None
+                continue
+            operation.implementation = FileRef(
+                name=executor, path=executor, type=BUILTIN_TYPE, builtin=True
+            )
 
 
 def _dir_of(owner: TypeDef | None) -> str:

@@ -1,0 +1,72 @@
+"""Execution environments: eFlows4HPC's ``AbstractEnvironment`` nodes are sites of sites.yaml.
+
+In eFlows4HPC an Alien4Cloud location makes the abstract environment concrete; in orch a site
+does. Each environment node is bound to a site when its instance starts (``--site NODE=SITE``,
+``--site SITE`` for all, else the only site of sites.yaml) and gets the site's values as its
+attributes (``cluster_login_host``, ``pycompss_modules``, ``user_name``...), stored with the
+deployment, so that later runs use the same site. A node that requires an environment (and is
+hosted on no Compute) runs its operations with that site as its host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENVIRONMENT_TYPE = "eflows4hpc.env.nodes.AbstractEnvironment"
+SITE_ATTRIBUTE = "site"
+
+
+class UnboundEnvironment(Exception):
+    """An environment cannot be bound to a site (the message says how to bind it)."""
+
+
+def is_environment(node: Any) -> bool:
+    return bool(node.is_a(ENVIRONMENT_TYPE))
+
+
+def environment_of(model: Any, node_name: str) -> str | None:
+    """The environment node that ``node_name`` requires, if any (the first one)."""
+    for requirement in model.nodes[node_name].requirements:
+        target = model.nodes.get(requirement.target)
+        if target is not None and is_environment(target):
+            return target.name
+    return None
+
+
+def choose_site(node: str, chosen: dict[str, str]) -> str:
+    """The site ``node`` is bound to: ``--site NODE=SITE``, ``--site SITE``, the only site."""
+    if node in chosen:
+        return chosen[node]
+    if "" in chosen:
+        return chosen[""]
+    from orch.sites.config import SitesError, current_sites
+
+    try:
+        book = current_sites()
+    except SitesError as exc:
+        raise UnboundEnvironment(f"environment '{node}' needs a site: {exc}") from None
+    names = sorted(book.sites)
+    if len(names) == 1:
+        return names[0]
+    listed = ", ".join(names) or "none"
+    raise UnboundEnvironment(
+        f"environment '{node}' is no site yet: {book.path} has {len(names)} sites ({listed}); "
+        f"say which with --site {node}=SITE"
+    )
+
+
+def site_attributes(name: str) -> dict[str, Any]:
+    """What eFlows4HPC's environment attributes are for the site called ``name``."""
+    from orch.sites.config import SitesError, current_sites
+
+    try:
+        site = current_sites().get(name)
+    except SitesError as exc:
+        raise UnboundEnvironment(str(exc)) from None
+    return {
+        SITE_ATTRIBUTE: name,
+        "cluster_login_host": site.address,
+        "user_name": site.user or "",
+        "pycompss_modules": ",".join(site.modules),
+        "image_creation_machine_container_engine": site.container_runtime or "",
+    }
