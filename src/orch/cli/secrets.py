@@ -74,6 +74,8 @@ def _read_value(file: Path | None) -> str:
         except OSError as exc:
             raise SecretError(f"cannot read {file}: {exc.strerror or exc}") from None
         return value_from_bytes(data)
+    if sys.stdin is None:  # started with standard input closed
+        raise SecretError("no standard input to read the value from: give it, or use --file")
     stdin = click.get_text_stream("stdin")
     if stdin.isatty():
         text = click.prompt("value (not shown)", hide_input=True, confirmation_prompt=True,

@@ -316,7 +316,7 @@ class SecretStore:
                     f"{target} is open to other users (mode {mode:04o}): close it with "
                     f"chmod 600 {target}, and consider its secret exposed"
                 )
-            if info.st_size > 2 * MAX_VALUE_BYTES + 4 * (MAX_PATH + MAX_FIELD):
+            if info.st_size > 6 * (MAX_VALUE_BYTES + 4 * (MAX_PATH + MAX_FIELD)):  # \u escapes
                 raise SecretError(f"{target} is too large to be one of orch's secrets")
             chunks = []
             while chunk := os.read(fd, 1 << 16):
