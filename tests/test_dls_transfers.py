@@ -136,12 +136,13 @@ class Call:
 
     def __call__(self, node_type: str, inputs: dict[str, Any], properties: dict[str, Any],
                  *, interface: str = "Runnable", operation: str = "submit",
-                 secrets: tuple[str, ...] = ()) -> OperationResult:
+                 secrets: tuple[str, ...] = (), timeout: float | None = None
+                 ) -> OperationResult:
         task = Task(
             deployment="dep", node="data", instance="data/0", interface=interface,
             operation=operation, implementation=Artifact("dls", Path("dls")),
             inputs=inputs, environment={NODE_TYPE_ENV: node_type}, host=self.host,
-            properties=properties, secret_values=secrets,
+            properties=properties, secret_values=secrets, timeout=timeout,
         )  # fmt: skip
         context = RunContext(transport=self.pool.get, cancel=self.cancel, log=self.log)
         return self.executor.run(task, context)
@@ -286,10 +287,22 @@ def test_http_cancel_mid_transfer_stops_quickly(call: Call, web: tuple[str, File
     cancelled_at = time.monotonic()
     call.cancel.set()
     thread.join(10)
-    assert time.monotonic() - cancelled_at < 1.5
+    assert time.monotonic() - cancelled_at < 1.0
     assert out and out[0].status == "cancelled"
     assert not final.exists()
     assert not no_part_files(site_dir)
+
+
+def test_http_timeout_stops_a_stalled_transfer(call: Call, web: tuple[str, Files],
+                                               site_dir: Path) -> None:
+    base, _ = web
+    final = site_dir / "late.bin"
+    began = time.monotonic()
+    result = call(T + "HTTP2SSH", http_inputs(f"{base}/slow/late", str(final)),
+                  {"dag_id": "plainhttp2ssh"}, timeout=1.5)
+    assert result.status == "timeout", result.message
+    assert time.monotonic() - began < 3.0
+    assert not final.exists() and not no_part_files(site_dir)
 
 
 # -- B2SHARE ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from orch.executors.staging import Failed, Run
 from orch.transfers import httpio
-from orch.transfers.http import failure, http_error, opened_source
+from orch.transfers.http import failure, http_error, opened_source, stops
 from orch.transfers.site import (
     Landed,
     SourceFile,
@@ -87,7 +87,7 @@ def b2share_to_site(run: Run, transport: Transport, conf: dict[str, Any], label:
     run.log(f"{label}: B2SHARE record {oid} at {server} -> {run.host}:{target}")
     try:
         body = httpio.read_all(httpio.request(
-            "GET", _with_token(record_url, token), cancel=run.context.cancel,
+            "GET", _with_token(record_url, token), **stops(run),
             headers={"Accept": "application/json"}))
     except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
         raise http_error(exc, fail) from exc
@@ -126,7 +126,7 @@ def _lazy_source(run: Run, url: str, token: str | None, name: str,
 
     def open_() -> Any:
         try:
-            resp = httpio.request("GET", _with_token(url, token), cancel=run.context.cancel)
+            resp = httpio.request("GET", _with_token(url, token), **stops(run))
         except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
             raise http_error(exc, fail) from exc
         return opened_source(resp, name, url, checksum, size).open()

@@ -29,6 +29,11 @@ from orch.transfers.site import (
 from orch.transport.base import Transport
 
 
+def stops(run: Run) -> dict[str, Any]:
+    """What ends a request early: the operation's cancel and deadline."""
+    return {"cancel": run.context.cancel, "deadline": run.deadline}
+
+
 def failure(label: str, source: str, destination: str) -> Callable[[str], Failed]:
     """``fail(why)``: the failure message every transfer gives, naming the transfer, where the
     data came from (no credentials) and where it was going."""
@@ -107,7 +112,7 @@ def http_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: st
     fail = failure(label, shown, f"{run.host}:{target}")
     run.log(f"{label}: {shown} -> {run.host}:{target}")
     try:
-        resp = httpio.request("GET", url, auth=auth, cancel=run.context.cancel)
+        resp = httpio.request("GET", url, auth=auth, **stops(run))
     except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
         raise http_error(exc, fail) from exc
     try:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import http.client
+import os
+import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,21 +113,25 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
 
 
 class CancelWatch:
-    """Shuts a socket down when ``cancel`` is set, so that a read blocked on it returns at
-    once; ``close`` ends the watch."""
+    """Shuts a socket down when ``cancel`` is set or the ``deadline`` (``time.monotonic``)
+    passes, so that a read blocked on it returns at once; ``close`` ends the watch."""
 
-    def __init__(self, sock: socket.socket | None, cancel: threading.Event | None):
+    def __init__(self, sock: socket.socket | None, cancel: threading.Event | None,
+                 deadline: float | None = None):
         self.sock = sock
-        self.cancel = cancel
+        self.cancel = cancel or threading.Event()
+        self.deadline = deadline
         self.done = threading.Event()
         self.fired = False
-        if sock is not None and cancel is not None:
+        if sock is not None and (cancel is not None or deadline is not None):
             threading.Thread(target=self._watch, daemon=True, name="orch-http-cancel").start()
 
+    def _due(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def _watch(self) -> None:
-        assert self.cancel is not None
         while not self.done.is_set():
-            if self.cancel.wait(0.2):
+            if self.cancel.wait(0.2) or self._due():
                 if not self.done.is_set():
                     self.fired = True
                     with contextlib.suppress(OSError):
@@ -183,8 +191,9 @@ def _where(parts: SplitResult) -> str:
 
 def request(method: str, url: str, *, auth: Auth | None = None,
             headers: Mapping[str, str] | None = None, body: Any = None,
-            cancel: threading.Event | None = None, timeout: float = READ_TIMEOUT,
-            ok: tuple[int, ...] = (), follow: bool = True) -> Response:
+            cancel: threading.Event | None = None, deadline: float | None = None,
+            timeout: float = READ_TIMEOUT, ok: tuple[int, ...] = (), follow: bool = True
+            ) -> Response:
     """Send one request (following redirects for GET/HEAD/PROPFIND); an error status (>= 400,
     unless listed in ``ok``) raises HttpStatusError, no connection raises Unreachable.
     ``body`` is bytes, or an iterator of bytes chunks sent as they come (with
@@ -192,16 +201,18 @@ def request(method: str, url: str, *, auth: Auth | None = None,
     origin = _origin(urlsplit(url))
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
-        if cancel is not None and cancel.is_set():
+        stop = Stop(cancel, deadline)
+        if stop():
             raise Unreachable(_where(parts), "cancelled")
         conn = _connection(parts, timeout)
+        conn._create_connection = _connector(stop)  # type: ignore[attr-defined]
         target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise Unreachable(_where(parts), _cause(exc)) from exc
-        watch = CancelWatch(conn.sock, cancel)
+            raise Unreachable(_where(parts), "cancelled" if stop() else _cause(exc)) from exc
+        watch = CancelWatch(conn.sock, cancel, deadline)
         try:
             conn.putrequest(method, target, skip_accept_encoding=True)
             sent = {k.lower() for k in (headers or {})}
@@ -241,6 +252,60 @@ def request(method: str, url: str, *, auth: Auth | None = None,
             raise HttpStatusError(resp.status, resp.reason, url)
         return answer
     raise Unreachable(_where(urlsplit(url)), f"more than {MAX_REDIRECTS} redirects")
+
+
+CONNECT_TIMEOUT = 20.0
+"""Seconds to wait for a TCP connection (cancel and the deadline are checked meanwhile)."""
+
+
+class Stop:
+    """Whether to give up now: cancelled, or past the deadline."""
+
+    def __init__(self, cancel: threading.Event | None, deadline: float | None):
+        self.cancel, self.deadline = cancel, deadline
+
+    def __call__(self) -> bool:
+        return bool((self.cancel is not None and self.cancel.is_set())
+                    or (self.deadline is not None and time.monotonic() >= self.deadline))
+
+
+def _connector(stop: Stop) -> Any:
+    """``socket.create_connection`` that gives up on ``stop`` within a fraction of a second
+    (http.client calls it through ``_create_connection``)."""
+
+    def create(address: tuple[str, int], timeout: Any = None, source_address: Any = None
+               ) -> socket.socket:
+        host, port = address
+        last: OSError = OSError("no address")
+        for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0,
+                                                                socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            began = time.monotonic()
+            try:
+                code = sock.connect_ex(addr)
+                while code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+                    _, ready, _ = select.select([], [sock], [], 0.2)
+                    if ready:
+                        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        break
+                    if stop():
+                        raise OSError(errno.ECANCELED, "cancelled")
+                    if time.monotonic() - began > CONNECT_TIMEOUT:
+                        raise TimeoutError(errno.ETIMEDOUT, "no answer in time")
+                if code:
+                    raise OSError(code, os.strerror(code))
+                sock.setblocking(True)
+                sock.settimeout(timeout)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last = exc
+                if stop():
+                    break
+        raise last
+
+    return create
 
 
 def _cause(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from orch.executors.staging import CHUNK, Failed, Includes, Run, human_size, list_remote
 from orch.transfers import httpio
-from orch.transfers.http import credentials, failure, http_error
+from orch.transfers.http import credentials, failure, http_error, stops
 from orch.transfers.site import (
     PART_SUFFIX,
     Landed,
@@ -80,7 +80,7 @@ def location(conf: dict[str, Any], site: Any) -> tuple[str, httpio.Auth | None]:
 
 
 def propfind(run: Run, url: str, auth: httpio.Auth | None, depth: str) -> list[Entry]:
-    resp = httpio.request("PROPFIND", url, auth=auth, cancel=run.context.cancel,
+    resp = httpio.request("PROPFIND", url, auth=auth, **stops(run),
                           headers={"Depth": depth, "Content-Type": "application/xml"},
                           body=PROPFIND_BODY)
     try:
@@ -149,7 +149,7 @@ def _source(run: Run, entry: Entry, name: str, auth: httpio.Auth | None,
             fail: Callable[[str], Failed]) -> SourceFile:
     def open_() -> Any:
         try:
-            return httpio.request("GET", entry.url, auth=auth, cancel=run.context.cancel)
+            return httpio.request("GET", entry.url, auth=auth, **stops(run))
         except HTTP_ERRORS as exc:
             raise http_error(exc, fail) from exc
 
@@ -214,7 +214,7 @@ def _mkcols(run: Run, base: str, rels: list[str], auth: httpio.Auth | None) -> N
         if url in seen:
             continue
         seen.add(url)
-        with httpio.request("MKCOL", url, auth=auth, cancel=run.context.cancel,
+        with httpio.request("MKCOL", url, auth=auth, **stops(run),
                             ok=(405, 409, 301, 302), follow=False):
             pass  # 405: it exists
 
@@ -222,7 +222,7 @@ def _mkcols(run: Run, base: str, rels: list[str], auth: httpio.Auth | None) -> N
 def _remote_sha256(run: Run, url: str, auth: httpio.Auth | None) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    with httpio.request("GET", url, auth=auth, cancel=run.context.cancel) as resp:
+    with httpio.request("GET", url, auth=auth, **stops(run)) as resp:
         while chunk := resp.read(CHUNK):
             run.check()
             digest.update(chunk)
@@ -306,7 +306,7 @@ def _upload(run: Run, files: FileSession, path: str, url: str, sha256: str,
 
     try:
         try:
-            with httpio.request("PUT", part, auth=auth, cancel=run.context.cancel, body=body(),
+            with httpio.request("PUT", part, auth=auth, **stops(run), body=body(),
                                 headers={"Content-Length": str(stream.size),
                                          "Content-Type": "application/octet-stream"}):
                 pass
@@ -319,7 +319,7 @@ def _upload(run: Run, files: FileSession, path: str, url: str, sha256: str,
         if theirs != sha256:
             raise fail(f"corrupt on the WebDAV server: it holds {size} bytes hashing to "
                        f"sha256 {theirs}, orch sent {sha256}")
-        with httpio.request("MOVE", part, auth=auth, cancel=run.context.cancel, follow=False,
+        with httpio.request("MOVE", part, auth=auth, **stops(run), follow=False,
                             headers={"Destination": url, "Overwrite": "T"}):
             pass
     except FileTransferError as exc:
