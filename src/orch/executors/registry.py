@@ -22,6 +22,7 @@ def load_executors() -> list[Any]:
         ImageExecutor(), StagingExecutor(),
     ]  # fmt: skip
     executors.append(__import__("orch.executors.dls", fromlist=["DlsExecutor"]).DlsExecutor())
+    executors += __import__("orch.executors.eflows_images", fromlist=["x"]).all_executors()
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         executors.append(entry.load()())
     return executors
