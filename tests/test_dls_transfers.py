@@ -652,3 +652,60 @@ def test_ssh2ssh_folder_and_file_land_then_skip(ssh_pool: TransportPool, ssh_hos
                    {"dag_id": "ssh2ssh"})
     assert unknown.status == "failed" and "elsewhere" in unknown.message
     assert not no_part_files(site_dir)
+
+
+def test_http_to_orchs_own_machine(web: tuple[str, Files], tmp_path: Path) -> None:
+    """A node hosted on orch's machine: the same transfer through plain files."""
+    from orch.transport.base import HostKeyPolicy
+
+    base, files = web
+    files.routes["/local.txt"] = (b"local\n", {})
+    pool = TransportPool(HostKeyPolicy())
+    try:
+        call = Call(pool, Host("localhost"))
+        result = call(T + "HTTP2SSH", http_inputs(f"{base}/local.txt", str(tmp_path / "l.txt")),
+                      {"dag_id": "plainhttp2ssh"})
+    finally:
+        pool.close_all()
+    assert result.ok, result.message
+    assert (tmp_path / "l.txt").read_bytes() == b"local\n"
+
+
+def test_http_checksum_from_the_conf_is_verified(call: Call, web: tuple[str, Files],
+                                                 site_dir: Path) -> None:
+    base, files = web
+    body = b"checked body\n"
+    files.routes["/checked.txt"] = (body, {})
+    good = "sha256:" + hashlib.sha256(body).hexdigest()
+    bad = "sha256:" + hashlib.sha256(b"other").hexdigest()
+    final = site_dir / "checked.txt"
+    result = call(T + "HTTP2SSH", http_inputs(f"{base}/checked.txt", str(final),
+                                              conf={"checksum": bad}),
+                  {"dag_id": "plainhttp2ssh"})
+    assert result.status == "failed" and "checksum mismatch" in result.message
+    assert not final.exists() and not no_part_files(site_dir)
+    result = call(T + "HTTP2SSH", http_inputs(f"{base}/checked.txt", str(final), force=False,
+                                              conf={"checksum": good}),
+                  {"dag_id": "plainhttp2ssh"})
+    assert result.ok and final.read_bytes() == body
+    hits = files.hits["/checked.txt"]
+    again = call(T + "HTTP2SSH", http_inputs(f"{base}/checked.txt", str(final), force=False,
+                                             conf={"checksum": good}),
+                 {"dag_id": "plainhttp2ssh"})
+    assert again.ok and again.outputs["skipped"] == "1"
+    assert files.hits["/checked.txt"] == hits + 1  # asked, but its body was not read
+
+
+def test_webdav_stage_out_refused_names_the_destination(call: Call, dav: tuple[str, Path],
+                                                        site_dir: Path) -> None:
+    base, _ = dav
+    (site_dir / "r.txt").write_bytes(b"r")
+    inputs = {"submit_tasks": "submit_dag_webdav_stageout_data.yaml",
+              "dag_id": "webdav_stageout", "oid": "denied", "source_path": str(site_dir),
+              "conf": {"webdav_url": base, "webdav_user": "dls",
+                       "webdav_password": "wrong-Password-1"}}
+    result = call(T + "DLSDAGWebdavStageOutData", inputs, {"dag_id": "webdav_stageout"})
+    assert result.status == "failed"
+    assert "401 authentication refused" in result.message
+    assert f"{base}/denied" in result.message and str(site_dir) in result.message
+    assert "wrong-Password-1" not in result.message
