@@ -519,6 +519,7 @@ def git_daemon() -> Iterator[tuple[str, str]]:
     (work / "src").mkdir(parents=True)
     (work / "README.md").write_text("tools\n")
     (work / "src" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    os.symlink("/etc/hostname", work / "leak")  # must not send orch's machine's file
     _git("init", "-q", "-b", "main", str(work))
     _git("add", ".", cwd=work)
     _git("commit", "-q", "-m", "first", cwd=work)
@@ -558,6 +559,7 @@ def test_git_tree_lands_then_skips_then_forces(call: Call, git_daemon: tuple[str
     assert (site_dir / "tools" / "README.md").read_text() == "tools\n"
     assert (site_dir / "tools" / "src" / "run.sh").read_text() == "#!/bin/sh\necho run\n"
     assert not (site_dir / "tools" / ".git").exists()
+    assert not (site_dir / "tools" / "leak").exists()
     assert result.outputs["commit"] == commit and result.outputs["target_path"] == target
     again = call(T + "GIT2SSH", git_inputs(url, "tools.git", target), {"dag_id": "git2ssh"})
     assert again.ok and again.outputs["files"] == "0" and again.outputs["skipped"] == "2"

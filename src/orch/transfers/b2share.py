@@ -43,8 +43,14 @@ def server_of(conf: dict[str, Any], site: Any) -> str:
                or DEFAULT_SERVER).rstrip("/")
 
 
-def _with_token(url: str, token: str | None) -> str:
-    if not token:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _with_token(url: str, token: str | None, server: str | None = None) -> str:
+    """``url`` with the access token, only when it is on the B2SHARE server itself."""
+    if not token or (server is not None and _origin(url) != _origin(server)):
         return url
     parts = urlsplit(url)
     query = (parts.query + "&" if parts.query else "") + urlencode({"access_token": token})
@@ -90,7 +96,7 @@ def b2share_to_site(run: Run, transport: Transport, conf: dict[str, Any], label:
             "GET", _with_token(record_url, token), **stops(run),
             headers={"Accept": "application/json"}))
     except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
-        raise http_error(exc, fail) from exc
+        raise http_error(exc, fail, run) from exc
     try:
         record = json.loads(body)
     except ValueError as exc:
@@ -109,7 +115,8 @@ def b2share_to_site(run: Run, transport: Transport, conf: dict[str, Any], label:
             file_fail = failure(label, shown, f"{run.host}:{final}")
             size = entry.get("size")
             checksum = parse_checksum(entry.get("checksum"))
-            source = _lazy_source(run, entry["url"], token, name, file_fail,
+            source = _lazy_source(run, _with_token(entry["url"], token, server), name,
+                                  file_fail,
                                   size if isinstance(size, int) else None, checksum)
             land(run, transport, files, source, final, force=force, tally=tally,
                  fail=file_fail)
@@ -119,16 +126,15 @@ def b2share_to_site(run: Run, transport: Transport, conf: dict[str, Any], label:
     return outputs
 
 
-def _lazy_source(run: Run, url: str, token: str | None, name: str,
-                 fail: Callable[[str], Failed], size: int | None,
-                 checksum: tuple[str, str] | None) -> SourceFile:
+def _lazy_source(run: Run, url: str, name: str, fail: Callable[[str], Failed],
+                 size: int | None, checksum: tuple[str, str] | None) -> SourceFile:
     """A file whose size and checksum the record states: opened only when not skipped."""
 
     def open_() -> Any:
         try:
-            resp = httpio.request("GET", _with_token(url, token), **stops(run))
+            resp = httpio.request("GET", url, **stops(run))
         except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
-            raise http_error(exc, fail) from exc
+            raise http_error(exc, fail, run) from exc
         return opened_source(resp, name, url, checksum, size).open()
 
     return SourceFile(name=name, url=httpio.display_url(url), open=open_, size=size,

@@ -118,6 +118,20 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def drop_links(tree: Path) -> int:
+    """Remove the clone's symbolic links (the upload follows links: a repository's link to
+    ``/etc`` must not send orch's machine's files); returns how many there were."""
+    count = 0
+    for folder, dirs, names in os.walk(tree):  # links to folders are listed, not entered
+        links = [n for n in (*dirs, *names) if (Path(folder) / n).is_symlink()]
+        for name in links:
+            (Path(folder) / name).unlink()
+        count += len(links)
+        dirs[:] = [d for d in dirs if d not in links and not (folder == str(tree) and
+                                                                d == ".git")]
+    return count
+
+
 def git_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: str,
                 default_folder: Callable[[], str]) -> dict[str, str]:
     raw = repository(conf)
@@ -134,6 +148,10 @@ def git_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: str
         tree = Path(tmp) / "tree"
         commit = clone(run, url, auth, ref, tree, fail)
         run.log(f"cloned {shown(url)} at {commit}")
+        links = drop_links(tree)
+        if links:
+            run.log(f"warning: {links} symbolic link(s) of the repository not transferred "
+                    "(a link could point at orch's own files)", "stderr")
         entries, _ = list_local(run, tree, Includes(None))
         entries = [e for e in entries if e.rel != ".git" and not e.rel.startswith(".git/")]
         root, theirs = prepare_upload(run, transport, target, entries)

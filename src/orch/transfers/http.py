@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import posixpath
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -44,9 +45,13 @@ def failure(label: str, source: str, destination: str) -> Callable[[str], Failed
     return fail
 
 
-def http_error(exc: Exception, fail: Callable[[str], Failed]) -> Exception:
-    """An HTTP failure as the transfer's failure (a cancelled request as a cancel)."""
+def http_error(exc: Exception, fail: Callable[[str], Failed], run: Run) -> Exception:
+    """An HTTP failure as the transfer's failure (a request cut short by cancel or the
+    deadline as that)."""
     if isinstance(exc, httpio.Unreachable) and exc.cause == "cancelled":
+        if not run.context.cancel.is_set() and run.deadline is not None \
+                and time.monotonic() >= run.deadline:
+            return Stopped("timeout", f"timed out after {run.task.timeout:g} s")
         return Stopped("cancelled", "cancelled")
     if isinstance(exc, httpio.HttpStatusError):
         return fail(f"HTTP {exc.status} {httpio.status_words(exc.status, exc.reason)}")
@@ -114,7 +119,7 @@ def http_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: st
     try:
         resp = httpio.request("GET", url, auth=auth, **stops(run))
     except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
-        raise http_error(exc, fail) from exc
+        raise http_error(exc, fail, run) from exc
     try:
         final = target.rstrip("/") + "/" + url_name(resp.url) \
             if target_is_folder(run, transport, target) else target

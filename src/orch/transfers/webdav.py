@@ -112,6 +112,11 @@ def propfind(run: Run, url: str, auth: httpio.Auth | None, depth: str) -> list[E
     return entries
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
 def _same_resource(a: str, b: str) -> bool:
     return unquote(urlsplit(a).path).rstrip("/") == unquote(urlsplit(b).path).rstrip("/")
 
@@ -132,6 +137,9 @@ def walk(run: Run, url: str, auth: httpio.Auth | None) -> tuple[Entry, list[tupl
         for entry in propfind(run, folder, auth, "1"):
             if _same_resource(entry.url, folder):
                 continue
+            if _origin(entry.url) != _origin(url):
+                raise ValueError(f"the listing of {httpio.display_url(folder)} points to "
+                                 f"another server ({httpio.display_url(entry.url)})")
             name = unquote(posixpath.basename(urlsplit(entry.url).path.rstrip("/")))
             rel = safe_name(prefix + name)
             if rel is None:
@@ -151,7 +159,7 @@ def _source(run: Run, entry: Entry, name: str, auth: httpio.Auth | None,
         try:
             return httpio.request("GET", entry.url, auth=auth, **stops(run))
         except HTTP_ERRORS as exc:
-            raise http_error(exc, fail) from exc
+            raise http_error(exc, fail, run) from exc
 
     return SourceFile(name=name, url=httpio.display_url(entry.url), open=open_,
                       size=entry.size, mtime=entry.mtime)
@@ -168,7 +176,7 @@ def webdav_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: 
     try:
         head, tree = walk(run, url, auth)
     except HTTP_ERRORS as exc:
-        raise http_error(exc, fail) from exc
+        raise http_error(exc, fail, run) from exc
     with file_session(run, transport) as files:
         if not head.collection:
             name = safe_name(unquote(posixpath.basename(urlsplit(url).path))) or "download"
@@ -258,7 +266,7 @@ def site_to_webdav(run: Run, transport: Transport, conf: dict[str, Any], label: 
     try:
         _mkcols(run, base, rels, auth)
     except HTTP_ERRORS as exc:
-        raise http_error(exc, fail) from exc
+        raise http_error(exc, fail, run) from exc
     with file_session(run, transport) as files:
         for rel in rels:
             url = _child(base, rel)
@@ -268,7 +276,7 @@ def site_to_webdav(run: Run, transport: Transport, conf: dict[str, Any], label: 
                 _upload(run, files, posixpath.join(root, rel), url, sums[rel], auth, force,
                         tally, file_fail)
             except HTTP_ERRORS as exc:
-                raise http_error(exc, file_fail) from exc
+                raise http_error(exc, file_fail, run) from exc
     outputs = tally.outputs()
     outputs["execution_url"] = _child(shown_base, rels[0]) if single and rels else shown_base
     outputs["path"] = outputs["execution_url"]
