@@ -327,16 +327,64 @@ def test_a_git_registry_is_cloned_and_builds_the_same_image(
     assert cloned.outputs["built"] == "false"  # the same recipe and files: the same hash
     assert cloned.outputs["image_hash"] == local["image_hash"]
     assert f"cloning the workflow registry {url}" in cloned.log
-    clones = list((tmp_path / "cache" / "registries").iterdir())
-    assert [c.name for c in clones if not c.name.startswith(".")] and all(
-        (c / "minimal" / "step1" / "spack.yaml").is_file() for c in clones
-        if not c.name.startswith("."))
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    [clone] = (tmp_path / "cache" / "registries").glob(f"*/{commit}")
+    assert (clone / "minimal" / "step1" / "spack.yaml").is_file()
+    assert f"workflow registry at commit {commit[:12]}" in cloned.log
+    # one clone per orch process: the next node of the deploy uses it
     missing = build(image_task(url, step="nope"))
+    assert "cloning" not in missing.log
     assert missing.result.message.startswith(
         f"workflow minimal step nope is not in the workflow registry {url}")
+    # a cloned recipe cannot take a file of orch's machine as its base
+    outside = tmp_path / "outside.sif"
+    outside.write_bytes(b"x")
+    write_step(registry, "minimal", "step2", base=str(outside))
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "step2"], check=True)
+    eflows._CLONED.clear()  # a new orch process
+    refused = build(image_task(url, step="step2"))
+    assert "cloning" in refused.log
+    assert refused.result.message == (
+        f"minimal/step2/spack.yaml: orch.base {outside} is outside the step's folder and "
+        "orch's image cache")
+    # unreachable: the last clone is used, saying so
+    shutil.rmtree(registry / ".git")
+    eflows._CLONED.clear()
+    offline = build(image_task(url))
+    assert offline.outputs["built"] == "false"
+    assert "cannot refresh the workflow registry" in offline.log
     broken = build(image_task(f"file://{tmp_path}/no-such-repo"))
     assert broken.result.status == "failed"
     assert "cannot clone the workflow registry" in broken.result.message
+
+
+def test_a_password_in_a_registry_url_is_never_shown(tmp_path: Path) -> None:
+    token = "s3cr3t-registry-token"
+    url = f"http://someone:{token}@127.0.0.1:9/registry.git"  # nothing listens on port 9
+    run = build(image_task(url))
+    assert run.result.status == "failed"
+    assert run.result.message.startswith(
+        "cannot clone the workflow registry http://someone:*****@127.0.0.1:9/registry.git")
+    assert token not in run.result.message + run.log
+    assert not list((tmp_path / "cache" / "registries").glob("*/[0-9a-f]*"))
+
+
+def test_a_src_link_out_of_the_registry_is_not_copied(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    folder = registry / "wf" / "step"
+    folder.mkdir(parents=True)
+    (folder / "spack.yaml").write_text("spack: {specs: []}\norch: {base: scratch}\n")
+    (folder / "src").symlink_to("/etc")
+    recipe = eflows.read_recipe(registry, "wf", "step", "reg")
+    assert recipe.src is None
+    props = eflows.image_properties(recipe, eflows.Machine(), builder="podman", base=None)
+    assert props["files"] == {}
+    (folder / "spack.yaml").unlink()
+    (folder / "spack.yaml").symlink_to("/etc/hostname")
+    with pytest.raises(ImageError, match="links out of the workflow registry reg"):
+        eflows.read_recipe(registry, "wf", "step", "reg")
 
 
 SPACK_STAND_IN = r"""#!/bin/sh

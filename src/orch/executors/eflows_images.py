@@ -163,7 +163,8 @@ class EflowsImageExecutor(_Base):
         builder = eflows.builder_of(machine, site_default(task, "container_runtime"))
         spack = eflows.spack_environment(recipe, machine)
         base = task.environment.get(eflows.BASE_ENV) or site_default(task, "image_base")
-        props = eflows.image_properties(recipe, machine, builder=builder, base=base)
+        props = eflows.image_properties(recipe, machine, builder=builder, base=base,
+                                        confine=eflows.is_git_url(location))
         for line in eflows.say_lines(recipe, machine, spack):
             say(line)
         image_task = dataclasses.replace(

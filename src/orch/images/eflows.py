@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from orch.images.base import parse_base
 from orch.images.cache import cache_root, locked
 from orch.images.spec import SPACK_BASE, ImageError
 
@@ -97,58 +98,85 @@ def registries_root() -> Path:
 
 
 def open_registry(location: str, log: Log, cancel: threading.Event | None = None) -> Path:
-    """The registry's folder on orch's machine: the folder itself, or a fresh shallow clone."""
+    """The registry's folder on orch's machine: the folder itself, or a shallow clone (made
+    once per orch process: the images of one deploy come from one commit)."""
     if not is_git_url(location):
         folder = Path(location).expanduser()
         if not folder.is_dir():
             raise ImageError(f"the workflow registry {location} is not a folder (give a folder "
                              "or a git URL with `orch deploy --registry PATH|URL`)")
         return folder.resolve()
-    return _clone(location, log, cancel or threading.Event())
+    with _CLONING:
+        known = _CLONED.get((str(registries_root()), location))
+        if known is not None and known.is_dir():
+            return known
+        folder = _clone(location, log, cancel or threading.Event())
+        _CLONED[(str(registries_root()), location)] = folder
+        return folder
+
+
+_CLONED: dict[tuple[str, str], Path] = {}
+_CLONING = threading.Lock()
+LATEST = "LATEST"
 
 
 def _clone(location: str, log: Log, cancel: threading.Event) -> Path:
+    """``<registries>/<hash of the location>/<commit>``: a folder per commit, never changed
+    once made (a build reading one is not disturbed by a later clone); ``LATEST`` names the
+    last one, used when the repository cannot be reached."""
     url, _, ref = location.partition("#")
-    root = registries_root()
-    key = hashlib.sha256(location.encode()).hexdigest()[:16]
-    final = root / key
-    with locked(root / f".{key}.lock", cancel) as held:
+    root = registries_root() / hashlib.sha256(location.encode()).hexdigest()[:16]
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / ".lock", cancel) as held:
         if not held:
             raise ImageError(f"cancelled while waiting for the clone of {shown(location)}")
-        scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-        command = ["git", "clone", "--depth", "1", "--quiet"]
-        if ref:
-            command += ["--branch", ref]
-        command += ["--", url, str(scratch / "clone")]
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-               "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
-        log(f"cloning the workflow registry {shown(location)}")
+        scratch = Path(tempfile.mkdtemp(prefix=".clone-", dir=root))
         try:
-            done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                  timeout=CLONE_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-            why = done.stderr.strip().splitlines()[-1] if done.returncode else ""
-            ok = done.returncode == 0
-        except FileNotFoundError:
-            ok, why = False, "git is not installed (apt-get install git)"
-        except subprocess.TimeoutExpired:
-            ok, why = False, f"no answer in {CLONE_TIMEOUT:g} s"
-        try:
-            if ok:
-                old = root / f".{key}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                if final.exists():
-                    os.replace(final, old)
-                os.replace(scratch / "clone", final)
-                shutil.rmtree(old, ignore_errors=True)
+            log(f"cloning the workflow registry {shown(location)}")
+            commit, why = _git_clone(url, ref, scratch / "clone")
+            if commit is not None:
+                final = root / commit
+                if not final.is_dir():
+                    os.replace(scratch / "clone", final)
+                (root / LATEST).write_text(commit + "\n")
+                log(f"workflow registry at commit {commit[:12]}")
                 return final
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         why = shown(why.replace(url, location)) if why else "git failed"
-        if final.is_dir():
+        latest = root / ((root / LATEST).read_text().strip() if (root / LATEST).is_file()
+                         else LATEST)  # fmt: skip
+        if latest.name != LATEST and latest.is_dir():
             log(f"cannot refresh the workflow registry {shown(location)} ({why}): using the "
-                f"clone already in {final}")  # fmt: skip
-            return final
+                f"clone of commit {latest.name[:12]} ({latest})")  # fmt: skip
+            return latest
         raise ImageError(f"cannot clone the workflow registry {shown(location)}: {why}")
+
+
+def _git_clone(url: str, ref: str, target: Path) -> tuple[str | None, str]:
+    """(the commit cloned, or None and why not)."""
+    command = ["git", "clone", "--depth", "1", "--quiet"]
+    if ref:
+        command += ["--branch", ref]
+    command += ["--", url, str(target)]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
+           "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env,
+                              timeout=CLONE_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            return None, lines[-1].strip() if lines else f"exit status {done.returncode}"
+        head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    except FileNotFoundError:
+        return None, "git is not installed (apt-get install git)"
+    except subprocess.TimeoutExpired:
+        return None, f"no answer in {CLONE_TIMEOUT:g} s"
+    commit = head.stdout.strip()
+    if head.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40,64}", commit):
+        return None, "the clone has no HEAD commit"
+    return commit, ""
 
 
 # -- a step's recipe --------------------------------------------------------------------------
@@ -170,8 +198,18 @@ class Recipe:
 
     @property
     def src(self) -> Path | None:
+        """The step's ``src/`` (a real folder: a link would copy what it points at)."""
         src = self.folder / "src"
-        return src if src.is_dir() else None
+        return src if src.is_dir() and not src.is_symlink() else None
+
+
+def within(path: Path, folder: Path) -> bool:
+    """Whether ``path``, links followed, is ``folder`` or inside it."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def _segment(value: Any, what: str) -> str:
@@ -192,11 +230,17 @@ def read_recipe(registry: Path, workflow: Any, step_id: Any, shown_registry: str
     """The recipe of ``<workflow>/<step_id>`` (raises ImageError naming what is missing)."""
     workflow, step_id = _segment(workflow, "workflow"), _segment(step_id, "step_id")
     folder = registry / workflow / step_id
-    if not folder.is_dir() or folder.is_symlink():
+    if not folder.is_dir():
         there = "the workflow exists" if (registry / workflow).is_dir() else "no such workflow"
         raise ImageError(f"workflow {workflow} step {step_id} is not in the workflow registry "
                          f"{shown_registry} (no folder {workflow}/{step_id}: {there})")
+    if not within(folder, registry):
+        raise ImageError(f"workflow {workflow} step {step_id}: {workflow}/{step_id} links out "
+                         f"of the workflow registry {shown_registry}")
     file = _recipe_file(folder)
+    if file is not None and not within(file, registry):
+        raise ImageError(f"workflow {workflow} step {step_id}: {file.name} links out of the "
+                         f"workflow registry {shown_registry}")
     if file is None:
         raise ImageError(f"workflow {workflow} step {step_id} in the workflow registry "
                          f"{shown_registry} has no recipe ({' or '.join(RECIPE_FILES[::2])})")
@@ -340,11 +384,26 @@ def _inside(folder: Path, name: Any, recipe: Recipe) -> str:
     return str(path)
 
 
+def _check_base(recipe: Recipe, text: str) -> None:
+    """A base file named by a recipe of a cloned registry must be in the step's folder or in
+    orch's image cache: such a recipe does not read other files of orch's machine."""
+    parsed = parse_base(text, None)
+    if parsed.kind not in ("localimage", "docker-archive", "oci-archive"):
+        return
+    path = recipe.folder / Path(parsed.source).expanduser()
+    if within(path, recipe.folder) or within(path, cache_root()):
+        return
+    raise ImageError(f"{recipe.workflow}/{recipe.step_id}/{recipe.file.name}: orch.base "
+                     f"{text} is outside the step's folder and orch's image cache")
+
+
 def image_properties(
-    recipe: Recipe, machine: Machine, *, builder: str, base: str | None
+    recipe: Recipe, machine: Machine, *, builder: str, base: str | None,
+    confine: bool = False,
 ) -> dict[str, Any]:
     """The ContainerImage properties of the step's image: name ``<workflow>_<step_id>``,
-    ``src/`` copied to ``/<step_id>/src``, the recipe's ``orch:`` settings."""
+    ``src/`` copied to ``/<step_id>/src``, the recipe's ``orch:`` settings (``confine``: the
+    recipe comes from a cloned registry, its base file must be its own or orch's)."""
     extra = recipe.extra
     files: dict[str, str] = {}
     for name, target in (extra.get("files") or {}).items():
@@ -352,6 +411,8 @@ def image_properties(
     if recipe.src is not None:
         files[str(recipe.src)] = f"/{recipe.step_id}/src"
     chosen = extra.get("base") or base or (SPACK_BASE if recipe.specs else None)
+    if extra.get("base") and confine:
+        _check_base(recipe, str(extra["base"]))
     if not chosen:
         raise ImageError(f"{recipe.workflow}/{recipe.step_id}: the recipe has no Spack specs "
                          "and no base image: give one as `orch: {base: ...}` in "
