@@ -179,7 +179,10 @@ class Catalog:
         return choice
 
     def find_file(self, basename: str) -> Path | None:
-        """A catalog file by its name (Yorc's ``<name.yml>`` built-in imports)."""
+        """A catalog file by its name (Yorc's ``<name.yml>`` built-in imports): the first of
+        that name, roots in order, each in path order. So yorc-types' ``<normative-types.yml>``
+        is Alien4Cloud's normative types 1.0.0-ALIEN20 of the shipped catalog (what Alien4Cloud
+        topologies import beside yorc-types), found before Yorc's own copy."""
         for root in self.roots:
             for path in _yaml_files(root):
                 if path.name == basename:
