@@ -71,16 +71,18 @@ KIND_BY_DAG = {
     "ssh2ssh": SSH,
     "taskflow_example": B2SHARE,
 }
+IMAGE_TRANSFER = ("image transfers are not the dls executor's: the built-in "
+                  "'eflows-image-transfer' does them")
 REFUSED_TYPES = {
-    TYPE_PREFIX + "DLSDAGImageTransfer": "image transfers are not done by the dls executor",
+    TYPE_PREFIX + "DLSDAGImageTransfer": IMAGE_TRANSFER,
     TYPE_PREFIX + "DLSDAGModelUpload": "MLflow model uploads are not supported",
     TYPE_PREFIX + "DLSDAGModelSearchUpload": "MLflow model search uploads are not supported",
     TYPE_PREFIX + "DLSDAGModelStageIn": "MLflow model stage-in is not supported",
     TYPE_PREFIX + "DLSDAGStageOutData": "B2SHARE uploads (new records) are not supported",
 }
 REFUSED_DAGS = {
-    "transfer_image": "image transfers are not done by the dls executor",
-    "image_transfer": "image transfers are not done by the dls executor",
+    "transfer_image": IMAGE_TRANSFER,
+    "image_transfer": IMAGE_TRANSFER,
     "mlflow_upload": "MLflow model uploads are not supported",
     "model_search_upload": "MLflow model search uploads are not supported",
     "model_stagein": "MLflow model stage-in is not supported",
