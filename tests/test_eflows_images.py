@@ -11,6 +11,7 @@ unprivileged user, whose copy is then checked byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -451,3 +452,53 @@ def test_apptainer_builds_a_sif_for_singularity_machines(
     ran = subprocess.run([str(apptainer), "run", str(sif)], capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert ran.stdout.strip() == "hello from the registry"
+
+
+def test_transfer_folders_default_variables_and_standard_mode(
+    tmp_path: Path, podman_env: Podman, ssh_server: SshServer, ssh_user_host: Host,
+    ssh_pool: TransportPool, site_folder: str,
+) -> None:
+    registry = tmp_path / "registry"
+    write_step(registry)
+    built = build(image_task(registry, operation="start", interface="Standard")).outputs
+    home = Path("/home") / ssh_server.unprivileged_user
+
+    def transfer(target_path: str, **kwargs: Any) -> Run:
+        task = transfer_task(ssh_user_host, {"image_path": built["image_path"],
+                                             "image_id": built["image_id"]},
+                             target_path=target_path, **kwargs)  # fmt: skip
+        return Run(EflowsImageTransferExecutor(), task, transport=ssh_pool.get)
+
+    # no target_path: the site's images folder (<work_dir>/images, orch-work without a site)
+    default = transfer("")
+    assert default.outputs["image_file_path"] == f"{home}/orch-work/images/{built['image_id']}"
+    Path(default.outputs["image_file_path"]).unlink()
+    with contextlib.suppress(OSError):
+        Path(default.outputs["image_file_path"]).parent.rmdir()
+    # $VARIABLES are the site's; the input wins over the property, as in the playbook
+    variable = transfer("ignored", inputs={"target_path_input": f"$HOME/{site_folder}/img"})
+    on_site = home / site_folder / "img" / built["image_id"]
+    assert variable.outputs["image_file_path"] == str(on_site)
+    assert sha256(on_site) == built["image_sha256"]
+    # out of standard mode, Standard.start does nothing; submit transfers
+    off = transfer(site_folder, run_in_standard_mode=False)
+    assert off.result.ok and off.result.outputs == {}
+    task = transfer_task(ssh_user_host, built, target_path=site_folder, operation="submit",
+                         run_in_standard_mode=False)  # fmt: skip
+    task = Task(**{**task.__dict__, "interface": "Runnable"})
+    submitted = Run(EflowsImageTransferExecutor(), task, transport=ssh_pool.get)
+    assert submitted.outputs["image_file_path"] == str(home / site_folder / built["image_id"])
+
+
+def test_a_failing_step_build_fails_with_the_builders_last_lines(
+    tmp_path: Path, podman_env: Podman
+) -> None:
+    registry = tmp_path / "registry"
+    folder = write_step(registry)
+    recipe = yaml.safe_load((folder / "spack.yaml").read_text())
+    recipe["orch"]["post"].append("echo the step that breaks >&2; exit 7")
+    (folder / "spack.yaml").write_text(yaml.safe_dump(recipe))
+    run = build(image_task(registry))
+    assert run.result.status == "failed"
+    assert "image build failed on localhost" in run.result.message
+    assert any("the step that breaks" in line for line in run.result.stdout_tail)

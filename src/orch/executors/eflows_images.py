@@ -128,6 +128,8 @@ class _Base:
         try:
             return self.work(task, context)
         except (ImageError, SpackError) as exc:
+            if context.cancel.is_set():
+                return OperationResult("cancelled", message="cancelled", started=False)
             return OperationResult("failed", message=str(exc), started=False)
         except TransportError as exc:
             return OperationResult("failed", message=str(exc), started=exc.started)

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ def _clone(location: str, log: Log, cancel: threading.Event) -> Path:
         scratch = Path(tempfile.mkdtemp(prefix=".clone-", dir=root))
         try:
             log(f"cloning the workflow registry {shown(location)}")
-            commit, why = _git_clone(url, ref, scratch / "clone")
+            commit, why = _git_clone(url, ref, scratch / "clone", cancel)
             if commit is not None:
                 final = root / commit
                 if not final.is_dir():
@@ -153,8 +154,9 @@ def _clone(location: str, log: Log, cancel: threading.Event) -> Path:
         raise ImageError(f"cannot clone the workflow registry {shown(location)}: {why}")
 
 
-def _git_clone(url: str, ref: str, target: Path) -> tuple[str | None, str]:
-    """(the commit cloned, or None and why not)."""
+def _git_clone(url: str, ref: str, target: Path,
+               cancel: threading.Event) -> tuple[str | None, str]:
+    """(the commit cloned, or None and why not); stopped when ``cancel`` is set."""
     command = ["git", "clone", "--depth", "1", "--quiet"]
     if ref:
         command += ["--branch", ref]
@@ -162,17 +164,27 @@ def _git_clone(url: str, ref: str, target: Path) -> tuple[str | None, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=CLONE_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            return None, lines[-1].strip() if lines else f"exit status {done.returncode}"
-        head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     except FileNotFoundError:
         return None, "git is not installed (apt-get install git)"
-    except subprocess.TimeoutExpired:
-        return None, f"no answer in {CLONE_TIMEOUT:g} s"
+    deadline = time.monotonic() + CLONE_TIMEOUT
+    while True:
+        try:
+            _, stderr = process.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if cancel.is_set() or time.monotonic() > deadline:
+                process.kill()
+                process.communicate()
+                if cancel.is_set():
+                    raise ImageError("cancelled while cloning the workflow registry") from None
+                return None, f"no answer in {CLONE_TIMEOUT:g} s"
+    if process.returncode != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        return None, lines[-1].strip() if lines else f"exit status {process.returncode}"
+    head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
     commit = head.stdout.strip()
     if head.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40,64}", commit):
         return None, "the clone has no HEAD commit"
