@@ -441,6 +441,7 @@ def run_workflow(
         name = names[0]
     from orch.cli.secrets import check_secrets
 
+    store.check_health()  # lost state is said as such, before "no deployment"
     check_secrets(*deployments.stored(store, name, list(input_specs))[:2], f"run {workflow}")
     listener = _listener(fmt)
     try:

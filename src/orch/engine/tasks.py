@@ -82,6 +82,8 @@ class TaskBuilder:
                 "site": site_for(self.evaluator, step.instance),
                 "base_dir": str(Path(self.model.entry).resolve().parent),
             }
+            # what built-ins chosen by type tell types apart by: the type, its ancestors
+            environment["NODE_TYPE"] = ",".join(self.model.nodes[step.node].types)
         return Task(
             deployment=self.name,
             node=step.node,
