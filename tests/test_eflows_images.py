@@ -49,6 +49,7 @@ def _image_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test has its own image cache (and registry clones beside it)."""
     monkeypatch.setenv("ORCH_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv(eflows.REGISTRY_ENV, raising=False)
     return tmp_path / "cache"
 
 
@@ -170,11 +171,16 @@ def test_a_missing_step_names_the_workflow_the_step_and_the_registry(tmp_path: P
     assert "is not a folder name of the workflow registry" in hostile.result.message
 
 
-def test_without_a_registry_the_message_says_how_to_give_one(tmp_path: Path) -> None:
+def test_without_a_registry_the_message_says_how_to_give_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = build(image_task(None))
     assert run.result.status == "failed"
     assert "orch deploy --registry PATH|URL" in run.result.message
     assert "image-service-password" not in run.result.message + run.log
+    monkeypatch.setenv(eflows.REGISTRY_ENV, str(tmp_path / "from-orch-environment"))
+    assert str(tmp_path / "from-orch-environment") in build(image_task(None)).result.message
+    monkeypatch.delenv(eflows.REGISTRY_ENV)
 
     class SiteWithRegistry:
         name = "hpc1"

@@ -149,7 +149,10 @@ class EflowsImageExecutor(_Base):
              "registry step's container image)")  # fmt: skip
 
     def more_secrets(self, task: Task) -> list[str]:
-        location = str(task.environment.get(eflows.REGISTRY_ENV) or "")
+        try:
+            location = eflows.registry_location(task.environment, task.site)
+        except ImageError:
+            return []
         return eflows.url_secrets(location)
 
     def work(self, task: Task, context: RunContext) -> OperationResult:
@@ -288,6 +291,8 @@ class EflowsImageTransferExecutor(_Base):
             folder = expand_home(raw, transport)
         remote = posixpath.join(folder, image.image_id)
         where = task.site.name if task.site is not None else task.host.describe()
+        if task.host.is_local:
+            say("no site bound to the transfer: the image is placed on orch's machine")
         found = probe(transport, remote, image.size)
         if found is not None and found.sha256 == image.sha256:
             say(f"image {image.image_id} already on {where}: not transferred ({remote})")

@@ -60,13 +60,16 @@ Log = Callable[[str], None]
 
 
 def registry_location(environment: Mapping[str, str], site: Any) -> str:
-    """``ORCH_REGISTRY`` of the task's environment, else the site's ``registry`` setting."""
+    """``ORCH_REGISTRY`` of the task's environment, else the site's ``registry`` setting,
+    else ``ORCH_REGISTRY`` of orch's own environment."""
     given = str(environment.get(REGISTRY_ENV) or "").strip()
     if given:
         return given
     from_site = getattr(site, "registry", None) if site is not None else None
     if from_site:
         return str(from_site).strip()
+    if os.environ.get(REGISTRY_ENV, "").strip():
+        return os.environ[REGISTRY_ENV].strip()
     raise ImageError("no workflow registry to build eFlows4HPC images from: give one with "
                      "`orch deploy --registry PATH|URL` (a folder or a git URL holding "
                      "<workflow>/<step_id>/spack.yaml and src/), or set `registry` in the "
