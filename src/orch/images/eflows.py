@@ -3,8 +3,10 @@ holding ``spack.yaml`` or ``eflows4hpc.yaml``, and ``src/``) and a target machin
 the properties of an ``orch.nodes.ContainerImage`` that ``orch.images.job.plan`` builds.
 
 The registry is a folder on orch's machine, or a git repository (``URL`` or ``URL#ref``) cloned
-with ``git clone --depth 1`` into ``<orch cache>/registries`` (no prompt for credentials; a
-clone that cannot be refreshed is used as last cloned, with a line saying so).
+with ``git clone --depth 1`` into ``<orch cache>/registries/<hash of URL>/<commit>`` once per
+orch process (no prompt for credentials; when the repository cannot be reached, the last clone
+is used, with a line saying so). A cloned recipe reads nothing of orch's machine outside its
+step's folder but images of orch's cache; links out of the registry are refused.
 
 The recipe's ``spack:`` document gives the Spack specs (and ``packages``); the machine
 (``platform``, ``architecture``, ``container_engine``, ``mpi``, ``gpu``) gives the builder
