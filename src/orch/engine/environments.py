@@ -68,5 +68,10 @@ def site_attributes(name: str) -> dict[str, Any]:
         "cluster_login_host": site.address,
         "user_name": site.user or "",
         "pycompss_modules": ",".join(site.modules),
+        "dls_api_url": "",
+        "image_creation_machine_platform": "",
+        "image_creation_machine_architecture": "",
         "image_creation_machine_container_engine": site.container_runtime or "",
-    }
+        "image_creation_machine_mpi": "",
+        "image_creation_machine_gpu": "",
+    }  # every attribute the type declares is set: an empty one keeps the node's own value
