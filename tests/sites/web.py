@@ -1,0 +1,99 @@
+"""Plain HTTP sources for the tests, from Python's ``http.server`` in a thread, and a stand-in
+B2SHARE server on it: a B2SHARE server cannot be installed here, so ``b2share_record`` serves
+what B2SHARE's documented REST API answers (``GET /api/records/<id>`` with ``files`` entries:
+``key``, ``size``, ``checksum`` ``md5:...``, ``links.self``)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+
+class Files:
+    """What the HTTP stand-in serves: path -> (bytes, headers); '/slow/*' trickles."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.hits: dict[str, int] = {}
+        self.slow_sent = threading.Event()
+        self.tokens: list[str] = []
+
+
+def _handler(files: Files) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            files.hits[path] = files.hits.get(path, 0) + 1
+            if "access_token=" in query:
+                files.tokens.append(query)
+            if path.startswith("/slow/"):
+                self._slow()
+                return
+            if path not in files.routes:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body, headers = files.routes[path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _slow(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 * 1024 * 1024))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(4000):
+                    self.wfile.write(b"x" * 65536)
+                    self.wfile.flush()
+                    files.slow_sent.set()
+                    time.sleep(0.05)
+
+    return Handler
+
+
+
+
+
+@contextlib.contextmanager
+def serve_files() -> Iterator[tuple[str, Files]]:
+    """A server of ``Files`` on a free loopback port: (its base URL, the files)."""
+    files = Files()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def b2share_record(files: Files, base: str, record: str, payloads: dict[str, bytes],
+                   wrong_md5: bool = False) -> None:
+    entries = []
+    for key, body in payloads.items():
+        path = f"/api/files/bucket-{record}/{key}"
+        files.routes[path] = (body, {})
+        md5 = hashlib.md5(body if not wrong_md5 else body + b"!").hexdigest()
+        entries.append({"key": key, "size": len(body), "checksum": f"md5:{md5}",
+                        "bucket": f"bucket-{record}", "links": {"self": base + path}})
+    doc = {"id": record, "files": entries, "links": {"self": f"{base}/api/records/{record}"}}
+    files.routes[f"/api/records/{record}"] = (json.dumps(doc).encode(),
+                                              {"Content-Type": "application/json"})
