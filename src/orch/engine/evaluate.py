@@ -225,6 +225,11 @@ class Evaluator:
         if value is _MISSING:
             if missing_ok:
                 return _MISSING
+            if self.model.is_alien:
+                # Yorc: a property or attribute without a value reads as nothing (the types'
+                # playbooks test ``| length > 0``); names the types do not declare are refused
+                # by validation already
+                return None
             raise EvaluationError(f"{fname}: node '{node_name}' has no {_what(section)} '{name}'")
         return _walk(value, rest[1:], f"{node_name}.{name}")
 
@@ -358,15 +363,19 @@ class Evaluator:
     ) -> dict[str, Any]:
         """An operation's attribute mappings: its TOSCA 1.3 ``outputs``, then, as xOpera does
         with ``set_stats``, each other output named like an attribute that SELF (the node, or
-        the relationship of a relationship operation) declares sets that attribute."""
+        the relationship of a relationship operation) declares sets that attribute; every
+        output of a built-in executor chosen by type does."""
         if link is not None:
             declared = self._requirement(link).attribute_types
         else:
             declared = self.model.nodes[instance.rsplit("/", 1)[0]].attribute_types
+        # an executor chosen by type (tosca/bindings.py) reports what the next nodes read
+        # (image_path, image_file_path, target_path...), which the type cannot declare
+        by_type = operation.replaces is not None and operation.implementation is not None
         implicit = {
             name: ["SELF", name]
             for name in outputs
-            if name in declared and name not in READ_ONLY_ATTRIBUTES
+            if (by_type or name in declared) and name not in READ_ONLY_ATTRIBUTES
         }
         return {**implicit, **operation.outputs}
 

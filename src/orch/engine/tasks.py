@@ -5,16 +5,19 @@ its requirements point at. Pure but for reading blobs: no executor runs here."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from orch.engine import jobs
 from orch.engine.evaluate import EvaluationError, Evaluator, Scope
 from orch.engine.hosts import host_for, site_for
-from orch.executors.base import Artifact, Task
+from orch.executors.base import Artifact, Task, as_text
 from orch.plan.steps import Plan, Step
 from orch.state import JobRow, Store
 from orch.tosca.model import FileRef, Model, Operation
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TaskBuilder:
@@ -55,6 +58,10 @@ class TaskBuilder:
             "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
             "DEPLOYMENT_ID": self.name,
         }
+        for input_name, value in workflow_inputs.items():
+            # a workflow's inputs reach its operations' environment, as Yorc exports them
+            if _SHELL_NAME.fullmatch(str(input_name)) and input_name not in environment:
+                environment[str(input_name)] = as_text(value)
         if job is not None:
             environment[jobs.JOB_ID] = job.job_id
         if instance.host is not None:
@@ -118,6 +125,8 @@ class TaskBuilder:
                     continue  # an attribute not set yet
             values.update(self.evaluator.attributes.get(instance, {}))
             related[requirement.name] = values
+            if requirement.kind:  # Alien4Cloud names it; its definition says what it is
+                related.setdefault(requirement.kind, values)
         return related
 
     def artifact(self, ref: FileRef) -> Artifact:

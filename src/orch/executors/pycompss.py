@@ -8,6 +8,7 @@ enqueue_compss' ``compss-N.out`` / ``compss-N.err`` in the folder it ran in.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -34,7 +35,8 @@ class PyCOMPSsExecutor(SlurmExecutor):
     def submission(self, task: Task, files: JobFiles) -> tuple[str, bytes | None]:
         props = _yorc_properties(task.properties)
         # the environment first: it may be what makes the module system (or a tool) found
-        lines = environment_lines(task, props.get("environment"))
+        # orch's variables and the workflow's inputs too, as Yorc's plugin exports them
+        lines = environment_lines(task, {**task.environment, **(props.get("environment") or {})})
         lines += module_lines(props.get("modules") or setting(task, "modules"))
         lines.append(" ".join(enqueue_command(task, props)))
         # on stdin, evaluated by the shell: the exported values (secrets, maybe) stay out of
@@ -55,7 +57,9 @@ def enqueue_command(task: Task, props: dict[str, Any]) -> list[str]:
         "queue": setting(task, "partition"),
         "job_name": task.node,
         "container_image": props.get("container_image")
-        or task.related.get("image", {}).get("image_path"),
+        or task.related.get("image", {}).get("image_path")
+        # eFlows4HPC: the image a DLSDAGImageTransfer placed on the site
+        or task.related.get("img_transfer", {}).get("image_file_path"),
         "container_opts": props.get("container_options"),
         "container_compss_path": props.get("container_compss_path"),
         "python_interpreter": props.get("python_interpreter"),
@@ -67,9 +71,28 @@ def enqueue_command(task: Task, props: dict[str, Any]) -> list[str]:
         words += shlex.split(extra)
     else:
         words += [str(option) for option in extra]
-    words.append(shlex.quote(str(app)))
-    words += [shlex.quote(str(a)) for a in props.get("arguments") or []]
+    words.append(shlex.quote(expand(str(app), task)))
+    words += [shlex.quote(expand(str(a), task)) for a in props.get("arguments") or []]
     return words
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand(text: str, task: Task) -> str:
+    """``${name}`` replaced by the workflow input (or orch variable) of that name, as Yorc's
+    plugin has the shell do; an undefined name is an error naming it, never an empty path."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in task.environment:
+            return task.environment[name]
+        raise ScriptError(
+            f"{task.node}: '{text}' names ${{{name}}}, which no input of the workflow defines: "
+            f"give it with orch run WORKFLOW -i {name}=VALUE"
+        )
+
+    return _REFERENCE.sub(value, text)
 
 
 def _yorc_properties(props: dict[str, Any]) -> dict[str, Any]:

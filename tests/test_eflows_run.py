@@ -1,0 +1,135 @@
+"""eFlows4HPC topologies run end to end with orch alone, unchanged: ``orch deploy`` builds the
+image from the workflow registry and places it on the site, ``orch run exec_job`` stages the data
+in, runs the PyCOMPSs job through Slurm and the result is checked where it landed.
+
+Real parts: the loopback Slurm site behind sshd, Apptainer building the image, the site user's
+unprivileged ``apptainer exec``. Stand-ins, for what cannot be installed here: ``enqueue_compss``
+(tests/sites/pycompss: it reads the application from the image and runs it with the site's
+python) and a B2SHARE server (tests/sites/web.py, following B2SHARE's REST API)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sites.cli import Orch, site_yaml
+from sites.fixtures import SlurmSite
+from sites.podman import static_busybox
+from sites.slurm import PATH
+from sites.web import Files, b2share_record, serve_files
+
+ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
+WORDCOUNT = """\
+import sys
+words = open(sys.argv[1]).read().split()
+print(f"wordcount: {len(words)} words")
+"""
+SECRETS = [
+    ("/secret/data/services_secrets/image_creation", "user", "ic-user"),
+    ("/secret/data/services_secrets/image_creation", "password", "ic-Secret-2024"),
+    ("/secret/data/services_secrets/dls", "username", "dls-user"),
+    ("/secret/data/services_secrets/dls", "password", "dls-Secret-2024"),
+]
+
+
+@pytest.fixture
+def web() -> Iterator[tuple[str, Files]]:
+    with serve_files() as served:
+        yield served
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """A workflow registry (``<workflow>/<step_id>/``) whose step holds the application in
+    src/ and a recipe an offline machine can build (busybox from scratch, no Spack specs)."""
+    step = tmp_path / "registry" / "minimal_workflow" / "wordcount"
+    (step / "src").mkdir(parents=True)
+    (step / "src" / "wordcount.py").write_text(WORDCOUNT)
+    shutil.copy2(static_busybox(), step / "busybox")
+    (step / "eflows4hpc.yaml").write_text(
+        "spack: {specs: []}\n"
+        "orch: {base: scratch, files: {busybox: /bin/busybox, busybox-sh: /bin/sh}}\n"
+    )
+    shutil.copy2(static_busybox(), step / "busybox-sh")
+    return tmp_path / "registry"
+
+
+@pytest.fixture
+def site(orch: Orch, slurm_site: SlurmSite, credential: str, compss_bin: Path,
+         apptainer: Path, web: tuple[str, Files]) -> SlurmSite:  # fmt: skip
+    environment = {
+        "PATH": f"{compss_bin}:{apptainer.parent}:{PATH}",
+        "SLURM_CONF": str(slurm_site.cluster.conf),
+        "B2SHARE_SERVER": web[0],
+    }
+    orch.write("sites.yaml", "sites:\n" + site_yaml(
+        slurm_site, credential, partition="debug", environment=environment
+    ))  # fmt: skip
+    return slurm_site
+
+
+def set_secrets(orch: Orch) -> None:
+    import subprocess
+    import sys
+
+    for path, field, value in SECRETS:
+        subprocess.run([sys.executable, "-m", "orch", "secrets", "set", path, field],
+                       input=value, text=True, check=True, cwd=orch.root, env=orch.env(),
+                       capture_output=True)  # fmt: skip
+
+
+def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
+    orch: Orch, site: SlurmSite, registry: Path, web: tuple[str, Files]
+) -> None:
+    base, files = web
+    text = "one two three four five\nsix seven\n"
+    b2share_record(files, base, "rec-42", {"data.txt": text.encode()})
+    set_secrets(orch)
+    shutil.copy(ROOT / "minimal" / "topology.yml", orch.root / "topology.yml")
+    env = {"ORCH_REGISTRY": str(registry)}
+    inputs = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
+
+    deployed = orch("deploy", "topology.yml", *inputs, "--poll-interval", "0.5",
+                    timeout=300, **env)  # fmt: skip
+    status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
+    by_node = {i["node"]: i for i in status["instances"]}
+    image = by_node["DLSDAGImageTransfer"]["attributes"]["image_file_path"]
+    assert image.startswith("/home/orchtest/images/") and Path(image).is_file()
+    assert "job_id" not in by_node["PyCOMPSJob"]["attributes"], "deploy submitted the job"
+    for secret in (value for _, _, value in SECRETS):
+        assert secret not in deployed.stdout + deployed.stderr
+
+    target = f"/home/orchtest/staged-{os.getpid()}-{time.monotonic_ns()}"  # the site's home
+    run = ["run", "exec_job", "-n", "minimal_workflow", "-i", "oid=rec-42",
+           "-i", f"target_path={target}", "-i", f"staged_in_data_path={target}",
+           "--poll-interval", "0.5"]  # fmt: skip
+    orch(*run, timeout=300, **env)
+    assert Path(target, "data.txt").read_text() == text
+    status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
+    job = {i["node"]: i for i in status["instances"]}["PyCOMPSJob"]["attributes"]
+    assert job["job_status"] == "COMPLETED"
+    output = Path(job["output"]).read_text()
+    assert "wordcount: 7 words" in output
+    calls = [json.loads(line) for line in
+             (Path(job["work_dir"]) / "enqueue_compss.calls").read_text().splitlines()]
+    assert calls[-1]["options"]["container_image"] == image
+    assert calls[-1]["args"] == [f"{target}/data.txt"]
+    first_job = job["job_id"]
+
+    orch(*run, timeout=300, **env)  # again: a new execution, the data already there
+    status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
+    job = {i["node"]: i for i in status["instances"]}["PyCOMPSJob"]["attributes"]
+    assert job["job_id"] != first_job and job["job_status"] == "COMPLETED"
+    assert files.hits.get("/api/files/bucket-rec-42/data.txt") == 1, "transferred again"
+
+    orch("undeploy", "minimal_workflow", timeout=300)
+    listed = json.loads(orch("list", "-f", "json").stdout)
+    assert [d["status"] for d in listed if d["name"] == "minimal_workflow"] == ["undeployed"]
+    assert Path(target, "data.txt").is_file()  # staged data is the user's: undeploy leaves it
+    shutil.rmtree(target)
