@@ -13,75 +13,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch
+from sites.eflows import SECRETS, set_secrets
 from sites.fixtures import SlurmSite
-from sites.podman import static_busybox
-from sites.slurm import PATH
-from sites.web import Files, b2share_record, serve_files
+from sites.web import Files, b2share_record
 
 ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
-WORDCOUNT = """\
-import sys
-words = open(sys.argv[1]).read().split()
-print(f"wordcount: {len(words)} words")
-"""
-SECRETS = [
-    ("/secret/data/services_secrets/image_creation", "user", "ic-user"),
-    ("/secret/data/services_secrets/image_creation", "password", "ic-Secret-2024"),
-    ("/secret/data/services_secrets/dls", "username", "dls-user"),
-    ("/secret/data/services_secrets/dls", "password", "dls-Secret-2024"),
-]
-
-
-@pytest.fixture
-def web() -> Iterator[tuple[str, Files]]:
-    with serve_files() as served:
-        yield served
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    """A workflow registry (``<workflow>/<step_id>/``) whose step holds the application in
-    src/ and a recipe an offline machine can build (busybox from scratch, no Spack specs)."""
-    step = tmp_path / "registry" / "minimal_workflow" / "wordcount"
-    (step / "src").mkdir(parents=True)
-    (step / "src" / "wordcount.py").write_text(WORDCOUNT)
-    shutil.copy2(static_busybox(), step / "busybox")
-    (step / "eflows4hpc.yaml").write_text(
-        "spack: {specs: []}\n"
-        "orch: {base: scratch, files: {busybox: /bin/busybox, busybox-sh: /bin/sh}}\n"
-    )
-    shutil.copy2(static_busybox(), step / "busybox-sh")
-    return tmp_path / "registry"
-
-
-@pytest.fixture
-def site(orch: Orch, slurm_site: SlurmSite, credential: str, compss_bin: Path,
-         apptainer: Path, web: tuple[str, Files]) -> SlurmSite:  # fmt: skip
-    environment = {
-        "PATH": f"{compss_bin}:{apptainer.parent}:{PATH}",
-        "SLURM_CONF": str(slurm_site.cluster.conf),
-        "B2SHARE_SERVER": web[0],
-    }
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        slurm_site, credential, partition="debug", environment=environment
-    ))  # fmt: skip
-    return slurm_site
-
-
-def set_secrets(orch: Orch) -> None:
-    import subprocess
-    import sys
-
-    for path, field, value in SECRETS:
-        subprocess.run([sys.executable, "-m", "orch", "secrets", "set", path, field],
-                       input=value, text=True, check=True, cwd=orch.root, env=orch.env(),
-                       capture_output=True)  # fmt: skip
 
 
 def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
