@@ -36,7 +36,7 @@ from orch.executors.dls import (
     unsupported_reason,
 )
 from orch.transport.ssh import TransportPool
-from sites.web import Files, b2share_record, serve_files
+from sites.web import Files, b2share_record, free_port, serve_files, serve_webdav
 
 T = "dls.ansible.nodes."
 PASSWORD = "dav-Secret-4711"
@@ -52,12 +52,8 @@ def web() -> Iterator[tuple[str, Files]]:
         yield served
 
 
-
-
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 # -- running the executor ---------------------------------------------------------------------
@@ -311,28 +307,8 @@ def test_b2share_unknown_record_is_not_found(call: Call, web: tuple[str, Files],
 @pytest.fixture(scope="module")
 def dav() -> Iterator[tuple[str, Path]]:
     """WsgiDAV with basic auth (user 'dls', PASSWORD) over a temporary folder, in a thread."""
-    cheroot_wsgi = pytest.importorskip("cheroot.wsgi")
-    wsgidav_app = pytest.importorskip("wsgidav.wsgidav_app")
-    root = Path(tempfile.mkdtemp(prefix="orch-dls-dav-"))
-    port = closed_port()
-    app = wsgidav_app.WsgiDAVApp({
-        "host": "127.0.0.1", "port": port,
-        "provider_mapping": {"/": str(root)},
-        "http_authenticator": {"domain_controller": None, "accept_basic": True,
-                               "accept_digest": False, "default_to_digest": False},
-        "simple_dc": {"user_mapping": {"*": {"dls": {"password": PASSWORD}}}},
-        "verbose": 0, "logging": {"enable_loggers": []}, "lock_storage": True,
-    })  # fmt: skip
-    server = cheroot_wsgi.Server(("127.0.0.1", port), app, numthreads=4)
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}", root
-    finally:
-        server.stop()
-        thread.join(5)
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_webdav("dls", PASSWORD) as served:
+        yield served
 
 
 def webdav_in_inputs(oid: str, target: str, base: str, password: str = PASSWORD,

@@ -1,7 +1,8 @@
 """Plain HTTP sources for the tests, from Python's ``http.server`` in a thread, and a stand-in
 B2SHARE server on it: a B2SHARE server cannot be installed here, so ``b2share_record`` serves
 what B2SHARE's documented REST API answers (``GET /api/records/<id>`` with ``files`` entries:
-``key``, ``size``, ``checksum`` ``md5:...``, ``links.self``)."""
+``key``, ``size``, ``checksum`` ``md5:...``, ``links.self``). ``serve_webdav`` starts a real
+WebDAV server (WsgiDAV on cheroot, basic auth) over a folder."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import contextlib
 import hashlib
 import http.server
 import json
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -67,9 +72,6 @@ def _handler(files: Files) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-
-
-
 @contextlib.contextmanager
 def serve_files() -> Iterator[tuple[str, Files]]:
     """A server of ``Files`` on a free loopback port: (its base URL, the files)."""
@@ -97,3 +99,40 @@ def b2share_record(files: Files, base: str, record: str, payloads: dict[str, byt
     doc = {"id": record, "files": entries, "links": {"self": f"{base}/api/records/{record}"}}
     files.routes[f"/api/records/{record}"] = (json.dumps(doc).encode(),
                                               {"Content-Type": "application/json"})
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (closed: connecting to it is refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_webdav(user: str, password: str) -> Iterator[tuple[str, Path]]:
+    """WsgiDAV with basic auth (``user``, ``password``) over a new temporary folder, on
+    cheroot in a thread: (its base URL, the folder). Skips the test without WsgiDAV."""
+    import pytest
+
+    cheroot_wsgi = pytest.importorskip("cheroot.wsgi")
+    wsgidav_app = pytest.importorskip("wsgidav.wsgidav_app")
+    root = Path(tempfile.mkdtemp(prefix="orch-dav-"))
+    port = free_port()
+    app = wsgidav_app.WsgiDAVApp({
+        "host": "127.0.0.1", "port": port,
+        "provider_mapping": {"/": str(root)},
+        "http_authenticator": {"domain_controller": None, "accept_basic": True,
+                               "accept_digest": False, "default_to_digest": False},
+        "simple_dc": {"user_mapping": {"*": {user: {"password": password}}}},
+        "verbose": 0, "logging": {"enable_loggers": []}, "lock_storage": True,
+    })  # fmt: skip
+    server = cheroot_wsgi.Server(("127.0.0.1", port), app, numthreads=4)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.stop()
+        thread.join(5)
+        shutil.rmtree(root, ignore_errors=True)
