@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what the integration tests start (an
-# OpenSSH server, Slurm with munge, podman and Apptainer for image builds), orch with its test
-# extras into .venv, then runs ruff and pytest. The fixtures start and stop the servers
-# themselves, on 127.0.0.1, in temporary folders.
+# OpenSSH server, Slurm with munge, podman and Apptainer for image builds, Lmod for EasyBuild),
+# orch with its test extras (EasyBuild among them) into .venv, then runs ruff and pytest. The
+# fixtures start and stop the servers themselves, on 127.0.0.1, in temporary folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -20,6 +20,12 @@ command -v runc >/dev/null || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v /usr/sbin/debootstrap >/dev/null || need+=(debootstrap)
 command -v bwrap >/dev/null || need+=(bubblewrap)
+# EasyBuild's modules tool (eb itself comes with the test extra, from PyPI), and gcc with a
+# static libc for the toy easyconfig of tests/test_easybuild.py
+[ -f /usr/share/lmod/lmod/init/bash ] || need+=(lmod)
+command -v gcc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own

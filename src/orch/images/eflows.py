@@ -15,6 +15,14 @@ GPU variants. An optional ``orch:`` map in the recipe (an orch extension, which 
 Creation service does not read) gives what Spack does not: ``base`` (the image to start from),
 ``post`` (build steps), ``environment``, ``runscript`` and ``files`` (step folder -> image).
 A recipe without Spack specs is built without Spack: its base with ``src/`` (and ``files``).
+
+EasyBuild (an orch extension): a step may hold an ``easybuild/`` folder of easyconfigs
+(``easybuild/*.eb``, built together with ``eb --robot``, dependencies found among them) and
+their source tarballs in ``easybuild/sources/``. The image then gets that software under
+``/opt/easybuild`` with ``MODULEPATH`` set (see ``orch.images.easybuild``). ``orch: {easybuild:
+{on: image|local, prefix: PATH, options: [...]}}`` in the recipe says where eb runs (default
+``image``: the base image must have EasyBuild; ``local``: on orch's machine, copied in), the
+install prefix and more eb options.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ ENGINES = {"singularity": "apptainer", "apptainer": "apptainer", "docker": "podm
 ARCHES = {"amd64": "x86_64", "x86_64": "x86_64", "x86-64": "x86_64", "arm64": "aarch64",
           "aarch64": "aarch64", "ppc64le": "ppc64le", "riscv64": "riscv64"}  # fmt: skip
 NONE_WORDS = ("", "none", "no", "false", "off", "null")
+EASYBUILD_DIR = "easybuild"
+"""A step's folder of EasyBuild easyconfigs (``*.eb``), with their tarballs in ``sources/``."""
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 Log = Callable[[str], None]
@@ -212,6 +222,14 @@ class Recipe:
     view: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     """The recipe's ``orch:`` map (base, post, environment, runscript, files)."""
+
+    @property
+    def easybuild(self) -> Path | None:
+        """The step's ``easybuild/`` folder when it holds easyconfigs (``*.eb``)."""
+        folder = self.folder / EASYBUILD_DIR
+        if folder.is_dir() and any(folder.glob("*.eb")):
+            return folder
+        return None
 
     @property
     def src(self) -> Path | None:
@@ -444,6 +462,39 @@ def image_properties(
     for key in ("post", "environment", "runscript", "format"):
         if extra.get(key) not in (None, "", [], {}):
             props[key] = extra[key]
+    props.update(_easybuild_properties(recipe))
+    return props
+
+
+def _easybuild_properties(recipe: Recipe) -> dict[str, Any]:
+    """``easyconfigs`` and the ``easybuild_*`` properties of a step's ``easybuild/`` folder
+    and its recipe's ``orch: {easybuild: {on, prefix, options}}``."""
+    settings = recipe.extra.get("easybuild") or {}
+    where = f"{recipe.workflow}/{recipe.step_id}"
+    if not isinstance(settings, dict):
+        raise ImageError(f"{where}/{recipe.file.name}: orch.easybuild must be a map (on, "
+                         "prefix, options)")
+    folder = recipe.easybuild
+    if folder is None:
+        if settings:
+            raise ImageError(f"{where}/{recipe.file.name}: orch.easybuild is set but the step "
+                             f"has no {EASYBUILD_DIR}/*.eb easyconfigs")
+        return {}
+    if not within(folder, recipe.folder):
+        raise ImageError(f"{where}/{EASYBUILD_DIR} links out of the step's folder")
+    for file in folder.glob("*.eb"):
+        if not within(file, recipe.folder):
+            raise ImageError(f"{where}/{EASYBUILD_DIR}/{file.name} links out of the step's "
+                             "folder")
+    props: dict[str, Any] = {"easyconfigs": [str(folder)]}
+    sources = folder / "sources"
+    if sources.is_dir():
+        if not within(sources, recipe.folder):
+            raise ImageError(f"{where}/{EASYBUILD_DIR}/sources links out of the step's folder")
+        props["easybuild_sources"] = str(sources)
+    for key in ("on", "prefix", "options"):
+        if settings.get(key) not in (None, "", []):
+            props[f"easybuild_{key}"] = settings[key]
     return props
 
 
@@ -451,9 +502,14 @@ def say_lines(recipe: Recipe, machine: Machine, spack: dict[str, Any] | None) ->
     """What the build is made of, for the operation's log."""
     lines = [f"recipe {recipe.workflow}/{recipe.step_id}/{recipe.file.name}"
              + (", src/ -> /" + recipe.step_id + "/src" if recipe.src else ", no src/")]
-    if spack is None:
+    if recipe.easybuild is not None:
+        names = ", ".join(sorted(f.name for f in recipe.easybuild.glob("*.eb")))
+        where = (recipe.extra.get("easybuild") or {}).get("on") or "image"
+        lines.append(f"EasyBuild easyconfigs ({EASYBUILD_DIR}/): {names}; eb runs "
+                     + ("on orch's machine" if where == "local" else "in the image build"))
+    if spack is None and recipe.easybuild is None:
         lines.append("the recipe has no Spack specs: the image is its base with the step's files")
-    else:
+    elif spack is not None:
         lines.append(f"Spack specs: {', '.join(spack['specs'])}"
                      + "".join(f"; {k} {spack[k]}" for k in ("target", "mpi", "gpu") if k in spack))
     shown_machine = ", ".join(f"{k} {v}" for k, v in vars(machine).items() if v)

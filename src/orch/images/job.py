@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from orch.executors.base import RunContext, Task
 from orch.executors.builtin import site_default
+from orch.images import easybuild
 from orch.images.cache import content_hash, image_file
 from orch.images.context import BuildContext, compose
 from orch.images.spec import ImageSpec, image_spec
@@ -48,6 +49,9 @@ def plan(task: Task, run: RunContext) -> ImageJob:
     spack = task.related.get("spack_environment")
     spec = image_spec(task.properties, task.node, task.base_dir, spack,
                       site_default(task, "container_runtime"))  # fmt: skip
+    if spec.easybuild is not None:
+        spec = easybuild.apply(spec, lambda line: run.log("stdout", line), run.cancel,
+                               task.timeout, force=run.force_rebuild)  # fmt: skip
     context = compose(spec, task.base_dir)
     digest = content_hash(spec, context)
     site = None

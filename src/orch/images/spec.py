@@ -38,6 +38,8 @@ class ImageSpec:
     keep_on_site: bool = True
     spack: dict[str, Any] | None = None
     """The SpackEnvironment's properties, when the image is built from one."""
+    easybuild: Any = None
+    """The EasyBuild easyconfigs (``orch.images.easybuild.EasyBuildSpec``), if any."""
 
     @property
     def extension(self) -> str:
@@ -100,6 +102,8 @@ def image_spec(
     site_runtime: str | None = None,
 ) -> ImageSpec:
     """The image a node describes (raises ImageError saying what is wrong)."""
+    from orch.images.easybuild import easybuild_spec  # it imports this module
+
     builder, fmt = _defaults(props, site_runtime)
     recipe = props.get("recipe") or None
     base = props.get("base") or (SPACK_BASE if spack else None)
@@ -119,4 +123,5 @@ def image_spec(
         runscript=str(props["runscript"]) if props.get("runscript") else None,
         keep_on_site=props.get("keep_on_site") is not False,
         spack=dict(spack) if spack else None,
+        easybuild=easybuild_spec(props, folder),
     )
