@@ -73,3 +73,123 @@ def set_secrets(orch: Orch) -> None:
         subprocess.run([sys.executable, "-m", "orch", "secrets", "set", path, field],
                        input=value, text=True, check=True, cwd=orch.root, env=orch.env(),
                        capture_output=True)  # fmt: skip
+
+
+# -- more applications, sites and servers, for the topologies of tests/test_eflows_topologies.py
+
+APPS = {
+    # words of a file; the count written to a second file when given
+    "count.py": """\
+import os, sys
+words = open(sys.argv[1]).read().split()
+print(f"count: {len(words)} words")
+if len(sys.argv) > 2:
+    os.makedirs(os.path.dirname(sys.argv[2]) or ".", exist_ok=True)
+    open(sys.argv[2], "w").write(f"{len(words)}\\n")
+""",
+    # reads what count.py wrote
+    "report.py": """\
+import sys
+count = int(open(sys.argv[1]).read())
+print(f"report: {count} words, {count * 2} doubled")
+open(sys.argv[2], "w").write(f"words={count}\\n")
+""",
+    # a "model" (name=..., weight=...) applied to a data file
+    "model.py": """\
+import sys
+model = dict(line.split("=", 1) for line in open(sys.argv[1]).read().split())
+words = open(sys.argv[2]).read().split()
+print(f"model {model['name']}: score {len(words) * int(model['weight'])}")
+""",
+}
+APPS_WORKFLOW, APPS_STEP = "eflows_apps", "apps"
+DAV_USER, DAV_PASSWORD = "dav-user", "dav-Secret-4711"
+DAV_SECRET = "/secret/data/services_secrets/webdav"
+
+
+def registry_step(registry: Path, workflow: str, step: str, sources: dict[str, str]) -> Path:
+    """A step ``<registry>/<workflow>/<step>/`` whose src/ holds ``sources``, built offline as
+    the ``registry`` fixture's (busybox from scratch); the application lands in
+    ``/<step>/src/`` of the image."""
+    folder = registry / workflow / step
+    (folder / "src").mkdir(parents=True, exist_ok=True)
+    for name, code in sources.items():
+        (folder / "src" / name).write_text(code)
+    for name in ("busybox", "busybox-sh"):
+        shutil.copy2(static_busybox(), folder / name)
+    (folder / "eflows4hpc.yaml").write_text(
+        "spack: {specs: []}\n"
+        "orch: {base: scratch, files: {busybox: /bin/busybox, busybox-sh: /bin/sh}}\n"
+    )
+    return folder
+
+
+@pytest.fixture
+def apps_registry(registry: Path) -> Path:
+    """The ``registry`` with one more step, ``eflows_apps/apps``: the APPS."""
+    registry_step(registry, APPS_WORKFLOW, APPS_STEP, APPS)
+    return registry
+
+
+def set_secret(orch: Orch, path: str, field: str, value: str) -> None:
+    subprocess.run([sys.executable, "-m", "orch", "secrets", "set", path, field],
+                   input=value, text=True, check=True, cwd=orch.root, env=orch.env(),
+                   capture_output=True)  # fmt: skip
+
+
+@pytest.fixture
+def dav() -> Iterator[tuple[str, Path]]:
+    """A WebDAV server (WsgiDAV, basic auth DAV_USER/DAV_PASSWORD): (its URL, its folder)."""
+    from sites.web import serve_webdav
+
+    with serve_webdav(DAV_USER, DAV_PASSWORD) as served:
+        yield served
+
+
+def site_environment(
+    site: SlurmSite, compss_bin: Path, apptainer: Path, web_base: str, **more: str
+) -> dict[str, str]:
+    """What a test site's sessions need: enqueue_compss, apptainer, its Slurm, B2SHARE."""
+    return {
+        "PATH": f"{compss_bin}:{apptainer.parent}:{PATH}",
+        "SLURM_CONF": str(site.cluster.conf),
+        "B2SHARE_SERVER": web_base,
+        **more,
+    }
+
+
+@pytest.fixture
+def two_sites(
+    orch: Orch,
+    site: SlurmSite,
+    second_slurm_site: SlurmSite,
+    credential: str,
+    compss_bin: Path,
+    apptainer: Path,
+    web: tuple[str, Files],
+) -> Iterator[None]:
+    """sites.yaml with both loopback Slurm sites, hpc1 and hpc2, the credential accepted by
+    the second one too (for this test only)."""
+    from sites.cli import authorized_keys_file
+
+    public = orch("credentials", "public-key", credential).stdout
+    path = authorized_keys_file(second_slurm_site.ssh, second_slurm_site.ssh.unprivileged_user)
+    before = path.read_text() if path.exists() else None
+    path.write_text((before or "") + public)
+    entries = ""
+    for name, one in (("hpc1", site), ("hpc2", second_slurm_site)):
+        entries += site_yaml(
+            one,
+            credential,
+            name=name,
+            partition="debug",
+            environment=site_environment(one, compss_bin, apptainer, web[0]),
+        )
+    orch.write("sites.yaml", "sites:\n" + entries)
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(before)

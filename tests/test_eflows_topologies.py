@@ -1,0 +1,180 @@
+"""More eFlows4HPC topologies, written as Alien4Cloud users write them (blueprints/eflows4hpc/
+<name>/topology.yml), run end to end with orch alone, unchanged, as tests/test_eflows_run.py runs
+the minimal one: validated, planned (deploy submits nothing; exec_job in the right order),
+deployed (the image built from the workflow registry and placed on the site), exec_job run twice
+(staged in, run, staged out, the result checked where it landed; each run a new job), undeployed.
+
+``parallel``: two execution environments on two Slurm sites, two chains run side by side.
+``webdav``: WebDAV in, job, WebDAV out (a real WsgiDAV server with basic auth).
+``http-model``: a model file over HTTP and a data set from B2SHARE, one job using both.
+``two-jobs``: a second PyCOMPSs job reads what the first wrote.
+``pycomps-ansible``: the older ``pycomps.ansible`` library's PyCOMPSJob (flat properties).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sites.cli import Orch
+from sites.eflows import SECRETS, set_secrets
+from sites.fixtures import SlurmSite
+from sites.web import Files, b2share_record
+
+ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
+TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)], parallel pairs)
+    "two-jobs": (
+        "two_jobs_workflow",
+        [
+            ("DLSDAGStageInData_run", "CountJob_submit"),
+            ("CountJob_executed", "ReportJob_submit"),
+            ("ReportJob_submit", "ReportJob_executed"),
+        ],
+        [],
+    ),
+}
+USER = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
+TEXT = "one two three four five\nsix seven\n"
+
+
+# -- what every topology shares -------------------------------------------------------------
+
+
+def plan(orch: Orch, topology: Path, *args: str) -> dict[str, Any]:
+    proc = orch("plan", *args, str(topology), *USER, "-f", "json")
+    return json.loads(proc.stdout)
+
+
+def closure(steps: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """label -> the labels of every step it waits for, directly or not."""
+    label = {s["id"]: s.get("label") or s["id"] for s in steps}
+    deps = {s["id"]: set(s.get("deps") or ()) for s in steps}
+    before: dict[str, set[str]] = {}
+
+    def walk(step: str) -> set[str]:
+        if step not in before:
+            before[step] = set()
+            for dep in deps[step]:
+                before[step] |= {dep} | walk(dep)
+        return before[step]
+
+    out: dict[str, set[str]] = {}
+    for step in deps:
+        out.setdefault(label[step], set()).update(label[d] for d in walk(step))
+    return out
+
+
+@pytest.mark.parametrize("name", [*TOPOLOGIES])
+def test_validates_and_plans(orch: Orch, name: str) -> None:
+    topology = ROOT / name / "topology.yml"
+    checked = orch("validate", str(topology))
+    assert " 0 errors" in checked.stdout + checked.stderr
+    deploy = plan(orch, topology)
+    operations = [s for s in deploy["steps"] if s["kind"] == "operation"]
+    assert operations and all(s["interface"] == "Standard" for s in operations), (
+        "deploy runs more than Standard operations (submits a job?)"
+    )
+    exec_job = plan(orch, topology, "--workflow", "exec_job")
+    waits = closure(exec_job["steps"])
+    _, ordered, side_by_side = TOPOLOGIES[name]
+    for first, then in ordered:
+        assert first in waits[then], f"{then} does not wait for {first}"
+    for one, other in side_by_side:
+        assert one not in waits[other] and other not in waits[one], f"{one} / {other}"
+
+
+def nodes(orch: Orch, deployment: str) -> dict[str, dict[str, Any]]:
+    status = json.loads(orch("status", deployment, "-f", "json").stdout)
+    return {i["node"]: i["attributes"] for i in status["instances"]}
+
+
+def deploy(orch: Orch, name: str, registry: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    """``orch deploy`` of blueprints/eflows4hpc/<name>: each image placed, no job submitted,
+    no secret shown; the nodes' attributes."""
+    set_secrets(orch)
+    shutil.copy(ROOT / name / "topology.yml", orch.root / "topology.yml")
+    deployed = orch("deploy", "topology.yml", *USER, *extra, "--poll-interval", "0.5",
+                    timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
+    for secret in (value for _, _, value in SECRETS):
+        assert secret not in deployed.stdout + deployed.stderr
+    attributes = nodes(orch, TOPOLOGIES[name][0])
+    for node, attrs in attributes.items():
+        if node.startswith("DLSDAGImageTransfer"):
+            image = attrs["image_file_path"]
+            assert image.startswith("/home/orchtest/images/") and Path(image).is_file()
+        if "Job" in node:
+            assert "job_id" not in attrs, f"deploy submitted {node}"
+    return attributes
+
+
+def run(orch: Orch, name: str, registry: Path, **inputs: str) -> dict[str, dict[str, Any]]:
+    """``orch run exec_job`` with these inputs; every job COMPLETED; the nodes' attributes."""
+    args = [arg for key, value in inputs.items() for arg in ("-i", f"{key}={value}")]
+    orch("run", "exec_job", "-n", TOPOLOGIES[name][0], *args, "--poll-interval", "0.5",
+         timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
+    attributes = nodes(orch, TOPOLOGIES[name][0])
+    for node, attrs in attributes.items():
+        if "Job" in node:
+            assert attrs["job_status"] == "COMPLETED", (node, attrs)
+    return attributes
+
+
+def output(job: dict[str, Any]) -> str:
+    return Path(job["output"]).read_text()
+
+
+def calls(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the enqueue_compss stand-in was given, in the job's folder."""
+    lines = (Path(job["work_dir"]) / "enqueue_compss.calls").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def undeploy(orch: Orch, name: str) -> None:
+    orch("undeploy", TOPOLOGIES[name][0], timeout=300)
+    listed = json.loads(orch("list", "-f", "json").stdout)
+    assert [d["status"] for d in listed if d["name"] == TOPOLOGIES[name][0]] == ["undeployed"]
+
+
+@pytest.fixture
+def home_dir() -> Any:
+    """A new folder in the site user's home (pytest's tmp folders are not theirs)."""
+    path = Path(f"/home/orchtest/topology-{os.getpid()}-{time.monotonic_ns()}")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the topologies ---------------------------------------------------------------------------
+
+
+def test_two_jobs_the_second_reads_what_the_first_wrote(
+    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+) -> None:
+    base, files = web
+    b2share_record(files, base, "rec-2j", {"data.txt": TEXT.encode()})
+    attributes = deploy(orch, "two-jobs", apps_registry)
+    image = attributes["DLSDAGImageTransfer"]["image_file_path"]
+    data, results = home_dir / "data", home_dir / "results"
+    inputs = {"oid": "rec-2j", "data_path": str(data), "results_path": str(results)}
+
+    attributes = run(orch, "two-jobs", apps_registry, **inputs)
+    assert (data / "data.txt").read_text() == TEXT
+    assert (results / "count.txt").read_text() == "7\n"
+    assert (results / "report.txt").read_text() == "words=7\n"
+    count, report = attributes["CountJob"], attributes["ReportJob"]
+    assert "count: 7 words" in output(count) and "report: 7 words, 14 doubled" in output(report)
+    assert calls(report)[-1]["options"]["container_image"] == image
+    assert calls(report)[-1]["args"] == [f"{results}/count.txt", f"{results}/report.txt"]
+    first = (count["job_id"], report["job_id"])
+
+    (results / "report.txt").unlink()
+    attributes = run(orch, "two-jobs", apps_registry, **inputs)
+    again = (attributes["CountJob"]["job_id"], attributes["ReportJob"]["job_id"])
+    assert len({*first, *again}) == 4, "a run reused a job"
+    assert (results / "report.txt").read_text() == "words=7\n"
+    undeploy(orch, "two-jobs")
