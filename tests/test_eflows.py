@@ -90,3 +90,21 @@ def test_req_target_reads_the_environment_a_requirement_points_at(catalogs: list
     evaluator = Evaluator(model, make_instances(model), prepared.inputs, attributes, {})
     call = {"get_attribute": ["REQ_TARGET", "environment", "cluster_login_host"]}
     assert evaluator.value(call, Scope(instance="DLSDAGStageInData/0")) == "login.hpc.example"
+
+
+def test_an_environment_is_the_site_that_lists_it_else_the_only_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orch.engine.environments import UnboundEnvironment, choose_site
+
+    sites = tmp_path / "sites.yaml"
+    monkeypatch.setenv("ORCH_SITES", str(sites))
+    sites.write_text("sites:\n  hpc1: {host: a.example}\n")
+    assert choose_site("Env", {}) == "hpc1"  # the only site
+    sites.write_text("sites:\n  hpc1: {host: a.example}\n"
+                     "  hpc2: {host: b.example, environments: [Env]}\n")  # fmt: skip
+    assert choose_site("Env", {}) == "hpc2"
+    assert choose_site("Env", {"Env": "hpc1"}) == "hpc1"  # --site Env=hpc1
+    assert choose_site("Env", {"": "hpc1"}) == "hpc1"  # --site hpc1
+    with pytest.raises(UnboundEnvironment, match=r"--site Other=SITE"):
+        choose_site("Other", {})  # two sites, none lists it

@@ -31,11 +31,10 @@ def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
     b2share_record(files, base, "rec-42", {"data.txt": text.encode()})
     set_secrets(orch)
     shutil.copy(ROOT / "minimal" / "topology.yml", orch.root / "topology.yml")
-    env = {"ORCH_REGISTRY": str(registry)}
     inputs = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
 
-    deployed = orch("deploy", "topology.yml", *inputs, "--poll-interval", "0.5",
-                    timeout=300, **env)  # fmt: skip
+    deployed = orch("deploy", "topology.yml", *inputs, "--registry", str(registry),
+                    "--poll-interval", "0.5", timeout=300)  # fmt: skip
     status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
     by_node = {i["node"]: i for i in status["instances"]}
     image = by_node["DLSDAGImageTransfer"]["attributes"]["image_file_path"]
@@ -48,7 +47,7 @@ def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
     run = ["run", "exec_job", "-n", "minimal_workflow", "-i", "oid=rec-42",
            "-i", f"target_path={target}", "-i", f"staged_in_data_path={target}",
            "--poll-interval", "0.5"]  # fmt: skip
-    orch(*run, timeout=300, **env)
+    orch(*run, timeout=300)
     assert Path(target, "data.txt").read_text() == text
     status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
     job = {i["node"]: i for i in status["instances"]}["PyCOMPSJob"]["attributes"]
@@ -61,7 +60,7 @@ def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
     assert calls[-1]["args"] == [f"{target}/data.txt"]
     first_job = job["job_id"]
 
-    orch(*run, timeout=300, **env)  # again: a new execution, the data already there
+    orch(*run, timeout=300)  # again: a new execution, the data already there
     status = json.loads(orch("status", "minimal_workflow", "-f", "json").stdout)
     job = {i["node"]: i for i in status["instances"]}["PyCOMPSJob"]["attributes"]
     assert job["job_id"] != first_job and job["job_status"] == "COMPLETED"

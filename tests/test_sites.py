@@ -137,8 +137,8 @@ def test_every_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
     # the hint names every valid key, and the closest first
     assert (
         "hint: did you mean 'host'? valid: account, container_runtime, credentials, "
-        "environment, host, identity_file, known_hosts, modules, partition, port, qos, "
-        "scheduler, user, work_dir" in text
+        "environment, environments, host, identity_file, image_base, known_hosts, modules, "
+        "partition, port, qos, registry, scheduler, user, work_dir" in text
     )
     assert f"{where}:4:11: error: 'port' of site 'hpc1' must be a whole number" in text
     assert f"{where}:5:16: error: 'scheduler' of site 'hpc1': 'pbs' is not one of" in text

@@ -69,7 +69,11 @@ def _engine_flags(*skip: str) -> Callable[[Callable[..., Any]], Callable[..., An
             "--site", "sites", multiple=True, metavar="[NODE=]SITE",
             help="The site of sites.yaml an execution environment node (eFlows4HPC's "
             "AbstractEnvironment) is, NODE=SITE or SITE for all (default: the only site)."),
-        "survivors": click.option(
+        "registry": click.option(
+            "--registry", metavar="PATH|URL",
+            help="eFlows4HPC workflow registry of image recipes (<workflow>/<step_id>/), a "
+            "folder or a git URL (default: the site's registry in sites.yaml, ORCH_REGISTRY)."),
+                "survivors": click.option(
             "--survivors", type=click.Choice(["wait", "stop"]), default="wait",
             show_default=True,
             help="Operations an orch that was killed left running: wait for them to end, or "
@@ -114,6 +118,7 @@ def _engine_options(
     force_rebuild: bool = False,
     survivors: str = "wait",
     sites: tuple[str, ...] = (),
+    registry: str | None = None,
 ) -> Any:
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
@@ -134,7 +139,15 @@ def _engine_options(
         force_rebuild=force_rebuild,
         survivors=survivors,
         environment_sites=_environment_sites(sites),
+        registry=_registry(registry),
     )
+
+
+def _registry(value: str | None) -> str | None:
+    """A folder made absolute (the engine may run elsewhere later); a URL as given."""
+    if value is None or "://" in value or value.startswith("git@"):
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 def _environment_sites(specs: tuple[str, ...]) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 In eFlows4HPC an Alien4Cloud location makes the abstract environment concrete; in orch a site
 does. Each environment node is bound to a site when its instance starts (``--site NODE=SITE``,
-``--site SITE`` for all, else the only site of sites.yaml) and gets the site's values as its
+``--site SITE`` for all, else the site that lists it under ``environments`` in sites.yaml,
+else the only site) and gets the site's values as its
 attributes (``cluster_login_host``, ``pycompss_modules``, ``user_name``...), stored with the
 deployment, so that later runs use the same site. A node that requires an environment (and is
 hosted on no Compute) runs its operations with that site as its host.
@@ -34,7 +35,8 @@ def environment_of(model: Any, node_name: str) -> str | None:
 
 
 def choose_site(node: str, chosen: dict[str, str]) -> str:
-    """The site ``node`` is bound to: ``--site NODE=SITE``, ``--site SITE``, the only site."""
+    """The site ``node`` is bound to: ``--site NODE=SITE``, ``--site SITE``, the site listing
+    it under ``environments``, the only site."""
     if node in chosen:
         return chosen[node]
     if "" in chosen:
@@ -45,6 +47,14 @@ def choose_site(node: str, chosen: dict[str, str]) -> str:
         book = current_sites()
     except SitesError as exc:
         raise UnboundEnvironment(f"environment '{node}' needs a site: {exc}") from None
+    claimed = sorted(site.name for site in book if node in site.environments)
+    if len(claimed) == 1:
+        return claimed[0]
+    if len(claimed) > 1:
+        raise UnboundEnvironment(
+            f"environment '{node}' is listed under environments by {len(claimed)} sites of "
+            f"{book.path} ({', '.join(claimed)}): say which with --site {node}=SITE"
+        )
     names = sorted(book.sites)
     if len(names) == 1:
         return names[0]

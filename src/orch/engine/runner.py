@@ -73,6 +73,8 @@ class EngineOptions:
     """Build container images even when an identical one exists (``--force-rebuild``)."""
     survivors: str = "wait"
     """What to do with processes an interrupted run left running: wait for them, or stop."""
+    registry: str | None = None
+    """``--registry``: eFlows4HPC workflow registry of image recipes (folder or git URL)."""
     environment_sites: dict[str, str] = field(default_factory=dict)
     """``--site``: execution environment node -> site of sites.yaml ('' for every one)."""
 

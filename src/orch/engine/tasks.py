@@ -91,6 +91,8 @@ class TaskBuilder:
             }
             # what built-ins chosen by type tell types apart by: the type, its ancestors
             environment["NODE_TYPE"] = ",".join(self.model.nodes[step.node].types)
+            if getattr(self.options, "registry", None):
+                environment["ORCH_REGISTRY"] = self.options.registry
         return Task(
             deployment=self.name,
             node=step.node,

@@ -59,6 +59,11 @@ class Site:
     container_runtime: ContainerRuntime | None = None
     environment: dict[str, str] = field(default_factory=dict)
     known_hosts: str | None = None
+    registry: str | None = None
+    """eFlows4HPC workflow registry (a folder, absolute, or a git URL) for image recipes."""
+    image_base: str | None = None
+    environments: tuple[str, ...] = ()
+    """Execution environment nodes that are this site unless --site says otherwise."""
     location: Location | None = field(default=None, compare=False)
     """Where the site is defined (for messages)."""
 
@@ -250,8 +255,18 @@ def _site(name: str, raw: Mapping[str, Any], folder: Path, where: Location) -> S
         container_runtime=None if runtime in (None, "none") else runtime,  # type: ignore[arg-type]
         environment={k: scalar_text(v) for k, v in (raw.get("environment") or {}).items()},
         known_hosts=local_path("known_hosts"),
+        registry=_registry(text("registry"), folder),
+        image_base=text("image_base"),
+        environments=tuple(str(e) for e in raw.get("environments") or ()),
         location=where,
     )
+
+
+def _registry(value: str | None, folder: Path) -> str | None:
+    """A registry: a URL as written, a folder relative to sites.yaml made absolute."""
+    if value is None or "://" in value or value.startswith("git@"):
+        return value
+    return str(folder / Path(value).expanduser())
 
 
 # -- the schema --------------------------------------------------------------------------------
