@@ -22,8 +22,16 @@ from typing import Any
 
 import pytest
 
-from sites.cli import Orch
-from sites.eflows import SECRETS, set_secrets
+from sites.cli import Orch, site_yaml
+from sites.eflows import (
+    DAV_PASSWORD,
+    DAV_SECRET,
+    DAV_USER,
+    SECRETS,
+    set_secret,
+    set_secrets,
+    site_environment,
+)
 from sites.fixtures import SlurmSite
 from sites.web import Files, b2share_record
 
@@ -35,6 +43,14 @@ TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)],
             ("DLSDAGStageInData_run", "CountJob_submit"),
             ("CountJob_executed", "ReportJob_submit"),
             ("ReportJob_submit", "ReportJob_executed"),
+        ],
+        [],
+    ),
+    "webdav": (
+        "webdav_workflow",
+        [
+            ("DLSDAGWebdavStageInData_run", "PyCOMPSJob_submit"),
+            ("PyCOMPSJob_executed", "DLSDAGWebdavStageOutData_submit"),
         ],
         [],
     ),
@@ -116,8 +132,10 @@ def deploy(orch: Orch, name: str, registry: Path, *extra: str) -> dict[str, dict
 def run(orch: Orch, name: str, registry: Path, **inputs: str) -> dict[str, dict[str, Any]]:
     """``orch run exec_job`` with these inputs; every job COMPLETED; the nodes' attributes."""
     args = [arg for key, value in inputs.items() for arg in ("-i", f"{key}={value}")]
-    orch("run", "exec_job", "-n", TOPOLOGIES[name][0], *args, "--poll-interval", "0.5",
-         timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
+    ran = orch("run", "exec_job", "-n", TOPOLOGIES[name][0], *args, "--poll-interval", "0.5",
+               timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
+    for secret in (*(value for _, _, value in SECRETS), DAV_PASSWORD):
+        assert secret not in ran.stdout + ran.stderr
     attributes = nodes(orch, TOPOLOGIES[name][0])
     for node, attrs in attributes.items():
         if "Job" in node:
@@ -178,3 +196,38 @@ def test_two_jobs_the_second_reads_what_the_first_wrote(
     assert len({*first, *again}) == 4, "a run reused a job"
     assert (results / "report.txt").read_text() == "words=7\n"
     undeploy(orch, "two-jobs")
+
+
+def test_webdav_in_job_webdav_out(
+    orch: Orch,
+    site: SlurmSite,
+    credential: str,
+    compss_bin: Path,
+    apptainer: Path,
+    apps_registry: Path,
+    web: tuple[str, Files],
+    dav: tuple[str, Path],
+    home_dir: Path,
+) -> None:
+    dav_url, dav_root = dav
+    environment = site_environment(site, compss_bin, apptainer, web[0], WEBDAV_URL=dav_url)
+    orch.write("sites.yaml", "sites:\n" + site_yaml(site, credential, partition="debug",
+                                                    environment=environment))  # fmt: skip
+    set_secret(orch, DAV_SECRET, "username", DAV_USER)
+    set_secret(orch, DAV_SECRET, "password", DAV_PASSWORD)
+    (dav_root / "datasets" / "set1").mkdir(parents=True)
+    (dav_root / "datasets" / "set1" / "data.txt").write_text(TEXT)
+    deploy(orch, "webdav", apps_registry)
+    data, results = home_dir / "data", home_dir / "results"
+    inputs = {"dataset": "datasets/set1", "data_path": str(data), "results_path": str(results)}
+
+    attributes = run(orch, "webdav", apps_registry, results_oid="results/run1", **inputs)
+    assert (data / "data.txt").read_text() == TEXT
+    assert (dav_root / "results" / "run1" / "count.txt").read_text() == "7\n"
+    assert "count: 7 words" in output(attributes["PyCOMPSJob"])
+    first = attributes["PyCOMPSJob"]["job_id"]
+
+    attributes = run(orch, "webdav", apps_registry, results_oid="results/run2", **inputs)
+    assert attributes["PyCOMPSJob"]["job_id"] != first
+    assert (dav_root / "results" / "run2" / "count.txt").read_text() == "7\n"
+    undeploy(orch, "webdav")
