@@ -54,6 +54,11 @@ TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)],
         ],
         [],
     ),
+    "http-model": (
+        "http_model_workflow",
+        [("HTTP2SSH_run", "PyCOMPSJob_submit"), ("DLSDAGStageInData_run", "PyCOMPSJob_submit")],
+        [("HTTP2SSH_submit", "DLSDAGStageInData_submit")],
+    ),
 }
 USER = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
 TEXT = "one two three four five\nsix seven\n"
@@ -231,3 +236,29 @@ def test_webdav_in_job_webdav_out(
     assert attributes["PyCOMPSJob"]["job_id"] != first
     assert (dav_root / "results" / "run2" / "count.txt").read_text() == "7\n"
     undeploy(orch, "webdav")
+
+
+def test_http_model_and_b2share_data_one_job_uses_both(
+    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+) -> None:
+    base, files = web
+    b2share_record(files, base, "rec-model", {"data.txt": TEXT.encode()})
+    model = b"name=tiny\nweight=3\n"
+    files.routes["/models/tiny.model"] = (model, {})
+    deploy(orch, "http-model", apps_registry)
+    model_path, data = home_dir / "model" / "tiny.model", home_dir / "data"
+    inputs = {"model_url": f"{base}/models/tiny.model", "model_path": str(model_path),
+              "oid": "rec-model", "data_path": str(data)}  # fmt: skip
+
+    attributes = run(orch, "http-model", apps_registry, **inputs)
+    assert model_path.read_bytes() == model and (data / "data.txt").read_text() == TEXT
+    job = attributes["PyCOMPSJob"]
+    assert "model tiny: score 21" in output(job)
+    assert calls(job)[-1]["args"] == [str(model_path), f"{data}/data.txt"]
+    first = job["job_id"]
+
+    attributes = run(orch, "http-model", apps_registry, **inputs)
+    assert attributes["PyCOMPSJob"]["job_id"] != first
+    assert files.hits["/models/tiny.model"] == 2, "HTTP2SSH's force is true: fetched again"
+    assert files.hits["/api/files/bucket-rec-model/data.txt"] == 1, "B2SHARE data fetched again"
+    undeploy(orch, "http-model")
