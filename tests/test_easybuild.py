@@ -396,6 +396,16 @@ topology_template:
         easyconfigs: [easyconfigs/GROMACS-2023.3-foss-2023a.eb]
         easybuild_on: %s
         easybuild_options: [--try-toolchain=foss,2023b]
+    login:
+      type: orch.nodes.Site
+      properties: {site: hpc1}
+    gromacs:
+      type: orch.nodes.EasyBuildSoftware
+      properties:
+        easyconfigs: [GROMACS-2023.3-foss-2023a.eb]
+        eb_modules: [EasyBuild]
+      requirements:
+        - host: login
 """
 
 
@@ -403,3 +413,76 @@ def test_the_types_validate(bp: Blueprints) -> None:
     assert bp.check(TYPES_BLUEPRINT % "image").ok
     wrong = bp.check(TYPES_BLUEPRINT % "cloud")
     assert not wrong.ok and "cloud" in wrong.describe()
+
+
+# -- software built on the site (orch.nodes.EasyBuildSoftware) --------------------------------
+
+
+def software_task(folder: Path, host: Host, site: Any, eb: Path, *, broken: bool = False) -> Task:
+    """The toy easyconfig to build on the site, with the eb of orch's test environment (the
+    site is this machine, through the test sshd)."""
+    props = {"easyconfigs": ["toy/broken-1.0.eb" if broken else "toy/hello-1.0.eb"],
+             "sources": "toy/sources", "eb": str(eb)}  # fmt: skip
+    return Task(deployment="eb", node="hello", instance="hello/0", interface="Standard",
+                operation="create", implementation=Artifact("easybuild", folder / "easybuild"),
+                host=host, properties=props, base_dir=str(folder), site=site, timeout=300)
+
+
+def run_software(task: Task, pool: Any) -> tuple[OperationResult, str]:
+    from orch.executors.easybuild import EasyBuildExecutor
+
+    lines = Lines()
+    context = RunContext(transport=pool.get, cancel=threading.Event(),
+                         log=lambda stream, line: lines.append(line))
+    return EasyBuildExecutor().run(task, context), lines.text
+
+
+def test_software_is_built_on_the_site_once_through_its_module_system(
+    tmp_path: Path, eb_installed: Path, ssh_host: Host, ssh_pool: Any
+) -> None:
+    from orch.executors.registry import load_executors
+    from orch.sites.config import Site
+    from orch.sites.modules import MODULE_INIT
+
+    assert "easybuild" in [executor.name for executor in load_executors()]
+    write_toy(tmp_path / "toy")
+    write_toy(tmp_path / "toy", broken=True)
+    work = tmp_path / "site"
+    site = Site("hpc1", "127.0.0.1", ssh_host.port, "root", work_dir=str(work))
+    task = software_task(tmp_path, ssh_host, site, eb_installed)
+    first, log = run_software(task, ssh_pool)
+    assert first.ok, f"{first.message}\n{log}"
+    modulepath = f"{work}/easybuild/modules/all"
+    assert first.outputs == {"modulepath": modulepath, "modules": "hello/1.0", "built": "true"}
+    assert "COMPLETED: Installation ended successfully" in log  # eb's output, streamed
+    assert (work / "eb" / "hello" / "easyconfigs" / "hello-1.0.eb").is_file()  # uploaded
+    ran = ssh_pool.get(ssh_host).run(
+        f"{MODULE_INIT}\nmodule use {modulepath} && module load hello/1.0 && hello", timeout=60)
+    assert (ran.rc, ran.stdout.strip()) == (0, GREETING)
+
+    started = time.monotonic()
+    second, log = run_software(task, ssh_pool)
+    assert second.ok and second.outputs["built"] == "false"
+    assert "EasyBuild: hello/1.0 already available on root@127.0.0.1:" in log
+    assert "not built" in log and "COMPLETED" not in log  # eb did not run
+    assert time.monotonic() - started < 2
+
+    broken, log = run_software(software_task(tmp_path, ssh_host, site, eb_installed,
+                                             broken=True), ssh_pool)  # fmt: skip
+    assert broken.status == "failed"
+    assert broken.message.startswith("EasyBuild failed to build broken-1.0.eb on "
+                                     "root@127.0.0.1:")  # fmt: skip
+    assert "failed with exit code 3 in build step" in broken.message
+    assert "eb's log on the site: " in broken.message
+    assert "ERROR EasyBuild encountered an error" in broken.stdout_tail[-1]
+    assert any("exit 3" in line for line in broken.stdout_tail)
+
+
+def test_module_names_follow_easybuilds_default_naming() -> None:
+    from orch.executors.easybuild import Failed, module_name
+
+    assert module_name("hello-1.0.eb") == "hello/1.0"
+    assert module_name("toy/GROMACS-2023.3-foss-2023a.eb") == "GROMACS/2023.3-foss-2023a"
+    assert module_name("Score-P-8.4-gompi-2023b.eb") == "Score-P/8.4-gompi-2023b"
+    with pytest.raises(Failed, match="give the node's modules property"):
+        module_name("noversion.eb")

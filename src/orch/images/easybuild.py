@@ -323,17 +323,8 @@ def failure_message(eb: EasyBuildSpec, rc: int, output: list[str], logs: Path | 
                     log: Log) -> str:
     """Which easyconfig failed, eb's error line and the last lines of its log (kept in
     ``<orch cache>/easybuild/logs``)."""
-    text = "\n".join(output)
-    failed = re.findall(r"\bfor (\S+\.eb)\b", text)
-    names = [f.name for f in eb.easyconfigs]
-    which = failed[-1] if failed else next((n for n in names if n in text), ", ".join(names))
-    error = next((line for line in reversed(output)
-                  if re.match(r"\s*(== FAILED:|ERROR:)", line)), "")  # fmt: skip
-    error = re.sub(r"^\s*(== FAILED:\s*|ERROR:\s*)", "", error).strip()
-    message = f"EasyBuild failed to build {which} on orch's machine (eb exit status {rc})"
-    if error:
-        message += f": {error}"
-    log_file = _log_file(text, logs)
+    message = error_summary([f.name for f in eb.easyconfigs], rc, output, "orch's machine")
+    log_file = _log_file("\n".join(output), logs)
     if log_file is None:
         tail = [line for line in output if line.strip()][-LOG_LINES:]
         return "\n".join([message, "last lines of eb's output:", *("  " + t for t in tail)])
@@ -341,30 +332,47 @@ def failure_message(eb: EasyBuildSpec, rc: int, output: list[str], logs: Path | 
     with contextlib.suppress(OSError):
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log_file, kept)
-    tail = log_tail(log_file)
-    log(f"EasyBuild's log: {kept if kept.is_file() else log_file}")
-    return "\n".join([message, f"last lines of eb's log ({kept if kept.is_file() else log_file}):",
-                      *("  " + t for t in tail)])  # fmt: skip
+    shown = kept if kept.is_file() else log_file
+    log(f"EasyBuild's log: {shown}")
+    try:
+        tail = log_tail(log_file.read_text("utf-8", "replace"))
+    except OSError:
+        tail = []
+    return "\n".join([message, f"last lines of eb's log ({shown}):", *("  " + t for t in tail)])
+
+
+def error_summary(names: list[str], rc: int, output: list[str], where: str) -> str:
+    """``EasyBuild failed to build X.eb on WHERE (eb exit status N): eb's error``."""
+    text = "\n".join(output)
+    failed = re.findall(r"\bfor (\S+\.eb)\b", text)
+    which = failed[-1] if failed else next((n for n in names if n in text), ", ".join(names))
+    error = next((line for line in reversed(output)
+                  if re.match(r"\s*(== FAILED:|ERROR:)", line)), "")  # fmt: skip
+    error = re.sub(r"^\s*(== FAILED:\s*|ERROR:\s*)", "", error).strip()
+    message = f"EasyBuild failed to build {which} on {where} (eb exit status {rc})"
+    return f"{message}: {error}" if error else message
+
+
+def named_log(output: str) -> str | None:
+    """The log file eb's output names last (``Results ... in the log file(s) PATH``)."""
+    named = re.findall(r"log file\(s\)\s+(\S+\.log)", output)
+    return named[-1] if named else None
 
 
 def _log_file(output: str, logs: Path | None) -> Path | None:
-    named = re.findall(r"log file\(s\)\s+(\S+\.log)", output)
-    for name in reversed(named):
-        if Path(name).is_file():
-            return Path(name)
+    named = named_log(output)
+    if named and Path(named).is_file():
+        return Path(named)
     if logs is None or not logs.is_dir():
         return None
     found = [p for p in logs.glob("easybuild-*.log") if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def log_tail(path: Path, count: int = LOG_LINES) -> list[str]:
+def log_tail(text: str, count: int = LOG_LINES) -> list[str]:
     """The last lines of an eb log up to its last ERROR (not the call stack and lock lines
     after it), else its last lines."""
-    try:
-        lines = path.read_text("utf-8", "replace").splitlines()
-    except OSError:
-        return []
+    lines = text.splitlines()
     last_error = max((i for i, line in enumerate(lines) if " ERROR " in line), default=None)
     end = len(lines) if last_error is None else last_error + 1
     return [line for line in lines[:end] if line.strip()][-count:]
