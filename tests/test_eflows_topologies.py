@@ -59,6 +59,18 @@ TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)],
         [("HTTP2SSH_run", "PyCOMPSJob_submit"), ("DLSDAGStageInData_run", "PyCOMPSJob_submit")],
         [("HTTP2SSH_submit", "DLSDAGStageInData_submit")],
     ),
+    "parallel": (
+        "parallel_workflow",
+        [
+            ("DLSDAGStageInData1_run", "PyCOMPSJob1_submit"),
+            ("DLSDAGStageInData2_run", "PyCOMPSJob2_submit"),
+        ],
+        [
+            ("DLSDAGStageInData1_submit", "DLSDAGStageInData2_submit"),
+            ("PyCOMPSJob1_submit", "PyCOMPSJob2_submit"),
+            ("PyCOMPSJob1_executed", "PyCOMPSJob2_executed"),
+        ],
+    ),
 }
 USER = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
 TEXT = "one two three four five\nsix seven\n"
@@ -262,3 +274,41 @@ def test_http_model_and_b2share_data_one_job_uses_both(
     assert files.hits["/models/tiny.model"] == 2, "HTTP2SSH's force is true: fetched again"
     assert files.hits["/api/files/bucket-rec-model/data.txt"] == 1, "B2SHARE data fetched again"
     undeploy(orch, "http-model")
+
+
+@pytest.mark.usefixtures("two_sites")
+def test_parallel_two_environments_on_two_sites(
+    orch: Orch,
+    site: SlurmSite,
+    second_slurm_site: SlurmSite,
+    apps_registry: Path,
+    web: tuple[str, Files],
+    home_dir: Path,
+) -> None:
+    base, files = web
+    b2share_record(files, base, "rec-p1", {"data.txt": TEXT.encode()})
+    b2share_record(files, base, "rec-p2", {"data.txt": b"alpha beta gamma\n"})
+    sites = ["--site", "Env1=hpc1", "--site", "Env2=hpc2"]
+    attributes = deploy(orch, "parallel", apps_registry, *sites)
+    assert (attributes["Env1"]["site"], attributes["Env2"]["site"]) == ("hpc1", "hpc2")
+    images = [attributes[f"DLSDAGImageTransfer{i}"]["image_file_path"] for i in (1, 2)]
+    inputs = {"oid1": "rec-p1", "data_path1": str(home_dir / "one"),
+              "oid2": "rec-p2", "data_path2": str(home_dir / "two")}  # fmt: skip
+
+    attributes = run(orch, "parallel", apps_registry, **inputs)
+    for i in (1, 2):  # each chain on its own site: the job on its cluster, the data over its sshd
+        assert attributes[f"PyCOMPSJob{i}"]["node_list"] == f"hpc{i}-n1"
+        port = (site, second_slurm_site)[i - 1].ssh.port
+        assert f"@127.0.0.1:{port}/" in attributes[f"DLSDAGStageInData{i}"]["execution_url"]
+    assert (home_dir / "one" / "count.txt").read_text() == "7\n"
+    assert (home_dir / "two" / "count.txt").read_text() == "3\n"
+    for i in (1, 2):
+        assert (
+            calls(attributes[f"PyCOMPSJob{i}"])[-1]["options"]["container_image"] == images[i - 1]
+        )
+    first = [attributes[f"PyCOMPSJob{i}"]["job_id"] for i in (1, 2)]
+
+    attributes = run(orch, "parallel", apps_registry, **inputs)
+    again = [attributes[f"PyCOMPSJob{i}"]["job_id"] for i in (1, 2)]
+    assert first[0] != again[0] and first[1] != again[1]
+    undeploy(orch, "parallel")
