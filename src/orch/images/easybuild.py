@@ -53,6 +53,7 @@ from typing import Any
 
 from orch.images.cache import _tree, cache_root, locked
 from orch.images.spec import ImageError, ImageSpec
+from orch.sites.modules import MODULE_INIT
 
 PREFIX = "/opt/easybuild"
 PLACES = ("image", "local")
@@ -159,6 +160,7 @@ def install_script(eb: EasyBuildSpec) -> str:
     missing = ("orch: EasyBuild (eb) is not in the base image: use a base image with EasyBuild "
                "and Lmod, or build the easyconfigs on orch's machine (easybuild_on: local)")
     return "\n".join([
+        MODULE_INIT,  # a build step's shell reads no profile: eb needs Lmod's LMOD_CMD
         f"command -v eb >/dev/null 2>&1 || {{ echo {q(missing)}; exit 127; }}",
         f'if [ "$(id -u)" = 0 ]; then set -- {ROOT_FLAG}; else set --; fi',
         f'eb "$@" {" ".join(q(a) for a in args)} {files}',
