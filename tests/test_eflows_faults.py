@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from sites.cli import Orch, site_yaml
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
+from sites.web import Files, b2share_record
 
 MINIMAL = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc" / "minimal"
 NAME = "minimal_workflow"
@@ -131,3 +133,136 @@ def test_a_site_option_naming_no_environment_node_is_refused(orch: Orch, site: S
     ]
     assert NAME not in listed(orch) or all(
         i["state"] == "initial" for i in instances(orch).values())
+
+
+# -- 2. a secret not in the store ---------------------------------------------------------------
+
+
+def store_secrets(orch: Orch, *, but: tuple[str, str] | None = None) -> None:
+    """The services' secrets of sites/eflows.py in orch's store, all or all ``but`` one."""
+    set_secrets(orch)
+    if but is not None:
+        orch("secrets", "remove", *but)
+
+
+def test_a_secret_not_in_the_store_stops_deploy_and_run_before_anything_runs(
+    orch: Orch, site: SlurmSite, registry: Path, web: tuple[str, Files]
+) -> None:
+    path = "/secret/data/services_secrets/dls"
+    store_secrets(orch, but=(path, "password"))
+    topology(orch)
+    failed = deploy(orch, registry, check=3)
+    assert errors(failed) == [
+        "orch: deploy needs 2 secret(s) that orch cannot give; nothing ran:",
+        f"  node 'DLSDAGImageTransfer', property dls_api_password: get_secret '{path}' field "
+        "'password' is not in orch's secret store",
+        f"  node 'DLSDAGStageInData', property dls_api_password: get_secret '{path}' field "
+        "'password' is not in orch's secret store",
+        "store each (the value is read from standard input, never the command line):",
+        "  orch secrets set secret/services_secrets/dls password",
+    ]
+    assert NAME not in listed(orch), "nothing ran, nothing is recorded"
+
+    set_secrets(orch)
+    deploy(orch, registry)
+    assert listed(orch) == {NAME: "deployed"}
+
+    # the same at run time: the secret gone since deploy
+    base, files = web
+    b2share_record(files, base, "rec-7", {"data.txt": b"a b c\n"})
+    orch("secrets", "remove", path, "password")
+    target = site_path("staged")
+    run = ["run", "exec_job", "-n", NAME, "-i", "oid=rec-7", "-i", f"target_path={target}",
+           "-i", f"staged_in_data_path={target}", "--poll-interval", "0.5"]  # fmt: skip
+    failed = orch(*run, check=3, timeout=300)
+    assert errors(failed) == [  # DLSDAGImageTransfer's too, though exec_job runs none of it
+        "orch: run exec_job needs 2 secret(s) that orch cannot give; nothing ran:",
+        f"  node 'DLSDAGImageTransfer', property dls_api_password: get_secret '{path}' field "
+        "'password' is not in orch's secret store",
+        f"  node 'DLSDAGStageInData', property dls_api_password: get_secret '{path}' field "
+        "'password' is not in orch's secret store",
+        "store each (the value is read from standard input, never the command line):",
+        "  orch secrets set secret/services_secrets/dls password",
+    ]
+    assert not Path(target).exists()
+    assert listed(orch) == {NAME: "deployed"}
+    set_secrets(orch)
+    orch(*run, timeout=300)
+    assert Path(target, "data.txt").read_text() == "a b c\n"
+    shutil.rmtree(target)
+
+
+# -- 5. a registry step that does not exist -------------------------------------------------------
+
+
+def test_a_step_not_in_the_registry_fails_deploy_naming_workflow_step_and_registry(
+    orch: Orch, site: SlurmSite, registry: Path
+) -> None:
+    set_secrets(orch)
+    topology(orch)
+    step = registry / NAME / "wordcount"
+    step.rename(registry / NAME / "wordcount-v2")
+    failed = deploy(orch, registry, check=4)
+    cause = (f"workflow {NAME} step wordcount is not in the workflow registry {registry} "
+             f"(no folder {NAME}/wordcount: the workflow exists)")  # fmt: skip
+    port = site.ssh.port
+    assert f"orch: ImageCreation/0 Standard.start failed on orchtest@127.0.0.1:{port}: {cause}" \
+        in errors(failed)
+    assert "retrying" not in failed.stderr, "a registry without the step is no lost connection"
+    assert failed.stderr.count(cause) == 2  # the step's line and the summary's
+    assert listed(orch) == {NAME: "failed"}
+    assert instances(orch)["DLSDAGImageTransfer"]["state"] == "initial"
+
+    (registry / NAME / "wordcount-v2").rename(step)
+    deploy(orch, registry)
+    assert listed(orch) == {NAME: "deployed"}
+    assert Path(instances(orch)["DLSDAGImageTransfer"]["attributes"]["image_file_path"]).is_file()
+
+
+# -- 6. a failing job ---------------------------------------------------------------------------
+
+FAILING_WORDCOUNT = """\
+import os
+import shutil
+import sys
+print(f"wordcount: reading {sys.argv[1]}")
+if not os.path.isfile(sys.argv[1]):
+    print(f"wordcount: {sys.argv[1]} is not there", file=sys.stderr)
+    sys.exit(3)
+print(f"wordcount: {len(open(sys.argv[1]).read().split())} words")
+"""
+
+
+def test_a_failing_job_exits_4_with_its_exit_code_and_last_lines_then_runs_again(
+    orch: Orch, site: SlurmSite, registry: Path, web: tuple[str, Files]
+) -> None:
+    (registry / NAME / "wordcount" / "src" / "wordcount.py").write_text(FAILING_WORDCOUNT)
+    set_secrets(orch)
+    topology(orch)
+    deploy(orch, registry)
+    base, files = web
+    b2share_record(files, base, "rec-9", {"notes.txt": b"not the data\n"})  # no data.txt
+    target = site_path("staged")
+    run = ["run", "exec_job", "-n", NAME, "-i", "oid=rec-9", "-i", f"target_path={target}",
+           "-i", f"staged_in_data_path={target}", "--poll-interval", "0.5"]  # fmt: skip
+    failed = orch(*run, check=4, timeout=300)
+    job = instances(orch)["PyCOMPSJob"]["attributes"]
+    port = site.ssh.port
+    where = f"orchtest@127.0.0.1:{port}"
+    summary = (f"orch: PyCOMPSJob/0 tosca.interfaces.node.lifecycle.Runnable.run failed on "
+               f"{where} (exit status 3): job {job['job_id']} on {where} ended FAILED: exit "
+               f"code 3; output in {job['output']}")  # fmt: skip
+    assert summary in errors(failed)
+    assert f"    wordcount: {target}/data.txt is not there" in errors(failed)
+    assert listed(orch) == {NAME: "deployed"}
+    assert instances(orch)["PyCOMPSJob"]["state"] == "failed"
+    shown = orch("status", NAME).stdout
+    assert f"wordcount: {target}/data.txt is not there" in shown
+
+    Path(target, "data.txt").write_text("one two three\n")  # the cause fixed on the site
+    again = orch(*run, timeout=300)
+    assert "2 already done" in errors(again)[-1], "the run resumed at the failed job"
+    job = instances(orch)["PyCOMPSJob"]["attributes"]
+    assert job["job_status"] == "COMPLETED"
+    assert "wordcount: 3 words" in Path(job["output"]).read_text()
+    shutil.rmtree(target)

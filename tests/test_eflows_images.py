@@ -159,7 +159,8 @@ def test_a_missing_step_names_the_workflow_the_step_and_the_registry(tmp_path: P
     registry = tmp_path / "registry"
     write_step(registry, "minimal", "step1")
     run = build(image_task(registry, step="step9"))
-    assert run.result.status == "failed" and not run.result.started
+    assert run.result.status == "failed"
+    assert run.result.started, "not started: the engine would retry it on a new connection"
     assert run.result.message == (
         f"workflow minimal step step9 is not in the workflow registry {registry} (no folder "
         "minimal/step9: the workflow exists)")

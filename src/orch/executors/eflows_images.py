@@ -130,7 +130,9 @@ class _Base:
         except (ImageError, SpackError) as exc:
             if context.cancel.is_set():
                 return OperationResult("cancelled", message="cancelled", started=False)
-            return OperationResult("failed", message=str(exc), started=False)
+            # a registry without the step, a recipe or build error: no lost connection, the
+            # same answer on a new one (started=False would have the engine retry it)
+            return OperationResult("failed", message=str(exc))
         except TransportError as exc:
             return OperationResult("failed", message=str(exc), started=exc.started)
         except OSError as exc:
