@@ -477,6 +477,12 @@ def test_software_is_built_on_the_site_once_through_its_module_system(
     assert "ERROR EasyBuild encountered an error" in broken.stdout_tail[-1]
     assert any("exit 3" in line for line in broken.stdout_tail)
 
+    missing = software_task(tmp_path, ssh_host, site, tmp_path / "nowhere" / "eb", broken=True)
+    failed, _ = run_software(missing, ssh_pool)
+    assert failed.status == "failed"
+    assert failed.message.startswith(f"EasyBuild's {tmp_path}/nowhere/eb is not found on "
+                                     "root@127.0.0.1:")  # fmt: skip
+
 
 def test_module_names_follow_easybuilds_default_naming() -> None:
     from orch.executors.easybuild import Failed, module_name

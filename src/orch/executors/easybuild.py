@@ -43,6 +43,7 @@ from orch.transport.base import Transport, TransportError
 
 NO_MODULES = 3
 """Exit status of the probe when the site has no module system."""
+NO_EB = "orch: eb not found:"
 
 
 class Failed(Exception):
@@ -162,6 +163,7 @@ def _create(task: Task, context: RunContext, transport: Transport, say: Any) -> 
     eb = str(props.get("eb") or "eb")
     build = _shell([
         *setup,
+        f"command -v {q(eb)} >/dev/null 2>&1 || {{ echo {q(NO_EB)} {q(eb)}; exit 127; }}",
         f'if [ "$(id -u)" = 0 ]; then set -- {ROOT_FLAG}; else set --; fi',
         f"{q(eb)} \"$@\" {' '.join(q(a) for a in args)} {' '.join(q(f) for f in files)}",
     ])
@@ -175,6 +177,10 @@ def _create(task: Task, context: RunContext, transport: Transport, say: Any) -> 
                            on_line=line)  # fmt: skip
     if context.cancel.is_set():
         raise Failed("cancelled: the EasyBuild build was stopped")
+    if result.rc == 127 and NO_EB in result.stdout:
+        raise Failed(f"EasyBuild's {eb} is not found on {task.host.describe()}: install "
+                     "EasyBuild there (pip install easybuild-framework easybuild-easyblocks, "
+                     "with Lmod), load its module (eb_modules), or give its path (eb)")
     if result.rc != 0:
         output = lines or result.stdout.splitlines()
         message = error_summary(names, result.rc, output, task.host.describe())
