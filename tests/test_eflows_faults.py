@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sites.cli import Orch, site_yaml
+from sites.cli import ORCH, Orch, site_yaml
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
-from sites.web import Files, b2share_record
+from sites.web import Files, b2share_record, serve_webdav
 
 MINIMAL = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc" / "minimal"
 NAME = "minimal_workflow"
@@ -57,6 +58,12 @@ def instances(orch: Orch) -> dict[str, dict[str, Any]]:
 def errors(proc: Any) -> list[str]:
     """The lines orch wrote to standard error."""
     return proc.stderr.splitlines()
+
+
+def store_secret(orch: Orch, path: str, field: str, value: str) -> None:
+    """``orch secrets set PATH FIELD`` with the value on standard input."""
+    subprocess.run([*ORCH, "secrets", "set", path, field], input=value, text=True, check=True,
+                   cwd=orch.root, env=orch.env(), capture_output=True)  # fmt: skip
 
 
 def site_path(prefix: str) -> str:
@@ -266,3 +273,108 @@ def test_a_failing_job_exits_4_with_its_exit_code_and_last_lines_then_runs_again
     assert job["job_status"] == "COMPLETED"
     assert "wordcount: 3 words" in Path(job["output"]).read_text()
     shutil.rmtree(target)
+
+
+# -- stage-in variants: exec_job with another DLS node in DLSDAGStageInData's place -------------
+
+ENVIRONMENT_REQUIREMENT = {"dependsOnAbstractEnvironmentExec_env": {
+    "type_requirement": "environment", "node": "AbstractEnvironment",
+    "capability": "eflows4hpc.env.capabilities.ExecutionEnvironment",
+    "relationship": "tosca.relationships.DependsOn",
+}}  # fmt: skip
+DLS_CREDENTIALS = {
+    "dls_api_username": {"get_secret": ["/secret/data/services_secrets/dls", "data=username"]},
+    "dls_api_password": {"get_secret": ["/secret/data/services_secrets/dls", "data=password"]},
+}
+
+
+def stage_in_by(name: str, template: dict[str, Any],
+                inputs: dict[str, Any] | None = None) -> Callable[[dict[str, Any]], None]:
+    """A change of the minimal topology: exec_job stages in with node ``name`` (``template``)
+    instead of DLSDAGStageInData; ``inputs`` replace the workflow's ``oid``."""
+
+    def change(doc: dict[str, Any]) -> None:
+        body = doc["topology_template"]
+        del body["node_templates"]["DLSDAGStageInData"]
+        body["node_templates"][name] = {
+            **template, "properties": {**DLS_CREDENTIALS, **template.get("properties", {})},
+            "requirements": [ENVIRONMENT_REQUIREMENT],
+        }  # fmt: skip
+        workflow = body["workflows"]["exec_job"]
+        if inputs is not None:
+            del workflow["inputs"]["oid"]
+            workflow["inputs"].update(inputs)
+        steps = {}
+        for key, step in workflow["steps"].items():
+            if step["target"] == "DLSDAGStageInData":
+                step["target"] = name
+            step["on_success"] = [s.replace("DLSDAGStageInData", name)
+                                  for s in step.get("on_success", [])]  # fmt: skip
+            steps[key.replace("DLSDAGStageInData", name)] = step
+        workflow["steps"] = steps
+
+    return change
+
+
+def exec_job(*inputs: str) -> list[str]:
+    return ["run", "exec_job", "-n", NAME, *[a for i in inputs for a in ("-i", i)],
+            "--poll-interval", "0.5"]  # fmt: skip
+
+
+# -- 3. WebDAV: refused credentials, a path not there ----------------------------------------------
+
+DAV_USER, DAV_PASSWORD = "dls", "dav-Secret-4711"
+DAV_SECRET = "/secret/data/services_secrets/webdav"
+
+
+def test_webdav_401_and_404_name_node_operation_and_cause_then_resume(
+    orch: Orch, site: SlurmSite, registry: Path
+) -> None:
+    with serve_webdav(DAV_USER, DAV_PASSWORD) as (dav, root):
+        (root / "set1").mkdir()
+        (root / "set1" / "data.txt").write_text("alpha beta gamma delta\n")
+        set_secrets(orch)
+        wrong = "not-the-Password-99"
+        store_secret(orch, DAV_SECRET, "password", wrong)
+        node = {"type": "dls.ansible.nodes.DLSDAGWebdavStageInData", "properties": {
+            "dag_id": "webdav_stagein", "input_name_for_oid": "oid",
+            "input_name_for_target_path": "target_path", "user_id": "", "vault_id": "",
+            "extra_conf": {"webdav_url": dav, "webdav_user": DAV_USER,
+                           "webdav_password": {"get_secret": [DAV_SECRET, "data=password"]}},
+        }}  # fmt: skip
+        topology(orch, stage_in_by("WebdavStageIn", node))
+        deploy(orch, registry)
+        target = site_path("dav")
+        run = exec_job("oid=set1", f"target_path={target}", f"staged_in_data_path={target}")
+
+        failed = orch(*run, check=4, timeout=300)
+        where = f"orchtest@127.0.0.1:{site.ssh.port}"
+        assert errors(failed)[-3] == (
+            f"orch: WebdavStageIn/0 tosca.interfaces.node.lifecycle.Runnable.submit failed on "
+            f"{where}: WebDAV stage-in: {dav}/set1 -> {where}:{target}: HTTP 401 authentication "
+            "refused"
+        )
+        assert wrong not in failed.stdout + failed.stderr
+        assert not Path(target).exists()
+        assert listed(orch) == {NAME: "deployed"}
+
+        store_secret(orch, DAV_SECRET, "password", DAV_PASSWORD)
+        orch(*run, timeout=300)
+        assert Path(target, "data.txt").read_text() == "alpha beta gamma delta\n"
+        job = instances(orch)["PyCOMPSJob"]["attributes"]
+        assert "wordcount: 4 words" in Path(job["output"]).read_text()
+
+        other = site_path("dav")
+        run = exec_job("oid=set2", f"target_path={other}", f"staged_in_data_path={other}")
+        failed = orch(*run, check=4, timeout=300)
+        assert errors(failed)[-3] == (
+            f"orch: WebdavStageIn/0 tosca.interfaces.node.lifecycle.Runnable.submit failed on "
+            f"{where}: WebDAV stage-in: {dav}/set2 -> {where}:{other}: HTTP 404 not found"
+        )
+        assert not Path(other).exists()
+        (root / "set2").mkdir()
+        (root / "set2" / "data.txt").write_text("one\n")
+        orch(*run, timeout=300)
+        assert Path(other, "data.txt").read_text() == "one\n"
+        shutil.rmtree(target)
+        shutil.rmtree(other)
