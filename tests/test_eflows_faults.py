@@ -23,7 +23,7 @@ import yaml
 from sites.cli import ORCH, Orch, site_yaml
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
-from sites.web import Files, b2share_record, serve_webdav
+from sites.web import Files, b2share_record, free_port, serve_files, serve_webdav
 
 MINIMAL = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc" / "minimal"
 NAME = "minimal_workflow"
@@ -378,3 +378,44 @@ def test_webdav_401_and_404_name_node_operation_and_cause_then_resume(
         assert Path(other, "data.txt").read_text() == "one\n"
         shutil.rmtree(target)
         shutil.rmtree(other)
+
+
+# -- 4. an unreachable source -------------------------------------------------------------------
+
+HTTP_NODE = {"type": "dls.ansible.nodes.HTTP2SSH", "properties": {
+    "dag_id": "plainhttp2ssh", "input_name_for_url": "url",
+    "input_name_for_target_path": "target_path", "user_id": "", "vault_id": "",
+}}  # fmt: skip
+URL_INPUT = {"url": {"type": "string", "required": True}}
+
+
+def test_an_unreachable_source_names_node_operation_source_and_target_then_resumes(
+    orch: Orch, site: SlurmSite, registry: Path
+) -> None:
+    set_secrets(orch)
+    topology(orch, stage_in_by("HttpStageIn", HTTP_NODE, URL_INPUT))
+    deploy(orch, registry)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/data/data.txt"
+    target = site_path("http")
+    run = exec_job(f"url={url}", f"target_path={target}/", f"staged_in_data_path={target}")
+    began = time.monotonic()
+    failed = orch(*run, check=4, timeout=300)
+    assert time.monotonic() - began < 30, "a closed port is said at once, not after timeouts"
+    where = f"orchtest@127.0.0.1:{site.ssh.port}"
+    assert errors(failed)[-3] == (
+        f"orch: HttpStageIn/0 tosca.interfaces.node.lifecycle.Runnable.submit failed on {where}: "
+        f"HTTP2SSH: {url} -> {where}:{target}/: source host 127.0.0.1:{port} unreachable "
+        "(connection refused)"
+    )
+    assert "retrying" not in failed.stderr
+    assert not Path(target).exists()
+    assert listed(orch) == {NAME: "deployed"}
+
+    with serve_files(port) as (_, files):  # the source is up again
+        files.routes["/data/data.txt"] = (b"uno dos\n", {})
+        orch(*run, timeout=300)
+    assert Path(target, "data.txt").read_text() == "uno dos\n"
+    job = instances(orch)["PyCOMPSJob"]["attributes"]
+    assert "wordcount: 2 words" in Path(job["output"]).read_text()
+    shutil.rmtree(target)

@@ -73,10 +73,11 @@ def _handler(files: Files) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serve_files() -> Iterator[tuple[str, Files]]:
-    """A server of ``Files`` on a free loopback port: (its base URL, the files)."""
+def serve_files(port: int = 0) -> Iterator[tuple[str, Files]]:
+    """A server of ``Files`` on a loopback port (``port``, else a free one): (its base URL,
+    the files)."""
     files = Files()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(files))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
