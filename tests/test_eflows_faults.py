@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -231,6 +232,7 @@ def test_a_step_not_in_the_registry_fails_deploy_naming_workflow_step_and_regist
 FAILING_WORDCOUNT = """\
 import os
 import shutil
+import signal
 import sys
 print(f"wordcount: reading {sys.argv[1]}")
 if not os.path.isfile(sys.argv[1]):
@@ -418,4 +420,51 @@ def test_an_unreachable_source_names_node_operation_source_and_target_then_resum
     assert Path(target, "data.txt").read_text() == "uno dos\n"
     job = instances(orch)["PyCOMPSJob"]["attributes"]
     assert "wordcount: 2 words" in Path(job["output"]).read_text()
+    shutil.rmtree(target)
+
+
+# -- 7. Ctrl-C mid-transfer ---------------------------------------------------------------------
+
+
+def test_ctrl_c_mid_transfer_exits_130_quickly_leaves_no_half_file_and_resumes(
+    orch: Orch, site: SlurmSite, registry: Path, web: tuple[str, Files]
+) -> None:
+    base, files = web
+    set_secrets(orch)
+    topology(orch, stage_in_by("HttpStageIn", HTTP_NODE, URL_INPUT))
+    deploy(orch, registry)
+    target = site_path("slow")
+    run = exec_job(f"url={base}/slow/data.txt", f"target_path={target}/",
+                   f"staged_in_data_path={target}")  # fmt: skip
+    proc = orch.start(*run)
+    try:
+        assert files.slow_sent.wait(60), "the transfer did not start"
+        time.sleep(1.0)  # well into it
+        proc.send_signal(signal.SIGINT)  # the first Ctrl-C waits for running operations
+        time.sleep(1.0)
+        assert proc.poll() is None, "the first Ctrl-C cut the running transfer"
+        stopped_at = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # the second cancels them
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "stopping: waiting for 1 running operation(s) (interrupt again to cancel them)" \
+        in stderr
+    assert time.monotonic() - stopped_at < 3.0, "Ctrl-C did not stop the transfer quickly"
+    assert not Path(target, "data.txt").exists(), "a half file under the final name"
+    left = sorted(p.name for p in Path(target).iterdir()) if Path(target).exists() else []
+    assert not left, f"left on the site: {left}"
+    assert listed(orch) == {NAME: "deployed"}
+    assert instances(orch)["PyCOMPSJob"]["state"] != "failed"
+
+    files.routes["/slow/data.txt"] = (b"ein zwei drei vier fuenf\n", {})  # no longer slow
+    again = orch(*run, timeout=300)
+    assert Path(target, "data.txt").read_text() == "ein zwei drei vier fuenf\n"
+    job = instances(orch)["PyCOMPSJob"]["attributes"]
+    assert job["job_status"] == "COMPLETED"
+    assert "wordcount: 5 words" in Path(job["output"]).read_text()
+    assert "3 operation(s) ok" in errors(again)[-1], "the transfer ran again, then the job"
     shutil.rmtree(target)

@@ -21,7 +21,8 @@ from typing import Any
 
 
 class Files:
-    """What the HTTP stand-in serves: path -> (bytes, headers); '/slow/*' trickles."""
+    """What the HTTP stand-in serves: path -> (bytes, headers); '/slow/*' trickles unless
+    it is a route."""
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[bytes, dict[str, str]]] = {}
@@ -42,7 +43,7 @@ def _handler(files: Files) -> type[http.server.BaseHTTPRequestHandler]:
             files.hits[path] = files.hits.get(path, 0) + 1
             if "access_token=" in query:
                 files.tokens.append(query)
-            if path.startswith("/slow/"):
+            if path.startswith("/slow/") and path not in files.routes:
                 self._slow()
                 return
             if path not in files.routes:
