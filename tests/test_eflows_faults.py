@@ -13,14 +13,18 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
+from orch.transfers import httpio, webdav
+from orch.transfers.http import failure, http_error
 from sites.cli import ORCH, Orch, site_yaml
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
@@ -354,7 +358,7 @@ def test_webdav_401_and_404_name_node_operation_and_cause_then_resume(
         assert errors(failed)[-3] == (
             f"orch: WebdavStageIn/0 tosca.interfaces.node.lifecycle.Runnable.submit failed on "
             f"{where}: WebDAV stage-in: {dav}/set1 -> {where}:{target}: HTTP 401 authentication "
-            "refused"
+            f"refused (user {DAV_USER})"
         )
         assert wrong not in failed.stdout + failed.stderr
         assert not Path(target).exists()
@@ -380,6 +384,24 @@ def test_webdav_401_and_404_name_node_operation_and_cause_then_resume(
         assert Path(other, "data.txt").read_text() == "one\n"
         shutil.rmtree(target)
         shutil.rmtree(other)
+
+
+def test_a_refusal_says_which_user_was_refused_or_that_none_was_sent() -> None:
+    run = SimpleNamespace(context=SimpleNamespace(cancel=threading.Event()), deadline=None)
+    fail = failure("WebDAV stage-in", "http://dav.example.org/set1", "hpc1:/home/u/in")
+    refused = httpio.HttpStatusError(401, "Unauthorized", "http://dav.example.org/set1")
+    said = http_error(refused, fail, run, httpio.Auth("dls", "pw"), webdav.HOW)  # type: ignore
+    assert str(said) == ("WebDAV stage-in: http://dav.example.org/set1 -> hpc1:/home/u/in: "
+                         "HTTP 401 authentication refused (user dls)")  # fmt: skip
+    said = http_error(refused, fail, run, None, webdav.HOW)  # type: ignore[arg-type]
+    assert str(said) == (
+        "WebDAV stage-in: http://dav.example.org/set1 -> hpc1:/home/u/in: HTTP 401 "
+        "authentication refused (no credentials were sent: webdav_user and webdav_password in "
+        "the node's extra_conf, or user:password@ in webdav_url)"
+    )
+    missing = httpio.HttpStatusError(404, "Not Found", "http://dav.example.org/set1")
+    said = http_error(missing, fail, run, httpio.Auth("dls", "pw"), webdav.HOW)  # type: ignore
+    assert str(said).endswith(": HTTP 404 not found")
 
 
 # -- 4. an unreachable source -------------------------------------------------------------------

@@ -29,6 +29,8 @@ from orch.transfers.site import (
 )
 from orch.transport.base import Transport
 
+HOW = "http_user and http_password in the node's extra_conf, or user:password@ in the url"
+
 
 def stops(run: Run) -> dict[str, Any]:
     """What ends a request early: the operation's cancel and deadline."""
@@ -45,16 +47,23 @@ def failure(label: str, source: str, destination: str) -> Callable[[str], Failed
     return fail
 
 
-def http_error(exc: Exception, fail: Callable[[str], Failed], run: Run) -> Exception:
+def http_error(exc: Exception, fail: Callable[[str], Failed], run: Run,
+               auth: httpio.Auth | None = None, how: str = "") -> Exception:
     """An HTTP failure as the transfer's failure (a request cut short by cancel or the
-    deadline as that)."""
+    deadline as that). A refusal (401, 403) says which user was refused, or that no
+    credentials were sent and ``how`` to give them."""
     if isinstance(exc, httpio.Unreachable) and exc.cause == "cancelled":
         if not run.context.cancel.is_set() and run.deadline is not None \
                 and time.monotonic() >= run.deadline:
             return Stopped("timeout", f"timed out after {run.task.timeout:g} s")
         return Stopped("cancelled", "cancelled")
     if isinstance(exc, httpio.HttpStatusError):
-        return fail(f"HTTP {exc.status} {httpio.status_words(exc.status, exc.reason)}")
+        why = f"HTTP {exc.status} {httpio.status_words(exc.status, exc.reason)}"
+        if exc.status in (401, 403) and auth is not None:
+            why += f" (user {auth.user})"
+        elif exc.status in (401, 403) and how:
+            why += f" (no credentials were sent: {how})"
+        return fail(why)
     if isinstance(exc, httpio.Unreachable):
         return fail(f"source host {exc.where} unreachable ({exc.cause})")
     return fail(str(exc))
@@ -119,7 +128,7 @@ def http_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: st
     try:
         resp = httpio.request("GET", url, auth=auth, **stops(run))
     except (httpio.HttpStatusError, httpio.Unreachable, ValueError) as exc:
-        raise http_error(exc, fail, run) from exc
+        raise http_error(exc, fail, run, auth, HOW) from exc
     try:
         final = target.rstrip("/") + "/" + url_name(resp.url) \
             if target_is_folder(run, transport, target) else target

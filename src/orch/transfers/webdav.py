@@ -50,6 +50,8 @@ PROPFIND_BODY = (b'<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:">
                  b"<resourcetype/><getcontentlength/><getlastmodified/></prop></propfind>")
 MAX_ENTRIES = 100_000
 HTTP_ERRORS = (httpio.HttpStatusError, httpio.Unreachable, ValueError)
+HOW = ("webdav_user and webdav_password in the node's extra_conf, or user:password@ in "
+       "webdav_url")
 
 
 @dataclass
@@ -159,7 +161,7 @@ def _source(run: Run, entry: Entry, name: str, auth: httpio.Auth | None,
         try:
             return httpio.request("GET", entry.url, auth=auth, **stops(run))
         except HTTP_ERRORS as exc:
-            raise http_error(exc, fail, run) from exc
+            raise http_error(exc, fail, run, auth, HOW) from exc
 
     return SourceFile(name=name, url=httpio.display_url(entry.url), open=open_,
                       size=entry.size, mtime=entry.mtime)
@@ -176,7 +178,7 @@ def webdav_to_site(run: Run, transport: Transport, conf: dict[str, Any], label: 
     try:
         head, tree = walk(run, url, auth)
     except HTTP_ERRORS as exc:
-        raise http_error(exc, fail, run) from exc
+        raise http_error(exc, fail, run, auth, HOW) from exc
     with file_session(run, transport) as files:
         if not head.collection:
             name = safe_name(unquote(posixpath.basename(urlsplit(url).path))) or "download"
@@ -266,7 +268,7 @@ def site_to_webdav(run: Run, transport: Transport, conf: dict[str, Any], label: 
     try:
         _mkcols(run, base, rels, auth)
     except HTTP_ERRORS as exc:
-        raise http_error(exc, fail, run) from exc
+        raise http_error(exc, fail, run, auth, HOW) from exc
     with file_session(run, transport) as files:
         for rel in rels:
             url = _child(base, rel)
@@ -276,7 +278,7 @@ def site_to_webdav(run: Run, transport: Transport, conf: dict[str, Any], label: 
                 _upload(run, files, posixpath.join(root, rel), url, sums[rel], auth, force,
                         tally, file_fail)
             except HTTP_ERRORS as exc:
-                raise http_error(exc, file_fail, run) from exc
+                raise http_error(exc, file_fail, run, auth, HOW) from exc
     outputs = tally.outputs()
     outputs["execution_url"] = _child(shown_base, rels[0]) if single and rels else shown_base
     outputs["path"] = outputs["execution_url"]
