@@ -231,6 +231,20 @@ def test_a_step_not_in_the_registry_fails_deploy_naming_workflow_step_and_regist
     assert Path(instances(orch)["DLSDAGImageTransfer"]["attributes"]["image_file_path"]).is_file()
 
 
+def test_a_deploy_that_failed_half_way_undeploys_cleanly(
+    orch: Orch, site: SlurmSite, registry: Path
+) -> None:
+    set_secrets(orch)
+    topology(orch)
+    shutil.rmtree(registry / NAME / "wordcount")
+    deploy(orch, registry, check=4)
+    assert listed(orch) == {NAME: "failed"}
+    undeployed = orch("undeploy", NAME, timeout=300)
+    assert "ok" in errors(undeployed)[-1]
+    assert listed(orch) == {NAME: "undeployed"}
+    assert all(i["state"] in ("initial", "deleted") for i in instances(orch).values())
+
+
 # -- 6. a failing job ---------------------------------------------------------------------------
 
 FAILING_WORDCOUNT = """\
