@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from orch.executors.base import Artifact, Task
+from orch.executors.pycompss import _yorc_properties, enqueue_command
 from sites.cli import Orch, site_yaml
 from sites.eflows import (
     DAV_PASSWORD,
@@ -71,8 +73,14 @@ TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)],
             ("PyCOMPSJob1_executed", "PyCOMPSJob2_executed"),
         ],
     ),
+    "pycomps-ansible": (
+        "pycomps_ansible_workflow",
+        [("DLSDAGStageInData_run", "PyCOMPSJob_submit"), ("PyCOMPSJob_run", "PyCOMPSJob_executed")],
+        [],
+    ),
 }
 USER = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY----- not-a-real-key-4242"
 TEXT = "one two three four five\nsix seven\n"
 
 
@@ -151,7 +159,7 @@ def run(orch: Orch, name: str, registry: Path, **inputs: str) -> dict[str, dict[
     args = [arg for key, value in inputs.items() for arg in ("-i", f"{key}={value}")]
     ran = orch("run", "exec_job", "-n", TOPOLOGIES[name][0], *args, "--poll-interval", "0.5",
                timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
-    for secret in (*(value for _, _, value in SECRETS), DAV_PASSWORD):
+    for secret in (*(value for _, _, value in SECRETS), DAV_PASSWORD, SSH_KEY):
         assert secret not in ran.stdout + ran.stderr
     attributes = nodes(orch, TOPOLOGIES[name][0])
     for node, attrs in attributes.items():
@@ -312,3 +320,63 @@ def test_parallel_two_environments_on_two_sites(
     again = [attributes[f"PyCOMPSJob{i}"]["job_id"] for i in (1, 2)]
     assert first[0] != again[0] and first[1] != again[1]
     undeploy(orch, "parallel")
+
+
+def test_pycomps_ansible_job_with_the_older_library(
+    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+) -> None:
+    base, files = web
+    b2share_record(files, base, "rec-pa", {"data.txt": TEXT.encode()})
+    # the library's Runnable reads the user's SSH key from Vault (get_vault_secret): as there,
+    # the user stores it; orch's site credentials are what orch logs in with
+    set_secret(orch, "/secret/data/ssh-credentials/0123456789abcdef", "privateKey", SSH_KEY)
+    attributes = deploy(orch, "pycomps-ansible", apps_registry)
+    image = attributes["DLSDAGImageTransfer"]["image_file_path"]
+    data, results = home_dir / "data", home_dir / "results"
+    inputs = {"oid": "rec-pa", "target_path": str(data), "source_path": str(results)}
+
+    attributes = run(orch, "pycomps-ansible", apps_registry, **inputs)
+    job = attributes["PyCOMPSJob"]
+    assert (results / "count.txt").read_text() == "7\n"
+    assert "count: 7 words" in output(job)
+    call = calls(job)[-1]
+    assert call["args"] == [f"{data}/data.txt", f"{results}/count.txt"]
+    assert call["options"]["container_image"] == image
+    assert call["options"]["container_opts"] == "-e" and call["options"]["qos"] == "debug"
+    assert "module load COMPSs/3.3" in Path("/home/orchtest/modules.calls").read_text()
+    first = job["job_id"]
+
+    again = {**inputs, "compss_module_version": "3.4"}  # the workflow input wins
+    attributes = run(orch, "pycomps-ansible", apps_registry, **again)
+    assert attributes["PyCOMPSJob"]["job_id"] != first
+    modules = Path("/home/orchtest/modules.calls").read_text().splitlines()
+    assert modules[-1] == "module load COMPSs/3.4"
+    undeploy(orch, "pycomps-ansible")
+
+
+def test_pycomps_ansible_properties_reach_enqueue_compss() -> None:
+    """The older library's flat properties and its operation's inputs, as submit_pycomps.yaml
+    reads them: workflow inputs win, $NAME in arguments as the shell expands it."""
+    properties = {"pycomps_endpoint": "login1", "compss_module_version": "2.10", "num_nodes": 1,
+                  "qos": "debug", "input_data_path": "/tmp", "output_data_path": "/tmp",
+                  "command": "/apps/src/count.py",
+                  "arguments": ["$INPUT_DATA_PATH/data.txt", "${OUTPUT_DATA_PATH}/n", "${run}"],
+                  "container_image": "", "container_compss_path": "/opt/view/compss",
+                  "container_opts": "-e", "python_interpreter": "python3",
+                  "extra_compss_opts": "--log_level=debug"}  # fmt: skip
+    inputs = {**properties, "num_nodes_input": "2", "compss_module_version_input": "",
+              "input_data_path_input": "/data in", "output_data_path_input": "",
+              "transferred_container_image": "/home/u/images/app.sif"}  # fmt: skip
+    runnable, builtin = "tosca.interfaces.node.lifecycle.Runnable", Artifact("pycompss", Path("-"))
+    task = Task("d", "PyCOMPSJob", "PyCOMPSJob/0", runnable, "submit", builtin, inputs=inputs,
+                properties=properties, environment={"run": "r1"})  # fmt: skip
+    props = _yorc_properties(properties, inputs)
+    assert props["modules"] == ["COMPSs/2.10"]
+    assert props["environment"] == {"INPUT_DATA_PATH": "/data in", "OUTPUT_DATA_PATH": "/tmp"}
+    words = enqueue_command(task, props)
+    assert words[:2] == ["enqueue_compss", "--num_nodes=2"]
+    for flag in ("--qos=debug", "--container_image=/home/u/images/app.sif",
+                 "--container_opts=-e", "--container_compss_path=/opt/view/compss",
+                 "--python_interpreter=python3", "--log_level=debug"):  # fmt: skip
+        assert flag in words
+    assert words[-4:] == ["/apps/src/count.py", "'/data in/data.txt'", "/tmp/n", "r1"]
