@@ -147,8 +147,10 @@ def _pycomps_ansible_properties(props: dict[str, Any], inputs: dict[str, Any]) -
         return inputs[name] if name in inputs else props.get(name)
 
     version = value("compss_module_version", "compss_module_version_input")
-    paths = {"INPUT_DATA_PATH": value("input_data_path", "input_data_path_input"),
-             "OUTPUT_DATA_PATH": value("output_data_path", "output_data_path_input")}
+    paths = {
+        "INPUT_DATA_PATH": value("input_data_path", "input_data_path_input"),
+        "OUTPUT_DATA_PATH": value("output_data_path", "output_data_path_input"),
+    }
     return {
         "app": value("command"),
         "arguments": value("arguments") or [],
