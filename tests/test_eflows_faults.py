@@ -20,7 +20,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import yaml
 
 from orch.transfers import httpio, webdav
@@ -110,7 +109,8 @@ def test_a_site_option_naming_an_unknown_site_stops_before_anything_runs(
     sites = orch.root / "sites.yaml"
     failed = deploy(orch, registry, "--site", "AbstractEnvironment=hpc9", check=3)
     assert errors(failed)[0] == (
-        f"orch: {sites}: error: no site 'hpc9' in {sites} (sites: hpc1) [sites.unknown-site]"
+        f"orch: environment 'AbstractEnvironment': --site names site 'hpc9', which {sites} "
+        "does not have (sites: hpc1); say which with --site AbstractEnvironment=SITE"
     )
     assert listed(orch) == {NAME: "failed"}
     assert all(i["state"] == "initial" for i in instances(orch).values()), "something ran"
@@ -118,8 +118,6 @@ def test_a_site_option_naming_an_unknown_site_stops_before_anything_runs(
     assert listed(orch) == {NAME: "deployed"}
 
 
-@pytest.mark.xfail(strict=True, reason="engine: an unknown --site is not said as the "
-                   "environment's (orch.engine.environments.site_attributes; see the report)")
 def test_an_unknown_site_is_said_as_the_environments(orch: Orch, site: SlurmSite,
                                                      registry: Path) -> None:  # fmt: skip
     set_secrets(orch)
@@ -132,8 +130,6 @@ def test_an_unknown_site_is_said_as_the_environments(orch: Orch, site: SlurmSite
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="engine/cli: --site NODE=SITE naming no environment "
-                   "node is ignored (see the report)")
 def test_a_site_option_naming_no_environment_node_is_refused(orch: Orch, site: SlurmSite,
                                                              registry: Path) -> None:  # fmt: skip
     set_secrets(orch)
@@ -509,8 +505,6 @@ def test_ctrl_c_mid_transfer_exits_130_quickly_leaves_no_half_file_and_resumes(
 # -- what a run leaves behind -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a submit whose TOSCA_JOB_STATUS is already "
-                   "COMPLETED (the dls transfers) is recorded as a running job (see the report)")
 def test_a_finished_run_leaves_no_job_running(orch: Orch, site: SlurmSite, registry: Path,
                                               web: tuple[str, Files]) -> None:  # fmt: skip
     base, files = web

@@ -37,16 +37,21 @@ def environment_of(model: Any, node_name: str) -> str | None:
 def choose_site(node: str, chosen: dict[str, str]) -> str:
     """The site ``node`` is bound to: ``--site NODE=SITE``, ``--site SITE``, the site listing
     it under ``environments``, the only site."""
-    if node in chosen:
-        return chosen[node]
-    if "" in chosen:
-        return chosen[""]
     from orch.sites.config import SitesError, current_sites
 
     try:
         book = current_sites()
     except SitesError as exc:
         raise UnboundEnvironment(f"environment '{node}' needs a site: {exc}") from None
+    given = chosen.get(node, chosen.get(""))
+    if given is not None:
+        if given not in book.sites:
+            listed = ", ".join(sorted(book.sites)) or "none"
+            raise UnboundEnvironment(
+                f"environment '{node}': --site names site '{given}', which {book.path} does not "
+                f"have (sites: {listed}); say which with --site {node}=SITE"
+            )
+        return given
     claimed = sorted(site.name for site in book if node in site.environments)
     if len(claimed) == 1:
         return claimed[0]
@@ -63,6 +68,18 @@ def choose_site(node: str, chosen: dict[str, str]) -> str:
         f"environment '{node}' is no site yet: {book.path} has {len(names)} sites ({listed}); "
         f"say which with --site {node}=SITE"
     )
+
+
+def unknown_environments(model: Any, chosen: dict[str, str]) -> list[str]:
+    """``--site NODE=SITE`` naming no execution environment node of the topology."""
+    environments = sorted(n for n, node in model.nodes.items() if is_environment(node))
+    listed = ", ".join(environments) or "none"
+    return [
+        f"--site {name}={site}: the topology has no execution environment node '{name}' "
+        f"(environment nodes: {listed})"
+        for name, site in chosen.items()
+        if name and name not in environments
+    ]
 
 
 def site_attributes(name: str) -> dict[str, Any]:

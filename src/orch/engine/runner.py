@@ -30,6 +30,7 @@ from orch.engine.environments import (
     choose_site,
     is_environment,
     site_attributes,
+    unknown_environments,
 )
 from orch.engine.evaluate import EvaluationError, link_key, stored_evaluator
 from orch.engine.events import Event, Listener, ignore
@@ -163,6 +164,7 @@ class Engine:
         workflow_inputs: dict[str, Any] | None = None,
     ) -> RunSummary:
         self.plan = plan
+        self._ended_by_submit = {}
         self.workflow_inputs = workflow_inputs or {}
         self._load_state(plan)
         self._preflight(plan)
@@ -282,10 +284,12 @@ class Engine:
         if problems:
             raise EngineError("; ".join(problems))
 
+    _ended_by_submit: dict[Any, str]
+
     def _bind_environments(self, plan: Plan) -> list[str]:
         """Each execution environment not bound yet gets its site now, before anything runs
         (its attributes are stored when its instance first moves)."""
-        problems: list[str] = []
+        problems = unknown_environments(self.model, self.options.environment_sites)
         self._bindings: dict[str, dict[str, Any]] = {}
         for instance in plan.instances.values():
             node = self.model.nodes[instance.node]
@@ -628,8 +632,14 @@ class Engine:
             if not result.ok:
                 return result, None, {}
             job_id = str(result.outputs.get(jobs.JOB_ID, "")).strip()
+            watched = self._operation_named(step, "run")
+            if job_id and (watched is None or watched.implementation is None):
+                # nothing watches it: the submit did the whole job (orch's transfers, builds);
+                # its record is closed as soon as it is made
+                status = str(result.outputs.get(jobs.JOB_STATUS) or "COMPLETED")
+                self._ended_by_submit[running.op_id] = status
+                return result, job_id, {"job_id": job_id, "job_status": status}
             if not job_id:
-                watched = self._operation_named(step, "run")
                 if watched is not None and watched.implementation is not None:
                     return (
                         dataclasses.replace(
@@ -854,6 +864,13 @@ class Engine:
             done_step=(self.plan.kind, step.id) if result.ok else None,
             job_id=job_id,
         )
+        ended = self._ended_by_submit.pop(running.op_id, None)
+        if ended is not None:
+            record = self.store.active_job(self.name, step.instance)
+            if record is not None:
+                failed = jobs.verdict(ended) == "failed"
+                self.store.update_job(record.id, status="failed" if failed else "completed",
+                                      detail=ended)  # fmt: skip
         tail = result.stderr_tail[-5:] or result.stdout_tail[-5:]
         self._emit_end(
             step,

@@ -168,6 +168,7 @@ class _Builder:
                     op_name,
                     job=phase,  # type: ignore[arg-type]
                     state_before=dict((p, b) for p, b, _ in JOB_PHASES).get(phase or ""),
+                    state_after=dict((p, a) for p, _, a in JOB_PHASES).get(phase or ""),
                 )
             )
         if kind == "delegate":
