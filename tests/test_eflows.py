@@ -3,6 +3,7 @@ plans them. The topologies are under blueprints/eflows4hpc/."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from orch.deployments import prepare
 from orch.plan import deploy_plan, workflow_plan
 from orch.plan.steps import Plan
+from sites.cli import Orch
 
 ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
 INPUTS = ["user_id=alice", "vault_id=0123456789abcdef"]
@@ -108,3 +110,47 @@ def test_an_environment_is_the_site_that_lists_it_else_the_only_one(
     assert choose_site("Env", {"": "hpc1"}) == "hpc1"  # --site hpc1
     with pytest.raises(UnboundEnvironment, match=r"--site Other=SITE"):
         choose_site("Other", {})  # two sites, none lists it
+
+
+MODEL_UPLOAD = """
+tosca_definitions_version: alien_dsl_3_0_0
+metadata: {template_name: model_upload, template_version: 0.1.0}
+imports:
+  - tosca-normative-types:1.0.0-ALIEN20
+  - eflows4hpc.env:1.1.0
+  - dls.ansible:1.4.0
+topology_template:
+  node_templates:
+    Env:
+      type: eflows4hpc.env.nodes.AbstractEnvironment
+    Upload:
+      type: dls.ansible.nodes.DLSDAGModelUpload
+      properties:
+        dls_api_username: u
+        dls_api_password: p
+        dag_id: mlflow_upload
+        location: models
+      requirements:
+        - env: {type_requirement: environment, node: Env,
+                capability: eflows4hpc.env.capabilities.ExecutionEnvironment,
+                relationship: tosca.relationships.DependsOn}
+  workflows:
+    exec_job:
+      steps:
+        upload:
+          target: Upload
+          activities: [{call_operation: tosca.interfaces.node.lifecycle.Runnable.submit}]
+"""
+
+
+def test_a_dls_type_orch_does_not_serve_is_refused_before_anything_runs(orch: Orch) -> None:
+    """MLflow uploads are the DLS's own: the workflow stops before its first step, naming the
+    node and why (not after the steps before it ran)."""
+    orch.write("sites.yaml", "sites:\n  hpc1: {host: 127.0.0.1, port: 9}\n")
+    orch.write("topology.yml", MODEL_UPLOAD)
+    orch("deploy", "topology.yml")
+    refused = orch("run", "exec_job", "-n", "model_upload", check=3)
+    assert "Upload/0 tosca.interfaces.node.lifecycle.Runnable.submit: " in refused.stderr
+    assert "MLflow model uploads are not supported" in refused.stderr
+    status = json.loads(orch("status", "model_upload", "-f", "json").stdout)
+    assert not status["jobs"]

@@ -32,7 +32,7 @@ from orch.engine.environments import (
     site_attributes,
     unknown_environments,
 )
-from orch.engine.evaluate import EvaluationError, link_key, stored_evaluator
+from orch.engine.evaluate import EvaluationError, Scope, link_key, stored_evaluator
 from orch.engine.events import Event, Listener, ignore
 from orch.engine.hosts import host_for
 from orch.engine.interrupts import CANCEL_SIGNAL
@@ -273,7 +273,11 @@ class Engine:
             operation = self._operation(step)
             if operation is None or operation.implementation is None:
                 continue
-            if self._executor_for(operation.implementation) is None:
+            executor = self._executor_for(operation.implementation)
+            refusal = self._refusal(executor, step) if executor is not None else None
+            if refusal:
+                problems.append(f"{step.instance} {step.interface}.{step.operation}: {refusal}")
+            if executor is None:
                 supported = "; ".join(
                     f"{e.name}: {getattr(e, 'kinds', '?')}" for e in self.executors
                 )
@@ -285,6 +289,20 @@ class Engine:
             raise EngineError("; ".join(problems))
 
     _ended_by_submit: dict[Any, str]
+
+    def _refusal(self, executor: Executor, step: Step) -> str | None:
+        """Why an executor that can tell before running (``unsupported``) will refuse the
+        node (a DLS type or DAG orch does not serve), None when it will not."""
+        check = getattr(executor, "unsupported", None)
+        if check is None:
+            return None
+        node = self.model.nodes[step.node]
+        try:
+            properties = self.evaluator.value(node.properties, Scope(instance=step.instance))
+        except EvaluationError:
+            properties = {}  # known only at run time: the operation says it then
+        result = check(node.types, properties if isinstance(properties, dict) else {})
+        return str(result) if result else None
 
     def _bind_environments(self, plan: Plan) -> list[str]:
         """Each execution environment not bound yet gets its site now, before anything runs

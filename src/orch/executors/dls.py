@@ -334,6 +334,11 @@ class DlsExecutor:
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
         return accepts_builtin(self.name, implementation, artifact_type)
 
+    def unsupported(self, type_names: list[str], properties: dict[str, Any]) -> str | None:
+        """For the engine's pre-flight: why a node cannot be served, before anything runs."""
+        dag_id = properties.get("dag_id")
+        return unsupported_reason(type_names, str(dag_id) if dag_id else None)
+
     def run(self, task: Task, context: RunContext) -> OperationResult:
         deadline = None if task.timeout is None else time.monotonic() + task.timeout
         run = Run(task, context, Masker(task.secret_values), deadline)
