@@ -80,7 +80,6 @@ TOPOLOGIES = {  # folder: (template_name, [(step that runs before, step after)],
     ),
 }
 USER = ["-i", "user_id=orchtest", "-i", "vault_id=0123456789abcdef"]
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY----- not-a-real-key-4242"
 TEXT = "one two three four five\nsix seven\n"
 
 
@@ -169,7 +168,7 @@ def run(orch: Orch, name: str, registry: Path, **inputs: str) -> dict[str, dict[
     args = [arg for key, value in inputs.items() for arg in ("-i", f"{key}={value}")]
     ran = orch("run", "exec_job", "-n", TOPOLOGIES[name][0], *args, "--poll-interval", "0.5",
                timeout=300, ORCH_REGISTRY=str(registry))  # fmt: skip
-    for secret in (*(value for _, _, value in SECRETS), DAV_PASSWORD, SSH_KEY):
+    for secret in (*(value for _, _, value in SECRETS), DAV_PASSWORD):
         assert secret not in ran.stdout + ran.stderr
     attributes = nodes(orch, TOPOLOGIES[name][0])
     for node, attrs in attributes.items():
@@ -340,9 +339,9 @@ def test_pycomps_ansible_job_with_the_older_library(
 ) -> None:
     base, files = web
     b2share_record(files, base, "rec-pa", {"data.txt": TEXT.encode()})
-    # the library's Runnable reads the user's SSH key from Vault (get_vault_secret): as there,
-    # the user stores it; orch's site credentials are what orch logs in with
-    set_secret(orch, "/secret/data/ssh-credentials/0123456789abcdef", "privateKey", SSH_KEY)
+    # the library's Runnable reads the user's SSH key from Vault (get_vault_secret): orch logs
+    # in with the site's credentials, so it neither reads nor asks for that secret; the job
+    # has no environment requirement: its pycomps_endpoint names the site
     attributes = deploy(orch, "pycomps-ansible", apps_registry)
     image = attributes["DLSDAGImageTransfer"]["image_file_path"]
     data, results = home_dir / "data", home_dir / "results"

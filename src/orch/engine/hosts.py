@@ -120,10 +120,38 @@ def _environment_site(evaluator: Evaluator, instance_id: str) -> tuple[str, str]
     node = evaluator.instances[instance_id].node
     environment = environment_of(evaluator.model, node)
     if environment is None:
-        return None
+        return _endpoint_site(evaluator, instance_id)
     instance = evaluator.by_node.get(environment, [f"{environment}/0"])[0]
     site = evaluator.attributes.get(instance, {}).get(SITE_ATTRIBUTE)
     return (instance, str(site)) if site else None
+
+
+def _endpoint_site(evaluator: Evaluator, instance_id: str) -> tuple[str, str] | None:
+    """For a type bound to an executor that names its login node in a property (the older
+    pycomps.ansible PyCOMPSJob's ``pycomps_endpoint``) and has no environment: the site of
+    that name or address, else the only site of sites.yaml."""
+    from orch.sites.config import SitesError, current_sites
+    from orch.tosca.bindings import binding_for
+
+    node = evaluator.model.nodes[evaluator.instances[instance_id].node]
+    binding = binding_for(node.types)
+    if binding is None or binding.site_property is None:
+        return None
+    endpoint = evaluator.value(node.properties.get(binding.site_property),
+                               Scope(instance=instance_id))  # fmt: skip
+    try:
+        book = current_sites()
+    except SitesError as exc:
+        raise EvaluationError(f"'{node.name}' needs a site of sites.yaml: {exc}") from None
+    named = [s.name for s in book if endpoint and str(endpoint) in (s.name, s.address)]
+    if len(named) == 1:
+        return instance_id, named[0]
+    if len(book) == 1:
+        return instance_id, next(iter(book)).name
+    raise EvaluationError(
+        f"'{node.name}': {binding.site_property} '{endpoint or ''}' is no site of {book.path} "
+        f"(sites: {', '.join(sorted(book.sites))}): name one there"
+    )
 
 
 def _address(evaluator: Evaluator, node: Any, compute: str, scope: Scope) -> Any:

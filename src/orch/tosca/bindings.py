@@ -34,6 +34,12 @@ class Binding:
     operations: dict[str, str | None]
     standard_mode: bool = False
     """Standard.start runs only when the node's ``run_in_standard_mode`` is true."""
+    unused_inputs: frozenset[str] = frozenset()
+    """Operation inputs the executor does not read, dropped from the operations (e.g. an SSH
+    key read from Vault, where orch uses the site's credentials): never evaluated nor asked."""
+    site_property: str | None = None
+    """A property naming the login node, for a type with no environment requirement: the
+    site of sites.yaml of that name or address, else the only site, is its host."""
 
 
 _PYCOMPSS = {SUBMIT: "pycompss", RUN: "pycompss", CANCEL: "pycompss"}
@@ -56,7 +62,12 @@ BINDINGS: tuple[Binding, ...] = (
         standard_mode=True,
     ),
     Binding("org.eflows4hpc.pycompss.plugin.nodes.PyCOMPSJob", _PYCOMPSS),
-    Binding("pycomps.ansible.nodes.PyCOMPSJob", _PYCOMPSS),
+    Binding(
+        "pycomps.ansible.nodes.PyCOMPSJob",
+        _PYCOMPSS,
+        unused_inputs=frozenset({"key"}),  # the Vault SSH key: the site's credentials serve
+        site_property="pycomps_endpoint",
+    ),
 )
 
 

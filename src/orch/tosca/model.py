@@ -635,6 +635,8 @@ def _bind(node: Node) -> None:
                                                operation.interface, operation.name)
             if not decided:
                 continue
+            for unused in binding.unused_inputs:
+                operation.inputs.pop(unused, None)
             if operation.implementation is not None and not operation.replaces:
                 operation.replaces = operation.implementation.name
             if executor is None or (
