@@ -154,3 +154,16 @@ def test_a_dls_type_orch_does_not_serve_is_refused_before_anything_runs(orch: Or
     assert "MLflow model uploads are not supported" in refused.stderr
     status = json.loads(orch("status", "model_upload", "-f", "json").stdout)
     assert not status["jobs"]
+
+
+def test_a_call_with_nothing_to_run_says_so_in_the_plan(catalogs: list[str]) -> None:
+    """The run of a DLS transfer is done by its submit: the workflow's step still moves the
+    job's state, and the plan names the call instead of ``-> None``."""
+    prepared = prepare(str(ROOT / "minimal" / "topology.yml"), INPUTS, catalogs)
+    plan = workflow_plan(prepared.model, "exec_job")
+    [step] = [s for s in plan.steps.values() if s.label == "DLSDAGStageInData_run"]
+    assert step.kind == "state" and step.state_after == "executed"
+    assert step.title == (
+        "DLSDAGStageInData/0 tosca.interfaces.node.lifecycle.Runnable.run (nothing to run)"
+        " -> executed"
+    )

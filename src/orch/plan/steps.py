@@ -56,6 +56,9 @@ class Step:
     @property
     def title(self) -> str:
         if self.kind == "state":
+            if self.operation:  # a call with nothing to run
+                state = f" -> {self.state_after}" if self.state_after else ""
+                return f"{self.instance} {self.interface}.{self.operation} (nothing to run){state}"
             return f"{self.instance} -> {self.state_after}"
         where = self.instance
         if self.link is not None:

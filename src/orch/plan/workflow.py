@@ -155,9 +155,14 @@ class _Builder:
             interface, _, op_name = str(operation).rpartition(".")
             if relationship:
                 return self._link_operations(step_id, instance, str(relationship), op_name)
-            if not has_operation(self.model, instance.node, interface, op_name):
-                return self._add(Step(step_id, "state", instance.node, instance.id))
             phase = _job_phase(interface, op_name)
+            if not has_operation(self.model, instance.node, interface, op_name):
+                # nothing to run (e.g. the run of a transfer its submit did): the job's state
+                # still moves as the workflow says, and the plan says what was called
+                return self._add(Step(
+                    step_id, "state", instance.node, instance.id, interface, op_name,
+                    state_after=dict((p, a) for p, _, a in JOB_PHASES).get(phase or ""),
+                ))  # fmt: skip
             return self._add(
                 Step(
                     step_id,
