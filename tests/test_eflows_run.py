@@ -15,6 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from sites.cli import Orch
 from sites.eflows import SECRETS, set_secrets
 from sites.fixtures import SlurmSite
@@ -23,8 +25,15 @@ from sites.web import Files, b2share_record
 ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
 
 
+@pytest.fixture(params=["stand-in module", "lmod"])
+def any_site(request: pytest.FixtureRequest) -> object:
+    """The site with the tests' stand-in ``module``, and with the real Lmod (the job's modules
+    are what put enqueue_compss and apptainer on its PATH)."""
+    return request.getfixturevalue("site" if request.param == "stand-in module" else "lmod_site")
+
+
 def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(
-    orch: Orch, site: SlurmSite, registry: Path, web: tuple[str, Files]
+    orch: Orch, any_site: SlurmSite, registry: Path, web: tuple[str, Files]
 ) -> None:
     base, files = web
     text = "one two three four five\nsix seven\n"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sites.cli import Orch, site_yaml
+from sites.cli import STAND_IN, Orch, site_yaml
 from sites.fixtures import SlurmSite
 from sites.podman import static_busybox
 from sites.slurm import PATH
@@ -65,6 +66,45 @@ def site(orch: Orch, slurm_site: SlurmSite, credential: str, compss_bin: Path,
         slurm_site, credential, partition="debug", environment=environment
     ))  # fmt: skip
     return slurm_site
+
+
+LMOD_INIT = Path("/usr/share/lmod/lmod/init/sh")
+
+
+@pytest.fixture
+def lmod_site(orch: Orch, slurm_site: SlurmSite, credential: str, apptainer: Path,
+              web: tuple[str, Files]) -> Iterator[Path]:  # fmt: skip
+    """The site with the REAL Lmod (Debian's lmod) as its module system: enqueue_compss and
+    apptainer are on no PATH until ``module load compss/3.0 singularity`` (the PyCOMPSs job
+    type's default modules) puts them there, from modulefiles of this fixture. Yields the
+    modulefiles' folder."""
+    assert LMOD_INIT.is_file(), "Lmod is not installed: apt-get install lmod (tests/run.sh does)"
+    root = Path(tempfile.mkdtemp(prefix="orch-lmod-"))
+    root.chmod(0o755)
+    tools, modules = root / "compss", root / "modulefiles"
+    tools.mkdir()
+    shutil.copy(STAND_IN, tools / "enqueue_compss")
+    (tools / "enqueue_compss").chmod(0o755)
+    for name, folder in (("compss/3.0", tools), ("singularity/4.1", apptainer.parent)):
+        path = modules / f"{name}.lua"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'-- test module: {name}\nprepend_path("PATH", "{folder}")\n')
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (tools / "enqueue_compss").chmod(0o755)
+    environment = {
+        "PATH": PATH,
+        "MODULEPATH": str(modules),
+        "SLURM_CONF": str(slurm_site.cluster.conf),
+        "B2SHARE_SERVER": web[0],
+    }
+    orch.write("sites.yaml", "sites:\n" + site_yaml(
+        slurm_site, credential, partition="debug", environment=environment
+    ))  # fmt: skip
+    try:
+        yield modules
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def set_secrets(orch: Orch) -> None:

@@ -28,6 +28,9 @@ from orch.executors.slurm_script import JobFiles, ScriptError
 from orch.transport.base import Transport
 
 YORC_ARTIFACT = "org.eflows4hpc.pycompss.plugin.artifacts.Deployment"
+YORC_DEFAULT_MODULES = ("compss/3.0", "singularity")
+"""``SubmissionParams.compss_modules``'s default in the Yorc plugin's types: what the plugin
+loads when a topology names none."""
 
 
 class PyCOMPSsExecutor(SlurmExecutor):
@@ -46,7 +49,8 @@ class PyCOMPSsExecutor(SlurmExecutor):
         # the environment first: it may be what makes the module system (or a tool) found
         # orch's variables and the workflow's inputs too, as Yorc's plugin exports them
         lines = environment_lines(task, {**task.environment, **(props.get("environment") or {})})
-        lines += module_lines(props.get("modules") or setting(task, "modules"))
+        lines += module_lines(props.get("modules") or setting(task, "modules")
+                              or props.get("default_modules"))  # fmt: skip
         lines.append(" ".join(enqueue_command(task, props)))
         # on stdin, evaluated by the shell: the exported values (secrets, maybe) stay out of
         # the command line, which every user of the login node can read with ps
@@ -131,6 +135,8 @@ def _yorc_properties(props: dict[str, Any], inputs: dict[str, Any] | None = None
         "python_interpreter": params.get("python_interpreter"),
         "extra_options": params.get("extra_compss_opts") or "",
         "modules": params.get("compss_modules"),
+        # the type's own default, when neither the node nor the site names modules
+        "default_modules": YORC_DEFAULT_MODULES,
         "container_image": container.get("container_image"),
         "container_options": container.get("container_opts"),
         "container_compss_path": container.get("container_compss_path"),
