@@ -148,6 +148,8 @@ def test_a_dls_type_orch_does_not_serve_is_refused_before_anything_runs(orch: Or
     node and why (not after the steps before it ran)."""
     orch.write("sites.yaml", "sites:\n  hpc1: {host: 127.0.0.1, port: 9}\n")
     orch.write("topology.yml", MODEL_UPLOAD)
+    planned = orch("plan", "--workflow", "exec_job", "topology.yml").stdout
+    assert "Upload Runnable.submit: orch's 'dls' in place of submit_dag.yaml  REFUSED: " in planned
     orch("deploy", "topology.yml")
     refused = orch("run", "exec_job", "-n", "model_upload", check=3)
     assert "Upload/0 tosca.interfaces.node.lifecycle.Runnable.submit: " in refused.stderr

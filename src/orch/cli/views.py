@@ -327,11 +327,24 @@ def _builtin_lines(plan: Plan, model: Any) -> list[str]:
         operation = model.nodes[step.node].operation(step.interface or "", step.operation or "")
         if operation is None or not operation.replaces or operation.implementation is None:
             continue
-        lines.append(
+        line = (
             f"  {step.node} {step.interface.rsplit('.', 1)[-1]}.{step.operation}: orch's "
             f"'{operation.implementation.name}' in place of {operation.replaces}"
         )
+        refusal = _refusal(model.nodes[step.node], operation.implementation.name)
+        lines.append(line + (f"  REFUSED: {refusal}" if refusal else ""))
     return ["built in (chosen by type):", *lines] if lines else []
+
+
+def _refusal(node: Any, executor: str) -> str | None:
+    """Why a DLS node will be refused when it runs, when its DAG is written in the blueprint
+    (deploy and run refuse it before anything runs, whatever it is)."""
+    if executor != "dls":
+        return None
+    from orch.executors.dls import unsupported_reason
+
+    dag_id = node.properties.get("dag_id")
+    return unsupported_reason(node.types, dag_id if isinstance(dag_id, str) else None)
 
 
 def _step_line(plan: Plan, step: Step, previous: set[str]) -> str:
