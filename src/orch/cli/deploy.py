@@ -455,7 +455,11 @@ def run_workflow(
     from orch.cli.secrets import check_secrets
 
     store.check_health()  # lost state is said as such, before "no deployment"
-    check_secrets(*deployments.stored(store, name, list(input_specs))[:2], f"run {workflow}")
+    model, inputs, _secret_names = deployments.stored(store, name, list(input_specs))
+    from orch.plan import workflow_plan
+
+    runs = {step.node for step in workflow_plan(model, workflow).steps.values()}
+    check_secrets(model, inputs, f"run {workflow}", nodes=runs)
     listener = _listener(fmt)
     try:
         outcome = deployments.run_workflow(

@@ -149,13 +149,19 @@ def remove_secret(path: str, field: str | None) -> None:
                    err=True)  # fmt: skip
 
 
-def check_secrets(model: Any, inputs: Any = None, verb: str = "deploy") -> None:
-    """Before anything runs: every get_secret call of ``model`` has a stored value, else say
-    which (node, property or input, path, field), how to store them, and exit 3."""
+def check_secrets(
+    model: Any, inputs: Any = None, verb: str = "deploy", nodes: Any = None
+) -> None:
+    """Before anything runs: every get_secret call of ``model`` (of ``nodes`` only, when
+    given: what a workflow runs) has a stored value, else say which (node, property or input,
+    path, field), how to store them, and exit 3."""
     from orch.sites.secrets import missing_message, missing_secrets
 
     short: list[Any] = []
     missing = missing_secrets(model, inputs, short=short)
+    if nodes is not None:
+        missing = [m for m in missing if m.node in nodes]
+        short = [m for m in short if m.node in nodes]
     if missing:
         _fail(missing_message(missing, verb))
     for item in short:
