@@ -32,6 +32,7 @@ from orch.executors.builtin import (
     quote_path,
     remove_if_empty,
 )
+from orch.executors.jobstate import SLURM, SLURM_DOC, JobState, UnknownStates, translate
 from orch.executors.masking import Masker
 from orch.executors.slurm_monitor import JobInfo, SiteMonitor, StatusError
 from orch.executors.slurm_script import JobFiles, ScriptError, batch_script, job_files
@@ -52,6 +53,7 @@ class SlurmExecutor:
 
     def __init__(self) -> None:
         self._monitors: dict[tuple[str, int, str], SiteMonitor] = {}
+        self._unknown = UnknownStates()
         self._lock = threading.Lock()
 
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
@@ -165,9 +167,18 @@ class SlurmExecutor:
             job_id, files, transport, due=context.poll_due, cancel=context.cancel
         )
         if not info.ended:
+            word = info.state.split()[0] if info.state.split() else ""
+            if translate(SLURM, word) is JobState.UNKNOWN:
+                what, give_up = self._unknown.seen(job_id, word, "Slurm", SLURM_DOC)
+                context.log("stderr", what)
+                if give_up:
+                    monitor.forget(job_id)
+                    return OperationResult("failed", outputs={JOB_STATUS: word}, message=what)
+            else:
+                self._unknown.known(job_id)
             return OperationResult(
                 "ok",
-                outputs={JOB_STATUS: info.state.split()[0], "node_list": info.node_list},
+                outputs={JOB_STATUS: word, "node_list": info.node_list},
                 started=True,
             )
         monitor.forget(job_id)
