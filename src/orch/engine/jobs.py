@@ -8,13 +8,13 @@ node's poll interval with that id and reports ``TOSCA_JOB_STATUS``: ``COMPLETED`
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Literal
 
+from orch.executors.jobstate import JOB_ID as JOB_ID  # re-exported: the engine's names
+from orch.executors.jobstate import JOB_STATUS as JOB_STATUS
+from orch.executors.jobstate import parse_duration as parse_duration
 from orch.tosca.model import Node
 
-JOB_ID = "TOSCA_JOB_ID"
-JOB_STATUS = "TOSCA_JOB_STATUS"
 DEFAULT_POLL_INTERVAL = 5.0
 COMPLETED = frozenset({"COMPLETED", "COMPLETE", "SUCCEEDED", "SUCCESS", "DONE", "FINISHED"})
 FAILED = frozenset(
@@ -26,30 +26,7 @@ FAILED = frozenset(
 POLL_PROPERTIES = ("poll_interval", "monitoring_time_interval")
 """orch's job types, then Yorc's (``"5s"``, ``"300ms"``)."""
 
-_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0,
-    "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
-}  # fmt: skip
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ]*)\s*")
-
 Verdict = Literal["completed", "failed", "waiting"]
-
-
-def parse_duration(value: Any) -> float | None:
-    """Seconds from ``5``, ``"5 s"``, ``"5s"``, ``"300ms"``, ``"1 m"``; None if unreadable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str):
-        return None
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        return None
-    unit = match.group(2).lower() or "s"
-    if unit not in _UNITS:
-        return None
-    return float(match.group(1)) * _UNITS[unit]
 
 
 def poll_interval(node: Node, default: float) -> float:

@@ -13,48 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from orch.transport.base import Host as Host  # re-exported: executors' tasks name hosts
 from orch.transport.base import Transport
 
 OperationStatus = Literal["ok", "failed", "timeout", "cancelled"]
 
 TAIL_LINES = 20
 """How many last lines of stdout/stderr an operation record keeps."""
-
-
-@dataclass(frozen=True)
-class Host:
-    """Where an operation runs: the orchestrator's own machine, or a host reached over SSH.
-
-    Secrets (``password``, ``private_key``) are excluded from ``repr`` so that they cannot reach
-    a log line by accident.
-    """
-
-    name: str
-    """The Compute node instance that hosts the operation ('localhost' when local)."""
-    address: str | None = None
-    """None: run on the orchestrator's machine."""
-    port: int = 22
-    user: str | None = None
-    identity_file: str | None = None
-    private_key: str | None = field(default=None, repr=False)
-    """PEM text of a private key (from a Credential token)."""
-    password: str | None = field(default=None, repr=False)
-    known_hosts: str | None = None
-    """A known_hosts file of this host's own (a site's in sites.yaml), checked first."""
-
-    @property
-    def is_local(self) -> bool:
-        return self.address is None
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        """One connection per (address, port, user)."""
-        return (self.address or "localhost", self.port, self.user or "")
-
-    def describe(self) -> str:
-        if self.address is None:
-            return "localhost"
-        return f"{self.user + '@' if self.user else ''}{self.address}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +50,7 @@ class Task:
     them for its medium (``as_text`` for environment variables, JSON for Ansible extra vars)."""
     environment: dict[str, str] = field(default_factory=dict)
     """orch's own variables: NODE, INSTANCE, HOST, DEPLOYMENT_ID, SOURCE_*, TARGET_*."""
-    host: Host = Host("localhost")
+    host: Host = Host("localhost")  # noqa: RUF009 (a frozen dataclass: shared safely)
     timeout: float | None = None
     """Seconds; None = no limit."""
     secret_values: tuple[str, ...] = field(default=(), repr=False)

@@ -7,8 +7,39 @@ the table does not have is logged and read as ``UNKNOWN``; a job that stays ``UN
 
 from __future__ import annotations
 
+import re
 import threading
 from enum import Enum
+from typing import Any
+
+JOB_ID = "TOSCA_JOB_ID"
+"""The output a submit reports its job's id in (Yorc's convention)."""
+JOB_STATUS = "TOSCA_JOB_STATUS"
+"""The output a run reports its job's state in."""
+
+_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0,
+    "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+}  # fmt: skip
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ]*)\s*")
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``5``, ``"5 s"``, ``"5s"``, ``"300ms"``, ``"1 m"``; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        return None
+    unit = match.group(2).lower() or "s"
+    if unit not in _UNITS:
+        return None
+    return float(match.group(1)) * _UNITS[unit]
+
+
 
 
 class JobState(str, Enum):

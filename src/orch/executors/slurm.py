@@ -23,7 +23,6 @@ import re
 import threading
 from typing import Any
 
-from orch.engine.jobs import JOB_ID, JOB_STATUS
 from orch.executors.base import TAIL_LINES, Host, OperationResult, RunContext, Task
 from orch.executors.builtin import (
     accepts_builtin,
@@ -32,7 +31,15 @@ from orch.executors.builtin import (
     quote_path,
     remove_if_empty,
 )
-from orch.executors.jobstate import SLURM, SLURM_DOC, JobState, UnknownStates, translate
+from orch.executors.jobstate import (
+    JOB_ID,
+    JOB_STATUS,
+    SLURM,
+    SLURM_DOC,
+    JobState,
+    UnknownStates,
+    translate,
+)
 from orch.executors.masking import Masker
 from orch.executors.slurm_monitor import JobInfo, SiteMonitor, StatusError
 from orch.executors.slurm_script import JobFiles, ScriptError, batch_script, job_files

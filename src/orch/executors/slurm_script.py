@@ -14,9 +14,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from orch.engine.jobs import parse_duration
 from orch.executors.base import Task
 from orch.executors.builtin import environment_lines, module_lines, safe_segment, setting
+from orch.executors.jobstate import parse_duration
 from orch.tosca.values import parse_scalar_unit
 
 

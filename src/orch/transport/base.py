@@ -19,6 +19,43 @@ class CommandResult:
     cancelled: bool = False
 
 
+@dataclass(frozen=True)
+class Host:
+    """Where an operation runs: the orchestrator's own machine, or a host reached over SSH.
+
+    Secrets (``password``, ``private_key``) are excluded from ``repr`` so that they cannot reach
+    a log line by accident.
+    """
+
+    name: str
+    """The Compute node instance that hosts the operation ('localhost' when local)."""
+    address: str | None = None
+    """None: run on the orchestrator's machine."""
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    """PEM text of a private key (from a Credential token)."""
+    password: str | None = field(default=None, repr=False)
+    known_hosts: str | None = None
+    """A known_hosts file of this host's own (a site's in sites.yaml), checked first."""
+
+    @property
+    def is_local(self) -> bool:
+        return self.address is None
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """One connection per (address, port, user)."""
+        return (self.address or "localhost", self.port, self.user or "")
+
+    def describe(self) -> str:
+        if self.address is None:
+            return "localhost"
+        return f"{self.user + '@' if self.user else ''}{self.address}:{self.port}"
+
+
+
 class TransportError(Exception):
     """A host cannot be reached or a file cannot be copied; ``started`` says whether the command
     had begun on the host before the failure (only a command that had not started is retried)."""

@@ -31,11 +31,11 @@ from pathlib import Path
 import paramiko
 from paramiko.sftp import CMD_DATA, CMD_READ, SFTPError, int64
 
-from orch.executors.base import Host
 from orch.transport.base import (
     CommandResult,
     FileStream,
     FileTransferError,
+    Host,
     HostKeyError,
     HostKeyPolicy,
     LineSink,
