@@ -14,9 +14,9 @@ import shlex
 import threading
 from typing import Any
 
+from orch.artifact_types import BUILTIN_ARTIFACTS
 from orch.executors.base import Task
 from orch.sites.modules import MODULE_INIT
-from orch.tosca.model import BUILTIN_ARTIFACTS
 from orch.transport.base import Transport, TransportError
 
 DEFAULT_WORK_DIR = "orch-work"

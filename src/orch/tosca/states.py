@@ -5,6 +5,9 @@ Kept apart from ``model`` so that validating a blueprint does not import the mod
 
 from __future__ import annotations
 
+from orch.artifact_types import BUILTIN_ARTIFACT as BUILTIN_ARTIFACT  # re-exported
+from orch.artifact_types import BUILTIN_ARTIFACTS as BUILTIN_ARTIFACTS
+
 NODE_STATES = (
     "initial",
     "creating",
@@ -23,9 +26,3 @@ NODE_STATES = (
 JOB_STATES = ("submitting", "submitted", "executing", "executed", "cancelled", "failed")
 """The states of a job node after it started (Alien4Cloud's job states): between ``started`` and
 ``stopping`` in the lifecycle."""
-
-BUILTIN_ARTIFACT = "orch.artifacts.Builtin"
-"""An implementation carried out by one of orch's own executors: its ``file`` names the executor
-(``slurm``, ``pycompss``, ``image``, ``stage``), not a file."""
-BUILTIN_ARTIFACTS = (BUILTIN_ARTIFACT, "org.eflows4hpc.pycompss.plugin.artifacts.Deployment")
-"""orch's, and the eFlows4HPC Yorc plugin's ``embedded`` PyCOMPSs implementation."""
