@@ -176,3 +176,15 @@ def wait_for_job(orch: Orch, node: str, name: str = "bp") -> str:
 
     wait_until(has_job, f"{node}'s job id")
     return found[0]
+
+
+def test_a_memory_that_is_not_a_size_is_a_clear_error_not_a_crash() -> None:
+    """The parser's error type is not a ValueError: the job script caught nothing and the
+    engine reported an internal error. Sizes now come from orch.units (a ValueError)."""
+    from orch.executors.slurm_script import ScriptError, _megabytes
+
+    assert _megabytes("2 GB") == 2000
+    with pytest.raises(ScriptError, match="memory 'lots' is not a size like '2 GB'"):
+        _megabytes("lots")
+    with pytest.raises(ScriptError, match="memory '3 parsecs' is not a size"):
+        _megabytes("3 parsecs")

@@ -17,7 +17,7 @@ from typing import Any
 from orch.executors.base import Task
 from orch.executors.builtin import environment_lines, module_lines, safe_segment, setting
 from orch.executors.jobstate import parse_duration
-from orch.tosca.values import parse_scalar_unit
+from orch.units import to_base_unit
 
 
 class ScriptError(ValueError):
@@ -153,7 +153,7 @@ def container(task: Task) -> list[str]:
 
 def _megabytes(value: Any) -> int:
     try:
-        size = parse_scalar_unit("scalar-unit.size", value) if isinstance(value, str) else value
+        size = to_base_unit("scalar-unit.size", value) if isinstance(value, str) else value
         return max(1, math.ceil(float(size) / 1e6))
     except (ValueError, TypeError):
         raise ScriptError(f"memory '{value}' is not a size like '2 GB'") from None

@@ -19,6 +19,7 @@ from typing import Any
 from orch.tosca.context import Reporter, Where
 from orch.tosca.loader import MAX_INT_DIGITS, YamlFloat, scalar_text
 from orch.tosca.types import TypeDef, TypeRegistry
+from orch.units import SCALAR_KINDS, UnitError, to_base_unit
 
 PRIMITIVES = frozenset(
     {
@@ -40,61 +41,6 @@ PRIMITIVES = frozenset(
     }
 )
 
-# Units and their factor to the base unit (spec 3.3.6). Size, time and frequency units are
-# matched case-insensitively; bitrate distinguishes bits (b) from bytes (B).
-_UNITS: dict[str, dict[str, float]] = {
-    "scalar-unit.size": {
-        "b": 1,
-        "kb": 1e3,
-        "kib": 1024,
-        "mb": 1e6,
-        "mib": 1024**2,
-        "gb": 1e9,
-        "gib": 1024**3,
-        "tb": 1e12,
-        "tib": 1024**4,
-    },
-    "scalar-unit.time": {
-        "d": 86400,
-        "h": 3600,
-        "m": 60,
-        "s": 1,
-        "ms": 1e-3,
-        "us": 1e-6,
-        "ns": 1e-9,
-    },
-    "scalar-unit.frequency": {"hz": 1, "khz": 1e3, "mhz": 1e6, "ghz": 1e9},
-    "scalar-unit.bitrate": {
-        "bps": 1,
-        "Kbps": 1e3,
-        "Kibps": 1024,
-        "Mbps": 1e6,
-        "Mibps": 1024**2,
-        "Gbps": 1e9,
-        "Gibps": 1024**3,
-        "Tbps": 1e12,
-        "Tibps": 1024**4,
-        "Bps": 8,
-        "KBps": 8e3,
-        "KiBps": 8 * 1024,
-        "MBps": 8e6,
-        "MiBps": 8 * 1024**2,
-        "GBps": 8e9,
-        "GiBps": 8 * 1024**3,
-        "TBps": 8e12,
-        "TiBps": 8 * 1024**4,
-    },
-}
-_UNIT_NAMES = {
-    "scalar-unit.size": "B, kB, KiB, MB, MiB, GB, GiB, TB, TiB",
-    "scalar-unit.time": "d, h, m, s, ms, us, ns",
-    "scalar-unit.frequency": "Hz, kHz, MHz, GHz",
-    "scalar-unit.bitrate": "bps, Kbps, Kibps, Mbps, Mibps, Gbps, Gibps, Tbps, Tibps "
-    "(Bps... for bytes)",
-}
-_SCALAR = re.compile(
-    r"\s*([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*\Z"
-)
 _VERSION = re.compile(r"[0-9]+\.[0-9]+(?:\.[0-9]+(?:\.[A-Za-z0-9_]+(?:-[0-9]+)?)?)?\Z")
 _LOOSE_VERSION = re.compile(r"[0-9]+(?:\.[0-9A-Za-z_]+)*(?:[-+][0-9A-Za-z_.-]+)?\Z")
 _FLOAT_MAX = int(sys.float_info.max)
@@ -160,21 +106,10 @@ def parse_scalar_unit(kind: str, value: Any) -> float:
     """Normalise "2 GiB" to its base unit (bytes, seconds, Hz, bits per second)."""
     if not isinstance(value, str):
         raise Invalid(f"expected a {kind} like '{_example(kind)}', got {_describe(value)}")
-    match = _SCALAR.match(value)
-    if not match:
-        raise Invalid(f"'{value}' is not a {kind} (a number, a space, a unit)")
-    number, unit = match.groups()
-    units = _UNITS[kind]
-    if kind == "scalar-unit.bitrate":
-        factor = units.get(unit)
-        if factor is None:
-            lowered = {k.lower(): v for k, v in units.items() if k[0] != "B" and "B" not in k}
-            factor = lowered.get(unit.lower()) if "B" not in unit else None
-    else:
-        factor = units.get(unit.lower())
-    if factor is None:
-        raise Invalid(f"unknown unit '{unit}' for {kind}; valid: {_UNIT_NAMES[kind]}")
-    return float(number) * factor
+    try:
+        return to_base_unit(kind, value)
+    except UnitError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def _example(kind: str) -> str:
@@ -270,7 +205,7 @@ def coerce_primitive(kind: str, value: Any) -> Any:
         if upper < lower:
             raise Invalid(f"range upper bound {upper} is below its lower bound {lower}")
         return (lower, upper)
-    if kind in _UNITS:
+    if kind in SCALAR_KINDS:
         return parse_scalar_unit(kind, value)
     if kind == "list":
         if isinstance(value, list):
@@ -586,7 +521,7 @@ class ValueChecker:
         if primitive in (None, "list", "map", "range") or primitive not in PRIMITIVES:
             return operand
         if (
-            primitive in _UNITS
+            primitive in SCALAR_KINDS
             and isinstance(operand, (int, float))
             and not isinstance(operand, bool)
         ):
