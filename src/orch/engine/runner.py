@@ -44,6 +44,7 @@ from orch.executors.base import (
     Task,
     polls_in_rounds,
 )
+from orch.executors.masking import Masker
 from orch.plan.steps import Plan, Step
 from orch.state import JobRow, Store
 from orch.tosca.model import FileRef, Model, Operation
@@ -800,6 +801,9 @@ class Engine:
                 message=f"cannot write its log {log_path}: {exc.strerror or exc} (the state "
                 "folder is damaged or not writable)",
             )
+        # the preamble every executor gets from the engine, plugins included: secrets masked in
+        # what it logs and returns (whatever it masks itself), nothing started once cancelled
+        mask = Masker(running.task.secret_values)
         with log:
 
             def sink(stream: str, line: str) -> None:
@@ -810,7 +814,7 @@ class Engine:
             context = RunContext(
                 transport=self.pool.get,
                 cancel=running.cancel,
-                log=sink,
+                log=mask.sink(sink),
                 work_root=(
                     self.options.remote_work_root
                     if not running.task.host.is_local
@@ -821,14 +825,16 @@ class Engine:
                 poll_due=running.due,
                 force_rebuild=self.options.force_rebuild,
             )
+            if running.cancel.is_set():
+                return OperationResult("cancelled", message="cancelled", started=False)
             try:
-                return running.executor.run(running.task, context)
+                return mask.result(running.executor.run(running.task, context))
             except Exception as exc:  # an executor bug must not kill the run
-                return OperationResult(
+                return mask.result(OperationResult(
                     "failed",
                     message=f"internal error in the {running.executor.name} "
                     f"executor: {type(exc).__name__}: {exc}",
-                )
+                ))  # fmt: skip
 
     def _local_work_root(self) -> str:
         if self.options.local_work_root:
