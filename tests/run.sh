@@ -26,11 +26,17 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
+# Son of Grid Engine 8.1.9 (qmaster, execd, q* clients) for tests/sites/sge.py, which sets up its
+# own SGE_ROOT: the preseed below keeps the packages from initialising a stock cluster
+command -v /usr/lib/gridengine/sge_qmaster >/dev/null || need+=(gridengine-master)
+command -v /usr/lib/gridengine/sge_execd >/dev/null || need+=(gridengine-exec)
+command -v /usr/lib/gridengine/qsub >/dev/null || need+=(gridengine-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    echo 'gridengine-common shared/gridengineconfig boolean false' | debconf-set-selections
     # quiet (debconf's notes go to stderr) unless it fails
     log=$(mktemp)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
