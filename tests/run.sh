@@ -12,6 +12,10 @@ command -v /usr/sbin/slurmctld >/dev/null || need+=(slurmctld)
 command -v /usr/sbin/slurmd >/dev/null || need+=(slurmd)
 command -v sbatch >/dev/null || need+=(slurm-client)
 command -v /usr/sbin/munged >/dev/null || need+=(munge)
+# Slurm accounting (sacct) for tests/test_slurm_accounting.py: slurmdbd and a MariaDB the
+# fixture starts in its own temporary folder (the stock service is never started)
+command -v /usr/sbin/slurmdbd >/dev/null || need+=(slurmdbd)
+command -v /usr/sbin/mariadbd >/dev/null || need+=(mariadb-server)
 # container image builds: podman (runc, buildah) and a static busybox to put in test images;
 # debootstrap and bubblewrap to install Apptainer below
 command -v podman >/dev/null || need+=(podman)

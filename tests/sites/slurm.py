@@ -8,8 +8,11 @@ so two clusters run side by side, which a workflow spanning two sites needs.
 The machine has no usable cgroups, so processes are tracked through /proc
 (``proctrack/linuxproc``, ``task/none``); the daemons bind to 127.0.0.1 only
 (``NoCtldInAddrAny,NoInAddrAny``) and ``slurmctld -c`` starts with no state, so job ids start
-at 1. Finished jobs stay visible to ``scontrol show job`` for ``min_job_age`` seconds: there is
-no slurmdbd, so ``sacct`` does not work.
+at 1. Finished jobs stay visible to ``scontrol show job`` for ``min_job_age`` seconds. By default
+there is no slurmdbd, so ``sacct`` does not work; ``accounting=True`` also starts a MariaDB of the
+cluster's own (datadir, socket and a free port on 127.0.0.1, all under ``root``) and a slurmdbd
+that stores into it, registers the cluster with ``sacctmgr``, and ``sacct`` answers for jobs
+slurmctld has forgotten.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -28,15 +32,22 @@ from sites.sshd import free_port
 SLURMCTLD = "/usr/sbin/slurmctld"
 SLURMD = "/usr/sbin/slurmd"
 MUNGED = "/usr/sbin/munged"
+SLURMDBD = "/usr/sbin/slurmdbd"
+MARIADBD = "/usr/sbin/mariadbd"
+MARIADB_INSTALL_DB = "mariadb-install-db"
+MARIADB = "mariadb"
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 
-def missing_binaries() -> list[str]:
-    """The Slurm and munge programs this machine lacks (empty when a cluster can start)."""
-    missing = [path for path in (SLURMCTLD, SLURMD, MUNGED) if not os.access(path, os.X_OK)]
+def missing_binaries(accounting: bool = False) -> list[str]:
+    """The Slurm and munge programs this machine lacks (empty when a cluster can start); with
+    ``accounting``, also slurmdbd, MariaDB and the accounting clients."""
+    daemons = (SLURMCTLD, SLURMD, MUNGED) + ((SLURMDBD, MARIADBD) if accounting else ())
+    missing = [path for path in daemons if not os.access(path, os.X_OK)]
     path = os.environ.get("PATH", PATH) + ":" + PATH
-    return missing + [name for name in CLIENTS if shutil.which(name, path=path) is None]
+    clients = CLIENTS + (("sacct", "sacctmgr", MARIADB, MARIADB_INSTALL_DB) if accounting else ())
+    return missing + [name for name in clients if shutil.which(name, path=path) is None]
 
 
 def _memory_mb() -> int:
@@ -66,6 +77,7 @@ class SlurmCluster:
         partitions: Sequence[str] = ("debug", "long"),
         cpus: int | None = None,
         min_job_age: int = 3600,
+        accounting: bool = False,
     ):
         self.root = Path(root)
         self.name = name
@@ -73,6 +85,11 @@ class SlurmCluster:
         self.partitions = tuple(partitions)
         self.cpus = cpus or os.cpu_count() or 1
         self.min_job_age = min_job_age
+        self.accounting = accounting
+        self.db_dir = self.root / "db"
+        self.db_socket = self.db_dir / "mariadbd.sock"
+        self.db_port = 0
+        self.dbd_port = 0
         self.conf = self.root / "slurm.conf"
         self.munge_dir = self.root / "munge"
         self.munge_socket = self.munge_dir / "munge.socket"
@@ -89,6 +106,14 @@ class SlurmCluster:
         self.slurmd_port = free_port()
         while self.slurmd_port == self.ctld_port:
             self.slurmd_port = free_port()
+        if self.accounting:
+            taken = {self.ctld_port, self.slurmd_port}
+            self.dbd_port = self.db_port = 0  # fresh ones on every start
+            while self.dbd_port in taken | {0}:
+                self.dbd_port = free_port()
+            taken.add(self.dbd_port)
+            while self.db_port in taken | {0}:
+                self.db_port = free_port()
         root = self.root
         lines = [
             f"ClusterName={self.name}",
@@ -119,8 +144,7 @@ class SlurmCluster:
             "SchedulerParameters=batch_sched_delay=0",
             "MpiDefault=none",
             "MailProg=/bin/true",
-            "AccountingStorageType=accounting_storage/none",
-            "JobAcctGatherType=jobacct_gather/none",
+            *self._accounting_lines(),
             "JobCompType=jobcomp/filetxt",
             f"JobCompLoc={root / 'jobcomp.txt'}",
             f"MinJobAge={self.min_job_age}",
@@ -142,6 +166,95 @@ class SlurmCluster:
             )
         self.conf.write_text("\n".join(lines) + "\n")
         self.conf.chmod(0o644)
+
+    def _accounting_lines(self) -> list[str]:
+        if not self.accounting:
+            return ["AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none"]  # fmt: skip
+        return [
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={self.dbd_port}",
+            # the connection to slurmdbd uses the munge socket named here, not AuthInfo's
+            f"AccountingStoragePass={self.munge_socket}",
+            "JobAcctGatherType=jobacct_gather/none",
+        ]
+
+    def _mariadb(self, sql: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MARIADB, "--no-defaults", "-S", str(self.db_socket), "-uroot", "-e", sql],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+
+    def _start_accounting(self) -> None:
+        """MariaDB of the cluster's own, then slurmdbd storing into it (slurmdbd reads
+        slurmdbd.conf, which must be mode 600, from the folder of $SLURM_CONF)."""
+        self.db_dir.mkdir(exist_ok=True)
+        data = self.db_dir / "data"
+        if not (data / "mysql").exists():
+            install = subprocess.run(
+                [MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={data}", "--user=root",
+                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                 "--skip-name-resolve"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if install.returncode != 0:
+                raise SlurmError(
+                    f"mariadb-install-db exited {install.returncode}\n"
+                    f"{install.stdout[-2000:]}{install.stderr[-2000:]}"
+                )
+        self._spawn(
+            "mariadbd",
+            [MARIADBD, "--no-defaults", f"--datadir={data}", f"--socket={self.db_socket}",
+             f"--port={self.db_port}", "--bind-address=127.0.0.1", "--user=root",
+             f"--pid-file={self.db_dir / 'mariadbd.pid'}",
+             f"--log-error={self.db_dir / 'mariadbd.err'}", "--skip-log-bin",
+             "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
+             "--innodb-log-file-size=8M", "--innodb-lock-wait-timeout=900"],
+        )  # fmt: skip
+        self._wait(lambda: self._mariadb("select 1").returncode == 0, 30.0, "mariadbd")
+        grant = self._mariadb(
+            "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurmpw';"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+        )
+        if grant.returncode != 0:
+            raise SlurmError(f"creating the slurm database user: {grant.stderr}")
+        dbd_conf = self.root / "slurmdbd.conf"
+        dbd_conf.write_text("\n".join([
+            "AuthType=auth/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            "DbdHost=localhost",
+            "DbdAddr=127.0.0.1",
+            f"DbdPort={self.dbd_port}",
+            "CommunicationParameters=NoInAddrAny",
+            "SlurmUser=root",
+            f"PidFile={self.root / 'slurmdbd.pid'}",
+            f"LogFile={self.root / 'slurmdbd.log'}",
+            "DebugLevel=info",
+            "StorageType=accounting_storage/mysql",
+            "StorageHost=127.0.0.1",
+            f"StoragePort={self.db_port}",
+            "StorageUser=slurm",
+            "StoragePass=slurmpw",
+            "StorageLoc=slurm_acct_db",
+        ]) + "\n")  # fmt: skip
+        dbd_conf.chmod(0o600)  # slurmdbd refuses a conf with a password others can read
+        self._spawn("slurmdbd", [SLURMDBD, "-D"])
+        self._wait(lambda: self._accepts(self.dbd_port), 30.0, "slurmdbd port")
+        # register the cluster before slurmctld first talks to slurmdbd
+        self._wait(self._register_cluster, 30.0, "sacctmgr add cluster")
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        with contextlib.closing(socket.socket()) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    def _register_cluster(self) -> bool:
+        self.run("sacctmgr", "-i", "add", "cluster", self.name, check=False, timeout=10)
+        listed = self.run("sacctmgr", "-n", "-P", "list", "cluster", "format=cluster",
+                          check=False, timeout=10)  # fmt: skip
+        return self.name in listed.stdout.split()
 
     def _spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
         """Start one daemon in the foreground, in a new session so its group can be killed."""
@@ -190,6 +303,8 @@ class SlurmCluster:
         try:
             self._start_munge()
             self._write_conf()
+            if self.accounting:
+                self._start_accounting()
             # -c: no state from an earlier run, so job ids restart at 1
             self._spawn("slurmctld", [SLURMCTLD, "-D", "-c", "-f", str(self.conf)])
             self._spawn(
@@ -222,6 +337,8 @@ class SlurmCluster:
         for path in (
             self.root / "slurmctld.log",
             self.root / "slurmd.log",
+            self.root / "slurmdbd.log",
+            self.db_dir / "mariadbd.err",
             *sorted(self.root.glob("*.out")),
         ):
             if path.exists():
@@ -272,20 +389,27 @@ class SlurmCluster:
                 self.run("scancel", *ids, check=False, timeout=10)
                 with contextlib.suppress(SlurmError):
                     self._wait(lambda: not self.job_ids(), timeout, "cancelled jobs to end")
-        for proc in self._procs.values():
+        # the Slurm daemons first, then what they talk to (MariaDB, munged)
+        last = ("mariadbd", "munged")
+        self._terminate([p for n, p in self._procs.items() if n not in last], timeout)
+        self._terminate([p for n, p in self._procs.items() if n in last], timeout)
+        self._procs.clear()
+        self._kill_steps()
+
+    @staticmethod
+    def _terminate(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for proc in self._procs.values():
+        for proc in procs:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self._procs.clear()
-        self._kill_steps()
 
     def _kill_steps(self) -> None:
         """SIGKILL every session led by one of this cluster's slurmstepd processes."""
