@@ -518,7 +518,7 @@ def send(run: Run, files: FileSession, entry: Entry, target: str) -> tuple[str, 
     """Stream one file to ``target``; returns the sha256 and the size of the bytes sent."""
     final = posixpath.join(posixpath.dirname(target), posixpath.basename(entry.rel))
     digest = hashlib.sha256()
-    progress = _Progress(run, entry.rel, entry.size)
+    progress = Progress(run, entry.rel, entry.size)
     try:
         with open(entry.local, "rb") as source:
             out = files.open_write(target, entry.mode)
@@ -558,10 +558,10 @@ def _commit(run: Run, files: FileSession, entry: Entry, root: str, part: str, si
     run.log(f"uploaded {entry.rel} ({human_size(size)})")
 
 
-class _Progress:
-    """Reports how far a long file got, every ``PROGRESS_SECONDS``."""
+class Progress:
+    """Reports how far a long file got, every ``PROGRESS_SECONDS`` (its size when known)."""
 
-    def __init__(self, run: Run, rel: str, size: int):
+    def __init__(self, run: Run, rel: str, size: int | None):
         self.run, self.rel, self.size = run, rel, size
         self.done = 0
         self.next = time.monotonic() + PROGRESS_SECONDS
@@ -570,7 +570,8 @@ class _Progress:
         self.done += count
         if time.monotonic() >= self.next:
             self.next = time.monotonic() + PROGRESS_SECONDS
-            self.run.log(f"{self.rel}: {human_size(self.done)} of {human_size(self.size)}")
+            total = f" of {human_size(self.size)}" if self.size else ""
+            self.run.log(f"{self.rel}: {human_size(self.done)}{total}")
 
 
 def _summary(run: Run, verb: str, tally: Tally, where: str) -> None:
@@ -695,7 +696,7 @@ def receive(run: Run, files: FileSession, remote: str, local: Path, expected: st
 
 def _write_local(run: Run, stream: Any, part: Path, local: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
-    progress = _Progress(run, str(local), stream.size)
+    progress = Progress(run, str(local), stream.size)
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stream.mode & 0o777 or 0o644)
     with os.fdopen(fd, "wb") as out:
         while chunk := stream.read(CHUNK):

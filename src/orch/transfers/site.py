@@ -21,18 +21,16 @@ import hashlib
 import posixpath
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orch.executors.builtin import expand_home, quote_path
-from orch.executors.staging import CHUNK, Failed, Run, Stopped, human_size
+from orch.executors.staging import CHUNK, Failed, Progress, Run, Stopped, human_size
 from orch.transport.base import FileSession, FileTransferError, Transport, TransportError
 
 PART_SUFFIX = ".part"
 MARK = "::orch-dls::"
-PROGRESS_SECONDS = 10.0
 ALGORITHMS = ("md5", "sha256")
 _SUM_COMMAND = {"md5": "md5sum", "sha256": "sha256sum"}
 
@@ -171,20 +169,6 @@ def same(source: SourceFile, there: SiteFile) -> str | None:
             and there.mtime == source.mtime):
         return "same size and modification time"
     return None
-
-
-class Progress:
-    def __init__(self, run: Run, name: str, size: int | None):
-        self.run, self.name, self.size = run, name, size
-        self.done = 0
-        self.next = time.monotonic() + PROGRESS_SECONDS
-
-    def add(self, count: int) -> None:
-        self.done += count
-        if time.monotonic() >= self.next:
-            self.next = time.monotonic() + PROGRESS_SECONDS
-            total = f" of {human_size(self.size)}" if self.size else ""
-            self.run.log(f"{self.name}: {human_size(self.done)}{total}")
 
 
 def land(run: Run, transport: Transport, files: FileSession, source: SourceFile, final: str,
