@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from orch.executors.base import TAIL_LINES, LogSink, OperationStatus
 from orch.images.context import DEFINITION, DOCKERFILE
 from orch.images.spec import ImageSpec
+from orch.remote import TAIL_LINES, LogSink, OperationStatus
 from orch.transport.base import Transport, TransportError
 
 PID_FILE = ".orch-build.pid"

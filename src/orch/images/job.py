@@ -4,14 +4,45 @@ its content hash and file name, and where its messages go."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from orch.executors.base import RunContext, Task
-from orch.executors.builtin import site_default
 from orch.images import easybuild
 from orch.images.cache import content_hash, image_file
 from orch.images.context import BuildContext, compose
 from orch.images.spec import ImageSpec, image_spec
+from orch.remote import LogSink, SiteTask, site_default
+from orch.transport.base import Host
+
+
+class ImageTask(SiteTask, Protocol):
+    """What an image operation reads of its task (``orch.executors.base.Task`` is one)."""
+
+    @property
+    def related(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    @property
+    def base_dir(self) -> str | None: ...
+
+    @property
+    def timeout(self) -> float | None: ...
+
+    @property
+    def host(self) -> Host: ...
+
+
+class ImageRun(Protocol):
+    """What an image operation uses of the engine's ``orch.executors.base.RunContext``."""
+
+    @property
+    def cancel(self) -> threading.Event: ...
+
+    @property
+    def log(self) -> LogSink: ...
+
+    @property
+    def force_rebuild(self) -> bool: ...
 
 
 @dataclass
@@ -21,7 +52,7 @@ class ImageJob:
     digest: str
     file: str
     """``<image_name>-<hash[:12]>.sif``: the same name in the cache and on sites."""
-    run: RunContext
+    run: ImageRun
     timeout: float | None
     site_name: str | None
     """The site the image is placed on (None: it stays on orch's machine)."""
@@ -44,7 +75,7 @@ class ImageJob:
         self.run.log("stdout", line)
 
 
-def plan(task: Task, run: RunContext) -> ImageJob:
+def plan(task: ImageTask, run: ImageRun) -> ImageJob:
     """Everything an operation on a ContainerImage needs (raises ImageError, SpackError)."""
     spack = task.related.get("spack_environment")
     spec = image_spec(task.properties, task.node, task.base_dir, spack,

@@ -11,11 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orch.executors.base import Task
-from orch.executors.builtin import environment_lines, module_lines, site_default
 from orch.images.build import BuildResult, build_command, run_build, temporary_name
 from orch.images.job import ImageJob
 from orch.images.place import probe
+from orch.remote import SiteTask, environment_lines, module_lines, site_default
 from orch.transport.base import Transport
 
 
@@ -35,7 +34,7 @@ def _upload_folder(transport: Transport, local: Path, remote: str) -> None:
             transport.put(os.path.join(folder, name), posixpath.join(target, name))
 
 
-def build_on_site(job: ImageJob, task: Task, transport: Transport, images: str) -> (
+def build_on_site(job: ImageJob, task: SiteTask, transport: Transport, images: str) -> (
         SiteImage | BuildResult):
     """The image in the site's image folder, built there unless it is there already."""
     final = posixpath.join(images, job.file)
