@@ -32,7 +32,7 @@ SCHEMA_FILE = "sites.schema.json"
 FILE_NAME = "sites.yaml"
 DEFAULT_WORK_DIR = "~/orch-work"
 
-Scheduler = Literal["slurm", "none"]
+Scheduler = Literal["slurm", "sge", "none"]
 ContainerRuntime = Literal["apptainer", "podman"]
 
 
@@ -53,6 +53,8 @@ class Site:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
+    parallel_environment: str | None = None
+    """SGE: the parallel environment jobs of more than one slot ask for (``qsub -pe``)."""
     modules: tuple[str, ...] = ()
     work_dir: str = DEFAULT_WORK_DIR
     """On the site: absolute, ``~/...``, relative to the home, or with ``$VARIABLES``."""
@@ -250,6 +252,7 @@ def _site(name: str, raw: Mapping[str, Any], folder: Path, where: Location) -> S
         partition=text("partition"),
         account=text("account"),
         qos=text("qos"),
+        parallel_environment=text("parallel_environment"),
         modules=tuple(str(m) for m in raw.get("modules") or ()),
         work_dir=text("work_dir") or DEFAULT_WORK_DIR,
         container_runtime=None if runtime in (None, "none") else runtime,  # type: ignore[arg-type]
