@@ -132,13 +132,13 @@ def test_every_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
     found = errors_of(path)
     text = "\n".join(found)
     where = str(path)
-    assert f"{where}:2:3: error: site 'hpc1' has no 'host'" in text
+    assert f"{where}:2:3: error: site 'hpc1' is missing required key 'host'" in text
     assert f"{where}:3:5: error: unknown key 'hots' in site 'hpc1'" in text
     # the hint names every valid key, and the closest first
     assert (
         "hint: did you mean 'host'? valid: account, container_runtime, credentials, "
         "environment, environments, host, identity_file, image_base, known_hosts, modules, "
-        "partition, port, qos, registry, scheduler, user, work_dir" in text
+        "parallel_environment, partition, port, qos, registry, scheduler, user, work_dir" in text
     )
     assert f"{where}:4:11: error: 'port' of site 'hpc1' must be a whole number" in text
     assert f"{where}:5:16: error: 'scheduler' of site 'hpc1': 'pbs' is not one of" in text

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.engine import interrupts, jobs, survivors
+from orch.engine import artifacts, interrupts, jobs, survivors
 from orch.engine.environments import (
     SITE_ATTRIBUTE,
     UnboundEnvironment,
@@ -125,6 +125,8 @@ class _Running:
     polls: int = 0
     due: float | None = None
     """When the current poll round of a job watched in rounds began."""
+    started_at: float = field(default_factory=time.time)
+    """When it started, as ``time.time()`` (for its records)."""
 
 
 class Engine:
@@ -265,6 +267,23 @@ class Engine:
                     "by the previous run: it runs again",
                 )
             )
+            self._close_records(op)
+
+    def _close_records(self, op: Any) -> None:
+        """The records of an operation the previous run left running (it was killed): its
+        status is interrupted."""
+        folder = self.store.artifacts_dir(self.name, op.id)
+        record = artifacts.read_task(folder) or {
+            "deployment": self.name, "run_id": op.run_id, "operation_id": op.id,
+            "step": op.step, "node": op.node, "instance": op.instance,
+            "interface": op.interface, "operation": op.operation, "host": op.host,
+            "attempt": op.attempt, "started": artifacts.when(op.started),
+        }  # fmt: skip
+        message = "interrupted: the orch process stopped during the operation"
+        record.update(status="interrupted", rc=None, message=message,
+                      ended=artifacts.when(op.ended or time.time()))  # fmt: skip
+        with contextlib.suppress(OSError):
+            artifacts.finish(folder, rc=None, status="interrupted", record=record)
 
     def _preflight(self, plan: Plan) -> None:
         problems = self._bind_environments(plan)
@@ -636,6 +655,9 @@ class Engine:
                 running.op_id, status="interrupted", rc=None, outputs={}, stdout_tail=[],
                 stderr_tail=[], message=message,
             )  # fmt: skip
+            self._keep_records(running.step, running.op_id, running.attempt,
+                               running.task.host.describe(), running=running,
+                               end=("interrupted", None, message))  # fmt: skip
             self._emit_end(
                 running.step, "interrupted", None, time.monotonic() - running.started, message,
                 [], running.task.host.describe(),
@@ -741,6 +763,7 @@ class Engine:
             step, op_id, task, executor, operation, attempt, time.monotonic(), cancel, job
         )
         self._running[step.id] = running
+        self._keep_records(step, op_id, attempt, task.host.describe(), running=running)
         self._emit(
             self._event(
                 "step-start",
@@ -768,11 +791,14 @@ class Engine:
 
     def _fail_before_start(self, step: Step, message: str, attempt: int = 1) -> Failure:
         """A step that fails before anything runs still gets its record and event."""
+        started = time.time()
         op_id = self._begin(step, "-", attempt)
         self.store.finish_operation(
             op_id, status="failed", rc=None, outputs={}, stdout_tail=[], stderr_tail=[],
             message=message,
         )  # fmt: skip
+        self._keep_records(step, op_id, attempt, "-", started=started,
+                           end=("failed", None, message))  # fmt: skip
         self._emit_end(step, "failed", None, 0.0, message, [], "-")
         return Failure(
             step.id, step.title, step.node, step.instance, f"{step.interface}.{step.operation}",
@@ -804,11 +830,22 @@ class Engine:
         # the preamble every executor gets from the engine, plugins included: secrets masked in
         # what it logs and returns (whatever it masks itself), nothing started once cancelled
         mask = Masker(running.task.secret_values)
-        with log:
+        folder = self.store.artifacts_dir(self.name, running.op_id)
+        try:
+            streams = artifacts.Streams(artifacts.make_folder(folder))
+        except OSError as exc:
+            log.close()
+            return OperationResult(
+                "failed",
+                message=f"cannot write its records in {folder}: {exc.strerror or exc} (the "
+                "state folder is damaged or not writable)",
+            )
+        with log, streams:
 
             def sink(stream: str, line: str) -> None:
                 log.write(f"{'err' if stream == 'stderr' else 'out'} {line}\n")
                 log.flush()
+                streams.write(stream, line)
                 self._done.put(("line", (step_id, stream, line)))
 
             context = RunContext(
@@ -820,7 +857,7 @@ class Engine:
                     if not running.task.host.is_local
                     else self._local_work_root()
                 ),
-                artifacts_dir=str(log_path.parent.parent.resolve() / "runs" / str(running.op_id)),
+                artifacts_dir=str(folder),
                 known_hosts=list(self.options.host_keys.known_hosts_files),
                 poll_due=running.due,
                 force_rebuild=self.options.force_rebuild,
@@ -835,6 +872,51 @@ class Engine:
                     message=f"internal error in the {running.executor.name} "
                     f"executor: {type(exc).__name__}: {exc}",
                 ))  # fmt: skip
+
+    def _keep_records(
+        self, step: Step, op_id: int, attempt: int, host: str, *, running: _Running | None = None,
+        started: float | None = None, end: tuple[str, int | None, str] | None = None,
+    ) -> None:  # fmt: skip
+        """The operation's ``task.json`` (and at its ``end``, status, rc, message: its ``rc``
+        and ``status`` files too) in its folder of records. Secrets never reach it."""
+        task = running.task if running is not None else None
+        secrets = task.secret_values if task is not None else self.options.secret_values
+        operation = self._operation(step)
+        implementation = operation.implementation if operation is not None else None
+        status, rc, message = end if end is not None else ("running", None, "")
+        record = {
+            "deployment": self.name,
+            "run_id": getattr(self, "run_id", None),
+            "operation_id": op_id,
+            "step": step.id,
+            "node": step.node,
+            "instance": step.instance,
+            "interface": step.interface or "",
+            "operation": step.operation or "",
+            "host": artifacts.scrubbed(host, secrets),
+            "implementation": implementation.name if implementation is not None else None,
+            "executor": running.executor.name if running is not None else None,
+            "attempt": attempt,
+            "started": artifacts.when(running.started_at if running is not None else started),
+            "ended": artifacts.when(time.time()) if end is not None else None,
+            "status": status,
+            "rc": rc,
+            "message": artifacts.scrubbed(message, secrets),
+            "inputs": artifacts.scrubbed(task.inputs, secrets) if task is not None else {},
+        }
+        if running is not None and running.job is not None:
+            record["job_id"] = running.job.job_id
+        folder = self.store.artifacts_dir(self.name, op_id)
+        try:
+            if end is None:
+                artifacts.write_task(artifacts.make_folder(folder), record)
+            else:
+                artifacts.finish(folder, rc=rc, status=status, record=record)
+        except OSError as exc:  # the run goes on: the store has the operation's record
+            self._emit(self._event(
+                "message", step, f"cannot keep the records of {step.title} in {folder}: "
+                f"{exc.strerror or exc}", {},
+            ), store=True)  # fmt: skip
 
     def _local_work_root(self) -> str:
         if self.options.local_work_root:
@@ -888,6 +970,10 @@ class Engine:
             done_step=(self.plan.kind, step.id) if result.ok else None,
             job_id=job_id,
         )
+        self._keep_records(
+            step, running.op_id, running.attempt, running.task.host.describe(), running=running,
+            end=(result.status, result.rc, result.message),
+        )  # fmt: skip
         ended = self._ended_by_submit.pop(running.op_id, None)
         if ended is not None:
             record = self.store.active_job(self.name, step.instance)

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from orch import schema_messages
 from orch.tosca.diagnostics import Diagnostic, Location, Severity, did_you_mean
 
 if TYPE_CHECKING:
@@ -302,29 +303,6 @@ def schema_problems(loaded: LoadedFile) -> list[Diagnostic]:
     return list(found.values())
 
 
-_KINDS = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "empty",
-}
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "a mapping"
-
-
 def _what(path: tuple[Any, ...]) -> str:
     """How messages name the place of ``path``: "site 'x'", "'port' of site 'x'", ..."""
     if not path:
@@ -337,20 +315,6 @@ def _what(path: tuple[Any, ...]) -> str:
     return f"'{path[2]}{inner}' of site '{path[1]}'"
 
 
-def _properties(schema_part: Mapping[str, Any]) -> list[str]:
-    props = schema_part.get("properties")
-    if props is None and "$ref" in schema_part:
-        props = _resolve(schema_part["$ref"]).get("properties")
-    return sorted(props or ())
-
-
-def _resolve(ref: str) -> dict[str, Any]:
-    node: Any = schema()
-    for part in ref.lstrip("#/").split("/"):
-        node = node[part]
-    return node
-
-
 _HINTS = {
     "credentials": "a token printed by `orch credentials generate` or `orch credentials add`",
     "work_dir": "an absolute path, ~/..., a path relative to the home, with $NAME or ${NAME} "
@@ -361,31 +325,36 @@ _HINTS = {
 
 
 def _diagnostics(error: Any, loaded: LoadedFile) -> list[Diagnostic]:
-    """One jsonschema error as diagnostics at the key or value it is about."""
+    """One jsonschema error as diagnostics at the key or value it is about, worded as the
+    blueprints' grammar words the same mistake (``orch.schema_messages``)."""
     path = tuple(error.absolute_path)
-    if error.validator == "additionalProperties":
-        return _unknown_keys(error, loaded, path)
     if "propertyNames" in error.schema_path:
         return [_bad_name(error, loaded, path)]
-    message, hint, at_key = _explain(error, path)
-    rule = "sites.missing-key" if error.validator == "required" else "sites.value"
-    return [Diagnostic(rule, Severity.ERROR, message, loaded.location(path, key=at_key), hint)]
-
-
-def _unknown_keys(error: Any, loaded: LoadedFile, path: tuple[Any, ...]) -> list[Diagnostic]:
-    """Each unknown key at the key itself, with every valid key in the hint."""
-    allowed = _properties(error.schema)
-    return [
-        Diagnostic(
-            "sites.unknown-key",
-            Severity.ERROR,
-            f"unknown key '{key}' in {_what(path)}",
-            loaded.location((*path, key), key=True),
-            did_you_mean(key, allowed, limit=len(allowed)),
-        )
-        for key in error.instance
-        if key not in allowed
-    ]
+    kind = error.validator
+    if kind == "not":
+        message = f"{_what(path)} gives both 'credentials' and 'identity_file'"
+        hint = "keep one: a credential token, or a key file of this machine"
+        return [Diagnostic("sites.value", Severity.ERROR, message,
+                           loaded.location(path, key=True), hint)]  # fmt: skip
+    key = next((p for p in reversed(path) if isinstance(p, str)), "")
+    wordings = schema_messages.describe(kind, error.instance, _what(path), error.schema,
+                                        form=_HINTS.get(key))  # fmt: skip
+    if wordings is None:  # pragma: no cover - not in the schema
+        wordings = [schema_messages.Wording(f"{_what(path)}: {error.message}")]
+    found = []
+    for wording in wordings:
+        hint = wording.hint_text()
+        if kind == "additionalProperties":
+            rule, where = "sites.unknown-key", loaded.location((*path, wording.key), key=True)
+        elif kind == "required":
+            rule, where = "sites.missing-key", loaded.location(path, key=bool(path))
+            hint = "e.g. host: login.example.org" if path else "sites: {NAME: {...}}"
+        else:
+            rule, where = "sites.value", loaded.location(path, key=False)
+            if kind == "type" and not path:
+                hint = "sites.yaml starts with 'sites:', then one mapping per site"
+        found.append(Diagnostic(rule, Severity.ERROR, wording.message, where, hint))
+    return found
 
 
 def _bad_name(error: Any, loaded: LoadedFile, path: tuple[Any, ...]) -> Diagnostic:
@@ -400,37 +369,6 @@ def _bad_name(error: Any, loaded: LoadedFile, path: tuple[Any, ...]) -> Diagnost
     return Diagnostic(
         "sites.name", Severity.ERROR, message, loaded.location((*path, name), key=True), hint
     )
-
-
-def _explain(error: Any, path: tuple[Any, ...]) -> tuple[str, str | None, bool]:
-    """(message, hint, whether it points at the key) for the other keywords of the schema."""
-    what = _what(path)
-    kind = error.validator
-    if kind == "required":
-        missing = ", ".join(f"'{k}'" for k in error.validator_value if k not in error.instance)
-        hint = "e.g. host: login.example.org" if "'host'" in missing else "sites: {NAME: {...}}"
-        return f"{what} has no {missing}", hint, bool(path)
-    if kind == "not":
-        message = f"{what} gives both 'credentials' and 'identity_file'"
-        return message, "keep one: a credential token, or a key file of this machine", True
-    if kind == "type":
-        expected = error.validator_value
-        expected = [expected] if isinstance(expected, str) else expected
-        wanted = " or ".join(_KINDS[t] for t in expected if t != "null")
-        hint = "sites.yaml starts with 'sites:', then one mapping per site" if not path else None
-        return f"{what} must be {wanted}, not {_kind(error.instance)}", hint, False
-    if kind == "enum":
-        valid = [v for v in error.validator_value if v is not None]
-        message = f"{what}: '{error.instance}' is not one of {', '.join(valid)}"
-        return message, did_you_mean(str(error.instance), valid), False
-    if kind in ("minimum", "maximum"):
-        return f"{what}: {error.instance} is out of range (1-65535)", None, False
-    if kind == "minLength":
-        return f"{what} is empty", None, False
-    if kind == "pattern":
-        key = next((p for p in reversed(path) if isinstance(p, str)), "")
-        return f"{what}: '{error.instance}' is not valid", _HINTS.get(key), False
-    return f"{what}: {error.message}", None, False  # pragma: no cover - not in the schema
 
 
 WORK_DIR_PATTERN = re.compile(

@@ -5,6 +5,8 @@ yaml-language-server, ``orch schema`` prints it, and ``orch validate`` runs it. 
 validators walk the schema for every value; compiling the subset of keywords the schema uses into
 closures, once per process, is what keeps the check linear and cheap on 5,000-node templates.
 The test suite checks that the compiled form agrees with ``jsonschema`` on the whole corpus.
+
+What a violation says is ``orch.schema_messages``'s, as for sites.yaml: one mistake, one wording.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from orch.tosca.diagnostics import did_you_mean
+from orch.schema_messages import (
+    bad_pattern,
+    expected,
+    missing_key,
+    not_one_of,
+    too_few,
+    too_many,
+    unknown_key,
+    wrong_type,
+)
 
 SCHEMA_FILE = "tosca.schema.json"
 
@@ -45,7 +56,12 @@ def document_check() -> Check:
 def check_document(data: Any) -> list[Finding]:
     findings: list[Finding] = []
     document_check()(data, (), findings)
-    return [(_flat(p), r, m, str(h) if h is not None else None, k) for p, r, m, h, k in findings]
+    return [(_flat(p), r, m, _text(h), k) for p, r, m, h, k in findings]
+
+
+def _text(hint: Any) -> str | None:
+    """A finding's hint as text: a suggestion is worked out only for a finding reported."""
+    return None if hint is None else (str(hint) or None)
 
 
 def _flat(path: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -56,19 +72,6 @@ def _flat(path: tuple[Any, ...]) -> tuple[Any, ...]:
         keys.append(key)
     keys.reverse()
     return tuple(keys)
-
-
-class _LazyHint:
-    """A did-you-mean hint computed only if its finding is reported (anyOf tries many)."""
-
-    __slots__ = ("choices", "word")
-
-    def __init__(self, word: str, choices: list[str]):
-        self.word = word
-        self.choices = choices
-
-    def __str__(self) -> str:
-        return did_you_mean(self.word, self.choices)
 
 
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
@@ -89,33 +92,6 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
-_TYPE_WORDS = {
-    "object": "a map",
-    "array": "a list",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "a boolean",
-    "null": "null",
-}
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a map"
-    return type(value).__name__
-
-
 def _label(ref_name: str) -> str:
     return ref_name.replace("_", " ")
 
@@ -253,39 +229,23 @@ class _Compiler:
     def _type(self, types: list[str], label: str) -> Check:
         accepted = tuple(dict.fromkeys(t for name in types for t in _PY_TYPES[name]))
         bools = "boolean" in types  # a bool is an int to isinstance(), not to JSON Schema
-        words = " or ".join(_TYPE_WORDS[t] for t in types)
+        wanted = expected(types)
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if isinstance(value, accepted) and (bools or type(value) is not bool):
                 return
-            out.append(
-                (
-                    path,
-                    "grammar.type",
-                    f"{label} must be {words}, not {_kind_of(value)}",
-                    None,
-                    False,
-                )
-            )
+            out.append((path, "grammar.type", wrong_type(value, label, wanted).message, None,
+                        False))  # fmt: skip
 
         return check
 
     def _enum(self, choices: list[Any], label: str) -> Check:
-        shown = ", ".join(str(c) for c in choices)
-
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             for choice in choices:
                 if value == choice and isinstance(value, bool) == isinstance(choice, bool):
                     return
-            out.append(
-                (
-                    path,
-                    "grammar.enum",
-                    f"'{value}' is not a valid {label}",
-                    f"valid: {shown}",
-                    False,
-                )
-            )
+            wording = not_one_of(value, label, choices)
+            out.append((path, "grammar.enum", wording.message, wording.hint, False))
 
         return check
 
@@ -294,15 +254,8 @@ class _Compiler:
 
         def check(value: Any, path: tuple[Any, ...], out: list[Finding]) -> None:
             if isinstance(value, str) and not regex.search(value):
-                out.append(
-                    (
-                        path,
-                        "grammar.pattern",
-                        f"'{value}' is not a valid {label}",
-                        f"expected the form {pattern}",
-                        False,
-                    )
-                )
+                wording = bad_pattern(value, label, pattern)
+                out.append((path, "grammar.pattern", wording.message, wording.hint, False))
 
         return check
 
@@ -330,6 +283,7 @@ class _Compiler:
         min_props = node.get("minProperties")
         max_props = node.get("maxProperties")
         known = sorted(properties)
+        single = "each entry of this list is a map with a single key" if max_props == 1 else None
 
         if (
             extra is None
@@ -384,49 +338,19 @@ class _Compiler:
                 if extra is not None:
                     extra_at[0](item, (path, key), out)  # type: ignore[misc]
                 elif closed:
-                    out.append(
-                        (
-                            (path, key),
-                            "grammar.unknown-key",
-                            f"unknown key '{key}' in {label}",
-                            _LazyHint(str(key), known),
-                            True,
-                        )
-                    )
+                    wording = unknown_key(key, label, known)
+                    out.append(((path, key), "grammar.unknown-key", wording.message, wording.hint,
+                                True))  # fmt: skip
             for key in required:
                 if key not in value:
-                    out.append(
-                        (
-                            path,
-                            "grammar.missing-key",
-                            f"{label} is missing required key '{key}'",
-                            None,
-                            False,
-                        )
-                    )
+                    out.append((path, "grammar.missing-key", missing_key(key, label).message,
+                                None, False))  # fmt: skip
             if min_props is not None and len(value) < min_props:
-                out.append(
-                    (
-                        path,
-                        "grammar.size",
-                        f"{label} needs at least {min_props} "
-                        f"entr{'y' if min_props == 1 else 'ies'}",
-                        None,
-                        False,
-                    )
-                )
+                wording = too_few(label, min_props, entries=True)
+                out.append((path, "grammar.size", wording.message, None, False))
             if max_props is not None and len(value) > max_props:
-                out.append(
-                    (
-                        path,
-                        "grammar.size",
-                        f"{label} takes at most {max_props} entr{'y' if max_props == 1 else 'ies'}",
-                        "each entry of this list is a map with a single key"
-                        if max_props == 1
-                        else None,
-                        False,
-                    )
-                )
+                wording = too_many(label, max_props, entries=True, hint=single)
+                out.append((path, "grammar.size", wording.message, wording.hint, False))
 
         return check
 
@@ -450,13 +374,9 @@ class _Compiler:
                 for i, item in enumerate(value):
                     each(item, (path, i), out)
             if low is not None and len(value) < low:
-                out.append(
-                    (path, "grammar.size", f"{label} needs at least {low} items", None, False)
-                )
+                out.append((path, "grammar.size", too_few(label, low).message, None, False))
             if high is not None and len(value) > high:
-                out.append(
-                    (path, "grammar.size", f"{label} takes at most {high} items", None, False)
-                )
+                out.append((path, "grammar.size", too_many(label, high).message, None, False))
 
         return check
 
