@@ -158,11 +158,17 @@ def outputs(
               "operations belong to both ends.")  # fmt: skip
 @click.option("--tail", type=click.IntRange(min=0), metavar="N",
               help="Only the last N lines of each operation's output so far.")  # fmt: skip
+@click.option("--artifacts", "folders", is_flag=True,
+              help="Print where each operation's folder of records is instead of its output: "
+              "one line per operation, 'ID INSTANCE INTERFACE.OPERATION STATUS FOLDER'. The "
+              "folder holds stdout, stderr, rc, status and task.json (secrets masked), and an "
+              "Ansible operation's ansible-runner files.")  # fmt: skip
 @_format_option(["text", "json"], "text")
 @state_dir_option
 def logs(
-    name: str, follow: bool, nodes: tuple[str, ...], tail: int | None, fmt: str, state_dir: Path
-) -> None:
+    name: str, follow: bool, nodes: tuple[str, ...], tail: int | None, folders: bool, fmt: str,
+    state_dir: Path,
+) -> None:  # fmt: skip
     """Print the output of deployment NAME's operations (latest run last).
 
     \b
@@ -173,12 +179,20 @@ def logs(
       {"kind": "note", "text"}
     An operation is printed before its lines, and again when it ends under --follow.
     On a terminal, control characters of the output are shown escaped (\x1b...).
+
+    \b
+    --artifacts --format json prints one object per operation:
+      {"kind": "artifacts", "version": 1, "operation_id", "instance", "node", "operation",
+       "status", "path"}
     """
     from orch.cli.views import log_records
 
     store = _store(state_dir)
     _deployment(store, name)
     match = _node_filter(store, name, nodes) if nodes else None
+    if folders:
+        _print_folders(store, name, match, fmt)
+        return
     out = _LogWriter(sys.stdout, fmt, flush=follow)
     try:
         records = log_records(
@@ -188,6 +202,25 @@ def logs(
             out.write(record)
     except KeyboardInterrupt:
         pass
+
+
+def _print_folders(store: Any, name: str, match: Any, fmt: str) -> None:
+    """``orch logs --artifacts``: each operation's folder of records, oldest first."""
+    import json
+
+    for op in store.operations(name):
+        if match is not None and not match(op):
+            continue
+        path = store.artifacts_dir(name, op.id)
+        if fmt == "json":
+            click.echo(json.dumps({
+                "kind": "artifacts", "version": 1, "operation_id": op.id,
+                "instance": op.instance, "node": op.node,
+                "operation": f"{op.interface}.{op.operation}", "status": op.status,
+                "path": str(path),
+            }))  # fmt: skip
+        else:
+            click.echo(f"{op.id} {op.instance} {op.interface}.{op.operation} {op.status} {path}")
 
 
 def _node_filter(store: Any, name: str, wanted: tuple[str, ...]) -> Any:

@@ -276,6 +276,11 @@ class Records(Database):
         """Where the executor writes the operation's full output; the folder is created."""
         return self._dir("deployments", folder_name(name), "logs") / f"{int(op_id)}.log"
 
+    def artifacts_dir(self, name: str, op_id: int) -> Path:
+        """The operation's folder of records (stdout, stderr, rc, status, task.json; see
+        ``orch.engine.artifacts``). Nothing is created: the engine makes it 0700."""
+        return self.root.resolve() / "deployments" / folder_name(name) / "runs" / str(int(op_id))
+
     # -- steps done -------------------------------------------------------------------------
 
     def done_steps(self, name: str, plan_kind: str) -> set[str]:
