@@ -229,8 +229,8 @@ class ExecutorConformance:
         proc.send_signal(signal.SIGINT)  # the second interrupt cancels what runs
 
     # ------------------------------------------------------------------ helpers
-    def start_slow(self, h: Harness, *args: str) -> subprocess.Popen[str]:
-        h.write(self.blueprint(h, "slow"))
+    def start_slow(self, h: Harness, *args: str, kind: str = "slow") -> subprocess.Popen[str]:
+        h.write(self.blueprint(h, kind))
         proc = h.start(*args)
 
         def going() -> bool:
@@ -403,3 +403,202 @@ class ExecutorConformance:
             status = (other / "status").read_text().strip()
             assert status in ("ok", "failed", "timeout", "cancelled", "interrupted"), other
             assert data.get("status", status) == status, (other, data)
+
+
+# ---------------------------------------------------------------------------- batch jobs
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
+"""Slurm's states of a job that is not over (squeue -o %T)."""
+
+
+def authorize(orch: Orch, server: Any) -> Iterator[str]:
+    """A credential token whose key ``server``'s unprivileged user accepts, while it lasts."""
+    from sites.cli import authorized_keys_file
+
+    token = orch("credentials", "generate", "--comment", "conformance").stdout.strip()
+    public = orch("credentials", "public-key", token).stdout
+    path = authorized_keys_file(server, server.unprivileged_user)
+    before = path.read_text() if path.exists() else ""
+    path.write_text(before + public)
+    try:
+        yield token
+    finally:
+        path.write_text(before)
+
+
+class BatchConformance(ExecutorConformance):
+    """Batch jobs of a scheduler's site (an ``orch.nodes.Site`` of sites.yaml, reached over SSH
+    as its unprivileged user with a credential token). A scheduler's subclass gives the site
+    fixture's name, the ``scheduler`` of its sites.yaml entry, and how to ask it which jobs are
+    not over (``active_jobs``); a job type's subclass gives the job bodies (``job``).
+
+    Jobs are watched, not run: the failing operation is ``Runnable.run``, which orch names by its
+    interface type (``tosca.interfaces.node.lifecycle.Runnable.run``) (the watch that finds
+    the job ended badly), cancel is ``orch cancel`` (SIGINT leaves jobs running by design), and
+    a resumed deploy must watch the job the killed orch submitted."""
+
+    site_fixture = "slurm_site"
+    scheduler = "slurm"
+    job_type = "orch.nodes.SlurmJob"
+    failing = Failing(
+        "broken", "tosca.interfaces.node.lifecycle.Runnable.run", rc=3, rc_text="exit code 3"
+    )
+    expected_outputs = {"job_status": "COMPLETED", "exit_code": 0}
+    cancel_by_command = True
+    start_within = 90.0
+
+    @pytest.fixture
+    def site(self, orch: Orch, request: pytest.FixtureRequest) -> Iterator[Any]:
+        site = request.getfixturevalue(self.site_fixture)
+        for token in authorize(orch, site.ssh):
+            settings = {"host": "127.0.0.1", "port": site.ssh.port,
+                        "user": site.ssh.unprivileged_user, "credentials": token,
+                        "known_hosts": str(site.ssh.known_hosts), "scheduler": self.scheduler,
+                        **self.site_settings(site, request)}  # fmt: skip
+            orch.write("sites.yaml", f"sites:\n  hpc1: {json.dumps(settings)}\n")
+            yield site
+
+    def site_settings(self, site: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+        """Further settings of the site's sites.yaml entry (partition, environment...)."""
+        return {}
+
+    def setup(self, h: Harness) -> None:
+        h.deploy_args = ["--poll-interval", "0.3"]
+        h.data["before"] = self.known_jobs(h)
+
+    # -- the scheduler
+    def active_jobs(self, h: Harness, ids: list[str]) -> list[str]:
+        """Those of the jobs ``ids`` that are not over, as 'id STATE'."""
+        if not ids:
+            return []
+        out = h.site.cluster.run("squeue", "-h", "-t", "all", "-j", ",".join(ids),
+                                 "-o", "%A %T").stdout  # fmt: skip
+        return [line for line in out.splitlines() if line.split()[-1] in ACTIVE]
+
+    def known_jobs(self, h: Harness) -> set[str]:
+        """Every job the scheduler knows now, ended ones included."""
+        out = h.site.cluster.run("squeue", "-h", "-t", "all", "-o", "%A").stdout
+        return set(out.split())
+
+    # -- the blueprints
+    def job(self, h: Harness, kind: str) -> str:
+        """The job's ``properties`` (YAML, indented by 6) for ``kind``."""
+        scratch = h.scratch
+        bodies = {
+            "ok": 'echo "hello from the job"',
+            "fail": f'echo "first line"\necho "{LAST_LINE}" >&2\nexit 3',
+            "slow": f'touch {scratch}/started.$SLURM_JOB_ID\n'
+                    f'while [ ! -f {scratch}/go ]; do sleep 0.2; done\necho done',
+            "secret": f'echo "the token is $TOKEN"\necho "$TOKEN" > {scratch}/seen',
+        }  # fmt: skip
+        body = bodies["slow" if kind == "timeout" else kind]
+        script = "".join(f"          {line}\n" for line in body.splitlines())
+        extra = ""
+        if kind == "secret":
+            extra = "        environment: {TOKEN: {get_input: secret}}\n"
+        if kind == "timeout":
+            extra = "        time: 1 m\n"
+        return f"        script: |\n{script}{extra}"
+
+    def blueprint(self, h: Harness, kind: str) -> str:
+        name = {"ok": "hello", "fail": "broken", "secret": "hello"}.get(kind, "slow")
+        outputs = ""
+        if kind == "ok":
+            outputs = ("  outputs:\n"
+                       "    job_status: {value: {get_attribute: [hello, job_status]}}\n"
+                       "    exit_code: {value: {get_attribute: [hello, exit_code]}}\n")  # fmt: skip
+        return (
+            "tosca_definitions_version: tosca_simple_yaml_1_3\n"
+            "imports: [orch-hpc:1.0.0]\n"
+            "topology_template:\n"
+            "  inputs:\n"
+            "    secret: {type: string, default: none-given, metadata: {sensitive: true}}\n"
+            "  node_templates:\n"
+            "    login:\n"
+            "      type: orch.nodes.Site\n"
+            "      properties: {site: hpc1}\n"
+            f"    {name}:\n"
+            f"      type: {self.job_type}\n"
+            "      requirements: [{host: login}]\n"
+            "      properties:\n"
+            f"{self.job(h, kind)}"
+            f"{outputs}"
+        )
+
+    def host(self, h: Harness) -> str:
+        return f"{h.site.ssh.unprivileged_user}@127.0.0.1:{h.site.ssh.port}"
+
+    # -- the contract's hooks
+    def job_id(self, h: Harness, node: str = "slow") -> str | None:
+        proc = h("status", h.name, "-f", "json", check=None)
+        if proc.returncode != 0:
+            return None
+        for instance in json.loads(proc.stdout)["instances"]:
+            if instance["node"] == node and instance["attributes"].get("job_id"):
+                return str(instance["attributes"]["job_id"])
+        return None
+
+    def started(self, h: Harness) -> bool:
+        if not list(h.scratch.glob("started.*")):
+            return False
+        job_id = self.job_id(h)
+        if job_id is None:
+            return False
+        h.data.setdefault("jobs", set()).add(job_id)
+        return True
+
+    def leftovers(self, h: Harness) -> list[str]:
+        ids = set(h.data.get("jobs", set()))
+        ids |= self.known_jobs(h) - h.data["before"]
+        return self.active_jobs(h, sorted(ids))
+
+    def release(self, h: Harness) -> None:
+        (h.scratch / "go").touch()
+
+    def before_kill(self, h: Harness) -> None:
+        h.data["job"] = self.job_id(h)
+
+    def check_ok(self, h: Harness) -> None:
+        attributes = h.attributes("hello")
+        assert attributes["job_status"] == "COMPLETED" and attributes["exit_code"] == 0
+        assert attributes["job_id"] in self.known_jobs(h) - h.data["before"]
+        assert "hello from the job" in h.logs()
+
+    def check_reattached(self, h: Harness, err: str) -> None:
+        job = h.data["job"]
+        assert job and self.job_id(h) == job  # the same job, watched again...
+        assert self.known_jobs(h) - h.data["before"] == {job}  # ...never submitted again
+        assert h.attributes("slow")["job_status"] == "COMPLETED"
+        assert [p.name for p in h.scratch.glob("started.*")] == [f"started.{job}"]
+
+    def secret_reached(self, h: Harness) -> None:
+        assert (h.scratch / "seen").read_text().strip() == SECRET
+
+    def time_limit(self, h: Harness, job_id: str) -> str:
+        """The scheduler's time limit of a running job, as it prints it."""
+        return h.site.cluster.run("squeue", "-h", "-j", job_id, "-o", "%l").stdout.strip()
+
+    expected_limit = "1:00"
+    """``time_limit`` of the ``timeout`` job (its ``time: 1 m``)."""
+
+    def test_timeout_ends_the_operation_as_timeout(self, h: Harness) -> None:
+        """Not applicable as such: a batch job's time limit is the scheduler's (the job's
+        ``time``, sbatch --time), and the scheduler ends a job over it (TIMEOUT, reported as a
+        failure like FAILED). orch's operation timeout bounds each command orch runs at the
+        login node (sbatch, the status polls), never the job: a job that outlives it goes on
+        and is watched to its end. (Slurm's shortest limit is a minute, checked every 30 s: a
+        job actually ended TIMEOUT costs 90 s, too long for this set.)"""
+        proc = self.start_slow(h, "--timeout", "1.5", kind="timeout")
+        try:
+            job_id = self.job_id(h)
+            assert job_id is not None
+            assert self.time_limit(h, job_id) == self.expected_limit
+            time.sleep(2.5)  # orch's timeout is long past
+            assert proc.poll() is None, stop(proc)
+            assert self.active_jobs(h, [job_id]), "the job was ended by orch's timeout"
+            self.release(h)
+            out, err = proc.communicate(timeout=90)
+        finally:
+            stop(proc)
+        assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+        assert h.attributes("slow")["job_status"] == "COMPLETED"
+        self.assert_nothing_left(h)
