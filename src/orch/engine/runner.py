@@ -38,6 +38,8 @@ from orch.engine.hosts import host_for
 from orch.engine.interrupts import CANCEL_SIGNAL
 from orch.engine.tasks import TaskBuilder
 from orch.executors.base import (
+    EXECUTION_AGAIN_ENV,
+    EXECUTION_ENV,
     Executor,
     OperationResult,
     RunContext,
@@ -752,6 +754,13 @@ class Engine:
         token = secrets.token_hex(8)
         task.environment[survivors.ENV] = token  # inherited by all the command starts
         process = {"token": token, "host_instance": step.instance}
+        if step.job == "submit":
+            # the job carries it (name, comment, id file): a submit that was interrupted after
+            # the scheduler took the job finds that job again instead of submitting it twice
+            process["execution"], again = self._execution_id(step)
+            task.environment[EXECUTION_ENV] = process["execution"]
+            if again:
+                task.environment[EXECUTION_AGAIN_ENV] = "1"
         op_id = self._begin(step, task.host.describe(), attempt, process)
         if step.state_before is not None and step.link is None:
             self.store.update_instances(
@@ -788,6 +797,18 @@ class Engine:
         log_path = self.store.log_path(self.name, op_id)
         pool.submit(self._work, running, log_path)
         return None
+
+    def _execution_id(self, step: Step) -> tuple[str, bool]:
+        """The id of this submit's execution, and whether an attempt had it before: the one its
+        last attempt had when that attempt did not succeed (it may have reached the scheduler),
+        else a new one."""
+        for op in reversed(self.store.operations(self.name)):
+            if op.step == step.id and op.instance == step.instance:
+                previous = op.process.get("execution")
+                if op.status != "ok" and previous:
+                    return str(previous), True
+                break
+        return secrets.token_hex(8), False
 
     def _fail_before_start(self, step: Step, message: str, attempt: int = 1) -> Failure:
         """A step that fails before anything runs still gets its record and event."""

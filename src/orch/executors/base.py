@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from orch.transport.base import Host as Host  # re-exported: executors' tasks name hosts
 from orch.transport.base import Transport
@@ -20,6 +20,14 @@ OperationStatus = Literal["ok", "failed", "timeout", "cancelled"]
 
 TAIL_LINES = 20
 """How many last lines of stdout/stderr an operation record keeps."""
+
+EXECUTION_ENV = "ORCH_EXECUTION"
+"""A job submit's execution id, the same for every attempt of one submit until one succeeds:
+the job carries it (its comment or context, and a file beside it), so that an attempt that was
+interrupted after the scheduler took the job finds that job again instead of submitting twice."""
+EXECUTION_AGAIN_ENV = "ORCH_EXECUTION_AGAIN"
+"""Set ("1") when an earlier attempt of the submit had the same execution id: the executor
+looks for that attempt's job before submitting."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,30 @@ class Executor(Protocol):
     def run(self, task: Task, context: RunContext) -> OperationResult: ...
 
 
+@runtime_checkable
+class JobExecutor(Executor, Protocol):
+    """An executor of batch jobs (TOSCA's Runnable: submit, run, cancel), whatever the scheduler.
+
+    ``submit`` returns the job's id as the output ``TOSCA_JOB_ID``; ``check_active`` answers for
+    all the jobs of one site with ONE status query; ``cancel`` ends a job. The engine calls
+    ``run`` for each Runnable operation (``run`` is one poll) and ``expect`` when a job's watch
+    begins, so that the next round's query includes it; it aligns the polls of all jobs on
+    common rounds (``polls_in_rounds``)."""
+
+    polls_in_rounds: bool
+
+    def submit(self, task: Task, context: RunContext) -> OperationResult: ...
+
+    def check_active(self, tasks: list[Task], context: RunContext) -> dict[str, OperationResult]:
+        """Each job's report (keyed by job id), from one status query of their site."""
+        ...
+
+    def cancel(self, task: Task, context: RunContext) -> OperationResult: ...
+
+    def expect(self, task: Task) -> None: ...
+
+
 def polls_in_rounds(executor: Executor) -> bool:
     """Whether the engine should align this executor's job polls on common rounds (so that one
     status query per site and round answers for every job), first poll included."""
-    return bool(getattr(executor, "polls_in_rounds", False))
+    return isinstance(executor, JobExecutor) and executor.polls_in_rounds

@@ -1,0 +1,300 @@
+"""Son of Grid Engine's words for the batch executor (Debian's gridengine 8.1.9 and its kin):
+``#$`` lines, ``qsub -terse``, one ``qstat -xml`` per site and round (then ``qacct`` and the
+exit file once a job has left qstat), ``qdel``.
+
+How a job node's properties become SGE's requests:
+
+- ``tasks`` x ``cpus_per_task`` slots in the site's parallel environment (sites.yaml
+  ``parallel_environment``, default ``mpi``) when more than one; ``nodes`` and
+  ``tasks_per_node`` are the PE's allocation rule, a site's setting, so they are refused;
+- ``time`` is ``h_rt``; ``memory`` (per node in Slurm's terms) is ``h_vmem`` per slot;
+- ``partition`` is the queue (``-q``), ``account`` is ``-A``, ``reservation`` is ``-ar``;
+  ``qos`` has no SGE meaning and is refused;
+- ``-w e``: a job no queue could ever run (more slots than the PE has, a queue that does not
+  exist) is refused at submission, with SGE's reason, instead of waiting in ``qw`` for ever;
+- the launcher ``auto`` is ``mpirun -np $NSLOTS`` (Open MPI and MPICH read SGE's host file);
+  ``srun`` is Slurm's and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import xml.etree.ElementTree as ET
+
+from orch.executors.base import EXECUTION_ENV, TAIL_LINES, Task
+from orch.executors.builtin import setting
+from orch.executors.jobstate import JobState
+from orch.executors.schedulers import JobFiles, JobInfo, ScriptError, refuse
+from orch.executors.slurm_script import megabytes, seconds
+
+SGE_DOC = "https://manpages.debian.org/bookworm/gridengine-client/qstat.1.en.html"
+"""qstat(1), "state": d(eletion), E(rror), h(old), r(unning), R(estarted), s/S(uspended),
+T(hreshold), t(ransferring), w(aiting), q(ueued)."""
+
+
+def _states() -> dict[str, JobState]:
+    table: dict[str, JobState] = {}
+    for word in ("qw", "hqw", "hRqw", "Rq", "Rqw", "hRwq", "w", "qws"):
+        table[word] = JobState.PENDING
+    for word in ("r", "t", "Rr", "Rt", "s", "ts", "S", "tS", "T", "tT", "Rs", "Rts", "RS",
+                 "RtS", "RT", "RtT", "LEAVING"):  # fmt: skip
+        table[word] = JobState.RUNNING  # started (suspended ones too: they hold their slots)
+    for word in ("dr", "dt", "dRr", "dRt", "ds", "dS", "dT", "dRs", "dRS", "dRT", "dqw",
+                 "dhqw"):  # fmt: skip
+        table[word] = JobState.RUNNING  # being deleted: it leaves qstat soon
+    for word in ("Eqw", "Ehqw", "EhRqw"):
+        table[word] = JobState.FAILED  # SGE could not start it; it waits for qdel
+    # what orch reports once the job left qstat (qacct's exit_status and failed)
+    table.update(COMPLETED=JobState.COMPLETED, FAILED=JobState.FAILED,
+                 CANCELLED=JobState.CANCELLED)  # fmt: skip
+    return table
+
+
+SGE_STATES = _states()
+_NAME_BAD = re.compile(r"[\s/:@\\*?'\"`$]+")
+_EXECUTION = re.compile(r"^[0-9a-f]{1,64}$")
+_DOWN = ("unable to contact qmaster", "unable to send message to qmaster", "commlib error",
+         "can't unpack gdi request", "failed receiving gdi request")  # fmt: skip
+_USAGE = ("ru_wallclock", "cpu", "maxvmem", "mem", "io", "slots", "granted_pe")
+
+
+class SgeScheduler:
+    name = "sge"
+    title = "Son of Grid Engine"
+    table = SGE_STATES
+    doc = SGE_DOC
+    script_suffix = ".qsub"
+    accounting_lag = 30.0
+    prologue = (
+        # SGE appends to an existing output file (a job id SGE gave before, after its spool was
+        # reset): start it afresh, as Slurm does
+        'if [ -n "$SGE_STDOUT_PATH" ]; then exec >"$SGE_STDOUT_PATH"; fi',
+        'if [ -n "$SGE_STDERR_PATH" ]; then exec 2>"$SGE_STDERR_PATH"; fi',
+    )
+    job_id_variable = "JOB_ID"
+
+    # -- the script ------------------------------------------------------------------------
+    def header(self, task: Task, files: JobFiles) -> list[str]:
+        props = task.properties
+        self._refusals(task)
+        for path in (files.folder,):
+            if re.search(r"\s", path):
+                raise ScriptError(f"{task.node}: SGE cannot take a job folder with spaces: "
+                                  f"{path!r}")  # fmt: skip
+        name = _NAME_BAD.sub("_", str(props.get("job_name") or task.node)) or "job"
+        if name[0].isdigit():
+            name = f"j{name}"
+        options = [
+            "-S /bin/bash", f"-N {name}", f"-wd {files.folder}",
+            f"-o {files.output('$JOB_ID')}", f"-e {files.error('$JOB_ID')}", "-w e",
+        ]  # fmt: skip
+        execution = task.environment.get(EXECUTION_ENV)
+        if execution and _EXECUTION.match(execution):
+            options.append(f"-ac ORCH_EXECUTION={execution}")
+        slots = self.slots(task)
+        if slots > 1:
+            pe = setting(task, "parallel_environment") or "mpi"
+            options.append(f"-pe {pe} {slots}")
+        if props.get("time"):
+            total = max(1, math.ceil(seconds(props["time"])))
+            hours, rest = divmod(total, 3600)
+            options.append(f"-l h_rt={hours}:{rest // 60:02d}:{rest % 60:02d}")
+        if props.get("memory"):
+            options.append(f"-l h_vmem={max(1, math.ceil(megabytes(props['memory']) / slots))}M")
+        queue = setting(task, "partition")
+        if queue:
+            options.append(f"-q {queue}")
+        account = setting(task, "account")
+        if account:
+            options.append(f"-A {account}")
+        if props.get("reservation"):
+            options.append(f"-ar {props['reservation']}")
+        options.extend(str(o) for o in props.get("extra_options") or [])
+        return [f"#$ {option}" for option in options]
+
+    @staticmethod
+    def slots(task: Task) -> int:
+        props = task.properties
+        return int(props.get("tasks") or 1) * int(props.get("cpus_per_task") or 1)
+
+    def _refusals(self, task: Task) -> None:
+        props = task.properties
+        if setting(task, "qos"):
+            raise refuse(task, self, "qos", setting(task, "qos"),
+                         "SGE has no QoS: remove it (or use a queue, the partition property)")
+        if int(props.get("nodes") or 1) > 1:
+            raise refuse(task, self, "nodes", props["nodes"],
+                         "SGE allocates slots, not nodes: set tasks (the parallel environment's "
+                         "allocation rule spreads them)")  # fmt: skip
+        if props.get("tasks_per_node") is not None:
+            raise refuse(task, self, "tasks_per_node", props["tasks_per_node"],
+                         "the parallel environment's allocation rule places tasks on SGE: set "
+                         "tasks only")  # fmt: skip
+        if str(props.get("launcher") or "none") == "srun":
+            raise refuse(task, self, "launcher", "srun",
+                         "srun is Slurm's: use launcher auto (srun on Slurm, mpirun on SGE) "
+                         "or mpirun")  # fmt: skip
+        if props.get("mpi"):
+            raise refuse(task, self, "mpi", props["mpi"], "it is srun's --mpi plugin: remove it")
+        for option in props.get("extra_options") or []:
+            if str(option).startswith("--"):
+                raise refuse(task, self, "extra_options", option,
+                             "it is an sbatch option: give qsub options (e.g. -l h=node1)")
+
+    def launcher(self, task: Task) -> list[str]:
+        props = task.properties
+        kind = str(props.get("launcher") or "none")
+        if kind == "none":
+            return []
+        words = ["mpirun", "-np", '"$NSLOTS"'] if kind in ("auto", "mpirun") else [kind]
+        words += [shlex.quote(str(o)) for o in props.get("launcher_options") or []]
+        return words
+
+    # -- submit ----------------------------------------------------------------------------
+    def submit_command(self, script: str) -> str:
+        return f"qsub -terse {script}"
+
+    def submitted_id(self, stdout: str) -> str | None:
+        """``qsub -terse``'s bare id, or plain qsub's ``Your job N ("name") has been
+        submitted`` (what enqueue_compss prints on an SGE site)."""
+        found = re.search(r"^Your job (\d+)", stdout, re.MULTILINE)
+        if found:
+            return found.group(1)
+        for line in stdout.splitlines():
+            word = line.strip().split(".")[0]
+            if word.isdigit():
+                return word
+        return None
+
+    def find_command(self, execution: str) -> str:
+        if not _EXECUTION.match(execution):
+            return ":"
+        return ("qstat -j '*' 2>/dev/null | awk '/^job_number:/ { j = $2 } "
+                f"/^context:/ && index($0, \"ORCH_EXECUTION={execution}\") {{ print j; exit }}'")
+
+    # -- status ----------------------------------------------------------------------------
+    def status_command(self, jobs: dict[str, JobFiles | None]) -> str:
+        """``X`` lines: qstat's XML of the user's jobs; then per job it does not list: ``A``
+        (qacct), ``E`` (exit file), ``O``/``R`` (output tails); per job in an error state:
+        ``W`` (SGE's reason)."""
+        records = "\n".join(
+            "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
+            if f is not None
+            else f"{job_id}|||"
+            for job_id, f in jobs.items()
+        )
+        return f"""X=$(qstat -xml 2>&1) || {{ printf '%s\\n' "$X" >&2; exit 3; }}
+case "$X" in *"<job_info"*) ;; *) printf '%s\\n' "$X" >&2; exit 3;; esac
+printf '%s\\n' "$X" | sed 's/^/X /'
+Q=" $(printf '%s\\n' "$X" | sed -n 's:.*<JB_job_number>\\([0-9]*\\)</JB_job_number>.*:\\1:p' \
+  | tr '\\n' ' ') "
+while IFS='|' read -r id out err ex; do
+  case "$Q" in *" $id "*)
+    case "$X" in *"<state>E"*) qstat -j "$id" 2>/dev/null | grep '^error reason' \
+      | sed "s/^/W $id /";; esac
+    continue;; esac
+  command -v qacct >/dev/null 2>&1 && qacct -j "$id" 2>/dev/null | sed "s/^/A $id /"
+  [ -f "$ex" ] && echo "E $id $(cat "$ex")"
+  tail -n {TAIL_LINES} "$out" 2>/dev/null | sed "s/^/O $id /"
+  tail -n {TAIL_LINES} "$err" 2>/dev/null | sed "s/^/R $id /"
+done <<'ORCH_JOBS'
+{records}
+ORCH_JOBS
+"""
+
+    def parse_status(self, text: str, job_ids: list[str]) -> dict[str, JobInfo]:
+        xml: list[str] = []
+        accounting: dict[str, dict[str, str]] = {}
+        exits: dict[str, int] = {}
+        reasons: dict[str, list[str]] = {}
+        tails: dict[str, tuple[list[str], list[str]]] = {j: ([], []) for j in job_ids}
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "X":
+                xml.append(rest)
+                continue
+            job_id, _, content = rest.partition(" ")
+            if kind == "A":
+                key, _, value = content.partition(" ")
+                if key and not key.startswith("="):
+                    accounting.setdefault(job_id, {})[key] = value.strip()
+            elif kind == "E":
+                code = _int(content)
+                if code is not None:
+                    exits[job_id] = code
+            elif kind == "W":
+                reasons.setdefault(job_id, []).append(content.split(":", 1)[-1].strip())
+            elif kind in ("O", "R") and job_id in tails:
+                tails[job_id][0 if kind == "O" else 1].append(content)
+        listed = _qstat_jobs("\n".join(xml))
+        infos: dict[str, JobInfo] = {}
+        for job_id in job_ids:
+            if job_id in listed:
+                state, queue = listed[job_id]
+                info = JobInfo(state, node_list=queue.partition("@")[2])
+                if state.startswith("E"):
+                    why = "; ".join(reasons.get(job_id, [])) or "see qstat -j " + job_id
+                    info = JobInfo("FAILED", ended=True, reason=f"SGE put it in state {state}: "
+                                   f"{why}")  # fmt: skip
+            else:
+                info = _ended(accounting.get(job_id), exits.get(job_id))
+            info.stdout_tail, info.stderr_tail = tails[job_id]
+            infos[job_id] = info
+        return infos
+
+    def unavailable(self, stderr: str) -> bool:
+        lowered = stderr.lower()
+        return any(sign in lowered for sign in _DOWN)
+
+    # -- cancel ----------------------------------------------------------------------------
+    def cancel_command(self, job_ids: list[str]) -> str:
+        return "qdel " + " ".join(job_ids)
+
+    def already_gone(self, stderr: str) -> bool:
+        return "does not exist" in stderr
+
+
+def _qstat_jobs(text: str) -> dict[str, tuple[str, str]]:
+    """Job id -> (state letters, queue instance) from ``qstat -xml``."""
+    if not text.strip():
+        return {}
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return {}
+    jobs: dict[str, tuple[str, str]] = {}
+    for job in root.iter("job_list"):
+        number = (job.findtext("JB_job_number") or "").strip()
+        if number:
+            jobs[number] = ((job.findtext("state") or "").strip(),
+                            (job.findtext("queue_name") or "").strip())  # fmt: skip
+    return jobs
+
+
+def _ended(accounting: dict[str, str] | None, exit_file: int | None) -> JobInfo:
+    """A job SGE no longer lists: qacct's record when it has one, else the exit file, else
+    UNKNOWN (accounting is written a few seconds after a job leaves qstat)."""
+    if accounting and "exit_status" in accounting:
+        code = _int(accounting["exit_status"])
+        failed = accounting.get("failed", "0").split(":", 1)
+        usage = {key: accounting[key] for key in _USAGE if key in accounting}
+        state = "COMPLETED" if code == 0 and _int(failed[0]) in (0, None) else "FAILED"
+        reason = f"SGE: failed {failed[0].strip()}: {failed[1].strip()}" if len(failed) > 1 else ""
+        return JobInfo(state, code, accounting.get("ru_wallclock", ""),
+                       accounting.get("hostname", ""), ended=True, reason=reason,
+                       usage=usage)  # fmt: skip
+    if exit_file is not None:
+        return JobInfo("COMPLETED" if exit_file == 0 else "FAILED", exit_file, ended=True)
+    return JobInfo("UNKNOWN", ended=True)
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+SGE = SgeScheduler()

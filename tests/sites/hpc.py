@@ -1,0 +1,72 @@
+"""One fixture for "an HPC site", whichever scheduler it runs: tests that must pass on every
+scheduler take ``hpc_site`` (parametrised: the real Slurm site, then the real SGE site) and
+write its sites.yaml entry with ``hpc_site.yaml(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sites.cli import Orch, authorized_keys_file, site_yaml
+from sites.slurm import PATH
+from sites.sshd import SshServer
+
+SCHEDULERS = ("slurm", "sge")
+
+
+@dataclass
+class HpcSite:
+    scheduler: str
+    ssh: SshServer
+    site: Any
+    """The SlurmSite or SgeSite."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """What the site's sessions need in sites.yaml's environment (the scheduler's variables)."""
+    path: str = PATH
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def yaml(self, token: str, name: str = "hpc1", *tool_dirs: Path, **settings: Any) -> str:
+        """The site's entry in sites.yaml, its sessions finding ``tool_dirs`` first."""
+        environment = {**self.environment, "PATH": ":".join([*map(str, tool_dirs), self.path])}
+        environment.update(settings.pop("environment", {}))
+        return site_yaml(self, token, name, scheduler=self.scheduler,  # type: ignore[arg-type]
+                         environment=environment, **{**self.settings, **settings})
+
+    def job_name(self, job_id: str) -> str:
+        """The scheduler's name of a job it still knows or has accounted for."""
+        if self.scheduler == "slurm":
+            shown = self.site.cluster.run("scontrol", "-o", "show", "job", job_id).stdout
+            return shown.split("JobName=", 1)[1].split()[0]
+        accounted = self.site.cluster.run("qacct", "-j", job_id).stdout
+        return next(line.split()[1] for line in accounted.splitlines()
+                    if line.startswith("jobname"))  # fmt: skip
+
+
+@pytest.fixture(params=SCHEDULERS)
+def hpc_site(request: pytest.FixtureRequest) -> HpcSite:
+    if request.param == "slurm":
+        site = request.getfixturevalue("slurm_site")
+        return HpcSite("slurm", site.ssh, site, {"SLURM_CONF": str(site.cluster.conf)},
+                       settings={"partition": "debug"})  # fmt: skip
+    site = request.getfixturevalue("sge_site")
+    env = dict(site.cluster.env)
+    path = env.pop("PATH")
+    return HpcSite("sge", site.ssh, site, env, path, settings={"partition": "all.q"})
+
+
+@pytest.fixture
+def hpc_credential(orch: Orch, hpc_site: HpcSite) -> Iterator[str]:
+    """A token whose key the HPC site's unprivileged user accepts (for this test only)."""
+    token = orch("credentials", "generate", "--comment", "orch hpc test").stdout.strip()
+    public = orch("credentials", "public-key", token).stdout
+    path = authorized_keys_file(hpc_site.ssh, hpc_site.ssh.unprivileged_user)
+    before = path.read_text() if path.exists() else ""
+    path.write_text(before + public)
+    try:
+        yield token
+    finally:
+        path.write_text(before)
