@@ -35,6 +35,8 @@ dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
 command -v /usr/lib/gridengine/sge_qmaster >/dev/null || need+=(gridengine-master)
 command -v /usr/lib/gridengine/sge_execd >/dev/null || need+=(gridengine-exec)
 command -v /usr/lib/gridengine/qsub >/dev/null || need+=(gridengine-client)
+# Open MPI's mpirun: an MPI job's ranks on the SGE site (SGE has no srun)
+command -v mpirun >/dev/null || need+=(openmpi-bin)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own
