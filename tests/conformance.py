@@ -27,7 +27,7 @@ Blueprint kinds a subclass writes (``blueprint(h, kind)``):
 
 - ``ok``: succeeds, with outputs whose expected values ``expected_outputs`` gives;
 - ``fail``: the node ``failing.node`` fails its ``failing.operation`` with exit status
-  ``failing.rc`` after printing ``LAST_LINE`` as its last line;
+  ``failing.rc`` after printing ``LAST_LINE`` as (or in) its last line;
 - ``slow``: an operation that records that it started (``started(h)``) and then runs until
   ``release(h)`` (or long enough for the test to interrupt it);
 - ``timeout``: ``slow`` with a timeout (by default the same blueprint, deployed with
@@ -194,6 +194,9 @@ class ExecutorConformance:
     def check_ok(self, h: Harness) -> None:
         """Further checks after the ``ok`` deploy (attributes, files on the site...)."""
 
+    def check_failure(self, h: Harness, err: str, record: dict[str, Any]) -> None:
+        """Further checks of the ``fail`` deploy's message and record."""
+
     def started(self, h: Harness) -> bool:
         """Whether the ``slow`` operation has started (and is running now)."""
         raise NotImplementedError
@@ -301,8 +304,9 @@ class ExecutorConformance:
         assert record["host"] == host, record
         assert record["status"] == "failed", record
         assert record["rc"] == failing.rc, record
-        assert record["tail"] and record["tail"][-1] == LAST_LINE, record
+        assert record["tail"] and LAST_LINE in record["tail"][-1], record
         assert h.status()["status"] == "failed"
+        self.check_failure(h, err, record)
 
     # ------------------------------------------------------------------ 3. timeout
     def test_timeout_ends_the_operation_as_timeout(self, h: Harness) -> None:
