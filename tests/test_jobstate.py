@@ -26,3 +26,41 @@ def test_a_job_stuck_in_an_unknown_state_is_given_up_after_a_bounded_number_of_p
     assert answers[2][0].endswith("giving up after 3 polls")
     states.known("42")  # a known state again: the count starts over
     assert states.seen("42", "ODD", "Slurm", "doc")[1] is False
+
+
+def test_sge_letters_are_read_as_written_and_all_of_them_are_known() -> None:
+    from orch.executors.sge_scheduler import SGE_STATES
+
+    assert translate(SGE_STATES, "r") is JobState.RUNNING
+    assert translate(SGE_STATES, "qw") is JobState.PENDING
+    assert translate(SGE_STATES, "Eqw") is JobState.FAILED
+    assert translate(SGE_STATES, "S") is JobState.RUNNING  # suspended by its queue: holds slots
+    assert translate(SGE_STATES, "COMPLETED") is JobState.COMPLETED
+    assert translate(SGE_STATES, "zz") is JobState.UNKNOWN
+
+
+def test_sge_status_is_read_from_qstat_xml_then_qacct_then_the_exit_file() -> None:
+    from orch.executors.sge_scheduler import SGE
+
+    xml = """<?xml version='1.0'?>
+<job_info><queue_info><job_list state="running"><JB_job_number>7</JB_job_number>
+<state>r</state><queue_name>all.q@node3</queue_name></job_list></queue_info>
+<job_info><job_list state="pending"><JB_job_number>8</JB_job_number><state>Eqw</state>
+<queue_name></queue_name></job_list></job_info></job_info>"""
+    text = "\n".join(
+        [f"X {line}" for line in xml.splitlines()]
+        + ["W 8 error reason    1:          can't chdir to /gone: No such file",
+           "A 9 hostname     node2", "A 9 exit_status  3", "A 9 failed       0",
+           "A 9 ru_wallclock 5s", "A 9 maxvmem      4.906MB", "O 9 last line",
+           "E 10 0"]
+    )  # fmt: skip
+    infos = SGE.parse_status(text, ["7", "8", "9", "10", "11"])
+    assert (infos["7"].state, infos["7"].ended, infos["7"].node_list) == ("r", False, "node3")
+    assert infos["8"].ended and infos["8"].state == "FAILED"
+    assert "Eqw" in infos["8"].reason and "can't chdir to /gone" in infos["8"].reason
+    nine = infos["9"]
+    assert (nine.state, nine.exit_code) == ("FAILED", 3)
+    assert (nine.elapsed, nine.node_list) == ("5s", "node2")
+    assert nine.usage["maxvmem"] == "4.906MB" and nine.stdout_tail == ["last line"]
+    assert (infos["10"].state, infos["10"].exit_code) == ("COMPLETED", 0)  # exit file only
+    assert infos["11"].state == "UNKNOWN" and infos["11"].ended

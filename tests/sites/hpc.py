@@ -4,6 +4,7 @@ write its sites.yaml entry with ``hpc_site.yaml(...)``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +42,18 @@ class HpcSite:
         if self.scheduler == "slurm":
             shown = self.site.cluster.run("scontrol", "-o", "show", "job", job_id).stdout
             return shown.split("JobName=", 1)[1].split()[0]
-        accounted = self.site.cluster.run("qacct", "-j", job_id).stdout
-        return next(line.split()[1] for line in accounted.splitlines()
+        deadline = time.monotonic() + 20  # SGE writes accounting a moment after the end
+        while True:
+            accounted = self.site.cluster.run("qacct", "-j", job_id, check=False)
+            if accounted.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        return next(line.split()[1] for line in accounted.stdout.splitlines()
                     if line.startswith("jobname"))  # fmt: skip
 
 
-@pytest.fixture(params=SCHEDULERS)
-def hpc_site(request: pytest.FixtureRequest) -> HpcSite:
-    if request.param == "slurm":
+def make_hpc_site(request: pytest.FixtureRequest, scheduler: str) -> HpcSite:
+    if scheduler == "slurm":
         site = request.getfixturevalue("slurm_site")
         return HpcSite("slurm", site.ssh, site, {"SLURM_CONF": str(site.cluster.conf)},
                        settings={"partition": "debug"})  # fmt: skip
@@ -58,15 +63,36 @@ def hpc_site(request: pytest.FixtureRequest) -> HpcSite:
     return HpcSite("sge", site.ssh, site, env, path, settings={"partition": "all.q"})
 
 
+@pytest.fixture(params=SCHEDULERS)
+def hpc_site(request: pytest.FixtureRequest) -> HpcSite:
+    """The Slurm site, then the SGE site."""
+    return make_hpc_site(request, request.param)
+
+
 @pytest.fixture
-def hpc_credential(orch: Orch, hpc_site: HpcSite) -> Iterator[str]:
-    """A token whose key the HPC site's unprivileged user accepts (for this test only)."""
+def sge_hpc_site(request: pytest.FixtureRequest) -> HpcSite:
+    """The SGE site alone, for what only SGE does."""
+    return make_hpc_site(request, "sge")
+
+
+def authorize(orch: Orch, ssh: SshServer) -> Iterator[str]:
+    """A token whose key the site's unprivileged user accepts (for one test only)."""
     token = orch("credentials", "generate", "--comment", "orch hpc test").stdout.strip()
     public = orch("credentials", "public-key", token).stdout
-    path = authorized_keys_file(hpc_site.ssh, hpc_site.ssh.unprivileged_user)
+    path = authorized_keys_file(ssh, ssh.unprivileged_user)
     before = path.read_text() if path.exists() else ""
     path.write_text(before + public)
     try:
         yield token
     finally:
         path.write_text(before)
+
+
+@pytest.fixture
+def hpc_credential(orch: Orch, hpc_site: HpcSite) -> Iterator[str]:
+    yield from authorize(orch, hpc_site.ssh)
+
+
+@pytest.fixture
+def sge_credential(orch: Orch, sge_hpc_site: HpcSite) -> Iterator[str]:
+    yield from authorize(orch, sge_hpc_site.ssh)

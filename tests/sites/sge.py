@@ -322,6 +322,21 @@ class SgeCluster:
                 ids.append(first[0])
         return ids
 
+    def stop_qmaster(self) -> None:
+        """Kill qmaster alone (a master host failing): execd and its jobs go on."""
+        pid = self.pids().get("sge_qmaster")
+        if pid is not None:
+            _terminate(pid, 0.0)
+        self._wait(lambda: "sge_qmaster" not in self.pids(), 10, "qmaster gone")
+
+    def start_qmaster(self, timeout: float = 30.0) -> None:
+        """Start qmaster again on the same spool (its jobs are still there) and wait until the
+        queue is usable."""
+        self._daemon("sge_qmaster")
+        self._wait(lambda: self.run("qconf", "-sh", check=False, timeout=5).returncode == 0,
+                   timeout, "qmaster answering qconf again")
+        self._wait(lambda: self.queue_state() == "", timeout, "queue all.q up again")
+
     # -- tear-down --------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> None:

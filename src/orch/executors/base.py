@@ -93,6 +93,9 @@ class OperationResult:
     """One line for the user: why it failed (empty when ok)."""
     started: bool = True
     """False when the command never started on the host (safe to retry on a new connection)."""
+    fixed: bool = False
+    """The failure is in what the operation was given (a bad property, an option the site
+    cannot honour): another attempt would fail the same way, so it is never retried."""
 
     @property
     def ok(self) -> bool:

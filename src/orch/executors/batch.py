@@ -119,7 +119,7 @@ class BatchJobExecutor:
         try:
             return action(task, context)
         except ScriptError as exc:
-            return OperationResult("failed", message=str(exc), started=False)
+            return OperationResult("failed", message=str(exc), started=False, fixed=True)
         except (TransportError, StatusError) as exc:
             return OperationResult(
                 "failed", message=f"{task.host.describe()}: {exc}", started=exc.started
@@ -163,6 +163,7 @@ class BatchJobExecutor:
             command = f"{{ {command}; }} > {record}; orch_rc=$?; cat {record}; exit $orch_rc"
         result = transport.run(
             f"mkdir -p {folder} && cd {folder} && {command}",
+            env=site_environment(task),
             stdin=stdin,
             timeout=task.timeout or 300,
             cancel=context.cancel,
@@ -191,7 +192,7 @@ class BatchJobExecutor:
         transport = context.transport(task.host)
         result = transport.run(
             f"cat {record} 2>/dev/null; echo ORCH-FIND; {scheduler.find_command(execution)}",
-            timeout=task.timeout or 120, cancel=context.cancel,
+            env=site_environment(task), timeout=task.timeout or 120, cancel=context.cancel,
         )  # fmt: skip
         before, _, found = (result.stdout or "").partition("ORCH-FIND")
         job_id = scheduler.submitted_id(before) or found.strip().split("\n")[0].strip()
@@ -225,7 +226,8 @@ class BatchJobExecutor:
         site = (*task.host.key, scheduler.name)
         try:
             info = monitor.status(
-                job_id, files, transport, due=context.poll_due, cancel=context.cancel
+                job_id, files, transport, due=context.poll_due, cancel=context.cancel,
+                env=site_environment(task),
             )
         except StatusError as exc:
             if not exc.unavailable:
@@ -292,7 +294,9 @@ class BatchJobExecutor:
                          job_id: str) -> None:  # fmt: skip
         """A job the scheduler holds in an error state (SGE's Eqw) is deleted: it would wait
         for ever, holding its place in the queue."""
-        result = context.transport(task.host).run(scheduler.cancel_command([job_id]), timeout=60)
+        result = context.transport(task.host).run(
+            scheduler.cancel_command([job_id]), env=site_environment(task), timeout=60
+        )
         if result.rc == 0:
             context.log("stderr", f"deleted job {job_id}, which {scheduler.title} held in an "
                         "error state")  # fmt: skip
@@ -336,7 +340,8 @@ class BatchJobExecutor:
             return OperationResult("ok", message="no job to cancel")
         scheduler = scheduler_of(task)
         transport = context.transport(task.host)
-        result = transport.run(scheduler.cancel_command([job_id]), timeout=task.timeout or 120)
+        result = transport.run(scheduler.cancel_command([job_id]), env=site_environment(task),
+                               timeout=task.timeout or 120)  # fmt: skip
         self.monitor(task.host, scheduler).forget(job_id)
         err = _lines(result.stderr)
         if result.rc != 0 and not scheduler.already_gone(result.stderr or ""):
@@ -383,6 +388,13 @@ class BatchJobExecutor:
             )  # fmt: skip
         context.log("stdout", f"removed {task.host.describe()}:{what}")
         return OperationResult("ok", rc=0)
+
+
+def site_environment(task: Task) -> dict[str, str] | None:
+    """sites.yaml's ``environment``: exported for every command orch runs on the site (the
+    scheduler's commands too: a site may need SLURM_CONF, SGE_ROOT or its PATH)."""
+    variables = getattr(task.site, "environment", None) or {}
+    return {str(k): str(v) for k, v in variables.items()} or None
 
 
 def _job_id(task: Task) -> str | None:

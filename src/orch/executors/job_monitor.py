@@ -40,6 +40,7 @@ class SiteMonitor:
         *,
         due: float | None,
         cancel: threading.Event,
+        env: dict[str, str] | None = None,
     ) -> JobInfo:
         """The job's state as of a status command started at or after ``due`` (now if None)."""
         need = time.monotonic() if due is None else due
@@ -62,7 +63,7 @@ class SiteMonitor:
         started = time.monotonic()
         answers: dict[str, JobInfo] | None = None
         try:
-            answers = query(self.scheduler, transport, asked, cancel)
+            answers = query(self.scheduler, transport, asked, cancel, env)
         finally:
             with self._cond:
                 self._querying = False
@@ -90,10 +91,13 @@ def query(
     transport: Transport,
     jobs: dict[str, JobFiles | None],
     cancel: threading.Event,
+    env: dict[str, str] | None = None,
 ) -> dict[str, JobInfo]:
     """The jobs' states, from one status command on the site."""
     try:
-        result = transport.run(scheduler.status_command(jobs), timeout=120, cancel=cancel)
+        result = transport.run(
+            scheduler.status_command(jobs), env=env, timeout=120, cancel=cancel
+        )
     except TransportError as exc:
         raise StatusError(str(exc), started=exc.started) from None
     if result.cancelled or result.timed_out:

@@ -80,9 +80,10 @@ MAX_UNKNOWN_POLLS = 20
 
 
 def translate(table: dict[str, JobState], word: str) -> JobState:
-    """``word`` (its first word, case ignored) in ``table``'s terms; UNKNOWN when absent."""
-    first = word.split()[0].upper() if word.split() else ""
-    return table.get(first, JobState.UNKNOWN)
+    """``word`` (its first word) in ``table``'s terms; UNKNOWN when absent. The word is looked
+    up as written (SGE's ``s`` and ``S`` differ), then in capitals (Slurm's words)."""
+    first = word.split()[0] if word.split() else ""
+    return table.get(first) or table.get(first.upper(), JobState.UNKNOWN)
 
 
 class UnknownStates:
