@@ -1,0 +1,146 @@
+"""The executor contract (tests/conformance.py) for Ansible playbooks, run on orch's own machine
+(connection local) through the fork server, as orch runs them by default."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conformance import LAST_LINE, SECRET, ExecutorConformance, Failing, Harness
+from sites.processes import running
+from test_conformance_script import ScriptConformance
+
+pytest.importorskip("ansible_runner")
+
+HEADER = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+node_types:
+  conformance.Thing:
+    derived_from: tosca.nodes.Root
+    attributes:
+      answer: {type: integer, required: false}
+      greeting: {type: string, required: false}
+topology_template:
+  inputs:
+    secret: {type: string, default: none-given, metadata: {sensitive: true}}
+  node_templates:
+"""
+PLAYBOOKS = {
+    "ok": """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: greet
+      debug: {msg: "creating {{ NODE }}"}
+    - name: answer
+      set_stats: {data: {answer: 42}}
+    - name: greeting
+      set_fact: {greeting: "hello from {{ NODE }}"}
+""",
+    "fail": f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: install the thing
+      shell: |
+        echo "first line"
+        echo "{LAST_LINE}" >&2
+        exit 3
+""",
+    "slow": """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: wait for go
+      shell: |
+        echo "start $$" >> "$MARKS/slow.log"
+        while [ ! -f "$MARKS/go" ]; do sleep 0.1; done
+        echo "end $$" >> "$MARKS/slow.log"
+      environment: {MARKS: "{{ MARKS }}"}
+""",
+    "secret": """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: show
+      debug: {msg: "the token is {{ TOKEN }}"}
+    - name: keep
+      shell: echo "{{ TOKEN }}" > "{{ MARKS }}/seen"
+    - name: leak
+      set_fact: {leaked: "token={{ TOKEN }}"}
+""",
+}
+
+
+class TestAnsiblePlaybook(ExecutorConformance):
+    # the record's exit status is ansible-playbook's (2: a task failed), the message says the
+    # task's own (rc 3); the task's output line is followed by Ansible's PLAY RECAP
+    failing = Failing("broken", "Standard.create", rc=2, rc_text="(rc 3)")
+    tail_window = 3
+    expected_outputs = {"answer": 42, "greeting": "hello from thing"}
+    timeout_args = ()  # the blueprint's own TOSCA timeout
+
+    # the slow playbook's markers are the script subclass's (slow.log, the MARKS environment)
+    runs = ScriptConformance.runs
+    started = ScriptConformance.started
+    leftovers = ScriptConformance.leftovers
+    release = ScriptConformance.release
+    secret_reached = ScriptConformance.secret_reached
+
+    def setup(self, h: Harness) -> None:
+        for kind, text in PLAYBOOKS.items():
+            h.write(text.lstrip("\n"), f"{kind}.yml")
+
+    def blueprint(self, h: Harness, kind: str) -> str:
+        name = {"ok": "thing", "fail": "broken", "secret": "thing"}.get(kind, "slow")
+        playbook = f"{'slow' if kind == 'timeout' else kind}.yml"
+        implementation = playbook if kind != "timeout" else f"{{primary: {playbook}, timeout: 2}}"
+        inputs = {"slow": f"{{MARKS: {h.scratch}}}", "timeout": f"{{MARKS: {h.scratch}}}",
+                  "secret": f"{{MARKS: {h.scratch}, TOKEN: {{get_input: secret}}}}"}  # fmt: skip
+        outputs = {"ok": "{answer: [SELF, answer], greeting: [SELF, greeting]}",
+                   "secret": "{leaked: [SELF, greeting]}"}  # fmt: skip
+        text = HEADER + (
+            f"    {name}:\n"
+            "      type: conformance.Thing\n"
+            "      interfaces:\n"
+            "        Standard:\n"
+            "          create:\n"
+            f"            implementation: {implementation}\n"
+        )
+        if kind in inputs:
+            text += f"            inputs: {inputs[kind]}\n"
+        if kind in outputs:
+            text += f"            outputs: {outputs[kind]}\n"
+        if kind == "ok":
+            text += ("  outputs:\n    answer: {value: {get_attribute: [thing, answer]}}\n"
+                     "    greeting: {value: {get_attribute: [thing, greeting]}}\n")  # fmt: skip
+        return text
+
+    def check_ok(self, h: Harness) -> None:
+        attributes = h.attributes("thing")
+        assert attributes["answer"] == 42 and attributes["greeting"] == "hello from thing"
+        assert "creating thing" in h.logs()
+
+    def before_kill(self, h: Harness) -> None:
+        h.data["orphan"] = self.runs(h)[0][1]
+
+    def while_resumed(self, h: Harness, resumed: subprocess.Popen[str]) -> None:
+        """No second copy while the killed orch's one runs: when the same command starts the
+        playbook again, the first copy is gone (the fork server kills what it ran when orch
+        dies) or it waited for it."""
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and resumed.poll() is None:
+            runs = self.runs(h)
+            if len([k for k, _ in runs if k == "start"]) >= 2:
+                assert not running(h.data["orphan"]), f"two copies at once: {runs}"
+                break
+            time.sleep(0.02)
+
+    def check_reattached(self, h: Harness, err: str) -> None:
+        runs = self.runs(h)
+        starts = [pid for kind, pid in runs if kind == "start"]
+        assert len(starts) == 2 and starts[0] == h.data["orphan"], runs
+        assert runs[-2:] == [("start", starts[1]), ("end", starts[1])], runs
+        assert SECRET not in err
