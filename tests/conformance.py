@@ -424,17 +424,26 @@ def authorize(orch: Orch, server: Any) -> Iterator[str]:
 
 class BatchConformance(ExecutorConformance):
     """Batch jobs of a scheduler's site (an ``orch.nodes.Site`` of sites.yaml, reached over SSH
-    as its unprivileged user with a credential token). A scheduler's subclass gives the site
-    fixture's name, the ``scheduler`` of its sites.yaml entry, and how to ask it which jobs are
-    not over (``active_jobs``); a job type's subclass gives the job bodies (``job``).
+    as its unprivileged user with a credential token).
 
-    Jobs are watched, not run: the failing operation is ``Runnable.run``, which orch names by its
-    interface type (``tosca.interfaces.node.lifecycle.Runnable.run``) (the watch that finds
-    the job ended badly), cancel is ``orch cancel`` (SIGINT leaves jobs running by design), and
-    a resumed deploy must watch the job the killed orch submitted."""
+    A scheduler's subclass (Slurm here; SGE the same way) sets ``site_fixture`` (the fixture
+    giving an object with ``.ssh``, the login node's SshServer, and ``.cluster``),
+    ``scheduler`` (sites.yaml's), ``job_id_variable``, and overrides ``site_settings`` (its
+    sites.yaml entry's other settings: partition, environment), ``active_jobs`` (which of some
+    jobs are not over), ``known_jobs`` (every job it has had, ended ones included: nothing may
+    be submitted twice), ``time_limit``/``expected_limit`` (the ``timeout`` job's limit as it
+    shows it) and, when its words differ, ``failing.rc_text``. A job type's subclass
+    (PyCOMPSs) overrides ``job`` (the node's properties for each kind).
+
+    Jobs are watched, not run: the failing operation is the watch (``Runnable.run``, which orch
+    names by its interface type ``tosca.interfaces.node.lifecycle.Runnable``) that finds the
+    job ended badly; cancel is ``orch cancel`` (SIGINT leaves jobs running, by design); a
+    resumed deploy must watch the job the killed orch submitted."""
 
     site_fixture = "slurm_site"
     scheduler = "slurm"
+    job_id_variable = "SLURM_JOB_ID"
+    """The variable that holds the job's id inside the job."""
     job_type = "orch.nodes.SlurmJob"
     failing = Failing(
         "broken", "tosca.interfaces.node.lifecycle.Runnable.run", rc=3, rc_text="exit code 3"
@@ -483,7 +492,7 @@ class BatchConformance(ExecutorConformance):
         bodies = {
             "ok": 'echo "hello from the job"',
             "fail": f'echo "first line"\necho "{LAST_LINE}" >&2\nexit 3',
-            "slow": f'touch {scratch}/started.$SLURM_JOB_ID\n'
+            "slow": f"touch {scratch}/started.${self.job_id_variable}\n"
                     f'while [ ! -f {scratch}/go ]; do sleep 0.2; done\necho done',
             "secret": f'echo "the token is $TOKEN"\necho "$TOKEN" > {scratch}/seen',
         }  # fmt: skip
