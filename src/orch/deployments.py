@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,15 +257,14 @@ def deploy(
     """Deploy, or resume a deploy. On an existing deployment whose blueprint or inputs changed,
     raise ``Drifted`` unless ``update``: then show the change (``show_update(diff)``), delete
     what it replaces or removes with the old snapshot, and deploy the new one."""
-    interrupts.install()  # before the lock shows our pid to `orch cancel`
-    with store.lock(name, "deploy"):
-        store.check_health()
+
+    def begin() -> _Run | Outcome:
         snapshot_files(store, prepared)
         existing = store.deployment(name)
         model_data = prepared.model.to_dict()
         given = set(prepared.given.values)
         inputs = prepared.inputs
-        executors = _executors(executors)
+        loaded = _executors(executors)  # the update's tear-down runs with the same ones
         if existing is None:
             if prepared.missing:
                 raise BlueprintProblems(prepared.missing)
@@ -281,7 +280,7 @@ def deploy(
                 if show_update is not None:
                     show_update(difference)
                 torn = _tear_down(store, name, existing, prepared, inputs, difference,
-                                  options, listener, executors)  # fmt: skip
+                                  options, listener, loaded)  # fmt: skip
                 if torn is not None:
                     return torn
             _check_compatible(store, name, prepared.model)
@@ -293,17 +292,19 @@ def deploy(
                 again = rerun_steps(deploy_plan(prepared.model), difference.rerun)
                 store.unmark_steps_done(name, "deploy", again)
         plan = deploy_plan(prepared.model)
-        _use_secrets(options, inputs, prepared.secrets, name, listener)
-        engine = Engine(store, name, prepared.model, inputs, executors, options, listener)
-        summary = _run(store, name, "deploying", lambda: engine.run(plan, action="deploy"))
-        _cancel_if_asked(store, name, engine, listener)
-        outputs = public_outputs(prepared.model, engine.outputs(), inputs, prepared.secrets)
+        return _Run(prepared.model, inputs, prepared.secrets, plan, "deploy", end,
+                    status="deploying", executors=loaded)  # fmt: skip
+
+    def end(run: _Run, engine: Engine, summary: RunSummary) -> Outcome:
+        outputs = public_outputs(run.model, engine.outputs(), run.inputs, run.secrets)
         store.set_outputs(name, outputs)
         status = {"ok": "deployed", "failed": "failed", "cancelled": "interrupted"}[summary.status]
         store.set_status(name, status)
         if summary.status == "ok":
             store.clear_done_steps(name, "undeploy")
         return Outcome(name, summary, outputs, status)
+
+    return _locked_run(store, name, "deploy", begin, options, listener, executors)
 
 
 def _difference(store: Store, existing: Any, prepared: Prepared, inputs: dict[str, Any]) -> Any:
@@ -344,9 +345,8 @@ def _tear_down(
     plan = undeploy_plan(old, states, running_jobs(store, name) & doomed)
     plan.kind = "teardown"
     secrets = prepared.secrets | secret_inputs(old.inputs)
-    _use_secrets(options, old_inputs, secrets, name, listener)
-    engine = Engine(store, name, old, old_inputs, executors, options, listener)
-    summary = _run(store, name, "updating", lambda: engine.run(plan, action="update"))
+    run = _Run(old, old_inputs, secrets, plan, "update", status="updating", cancel_jobs=False)
+    _, summary = _run_engine(store, name, run, options, listener, executors)
     if summary.status != "ok":
         status = "failed" if summary.status == "failed" else "interrupted"
         store.set_status(name, status)
@@ -486,16 +486,16 @@ def undeploy(
     input_specs: list[str] = (),  # type: ignore[assignment]
     executors: list[Any] | None = None,
 ) -> Outcome:
-    interrupts.install()  # before the lock shows our pid to `orch cancel`
-    with store.lock(name, "undeploy"):
-        store.check_health()
+    def begin() -> _Run:
         model, inputs, secrets = stored(store, name, input_specs)
         _require_secrets(name, inputs, secrets, model)
         states = {row.id: row.state for row in store.instances(name)}
         plan = undeploy_plan(model, states, running_jobs(store, name))
-        _use_secrets(options, inputs, secrets, name, listener)
-        engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
-        summary = _run(store, name, "undeploying", lambda: engine.run(plan, action="undeploy"))
+        # the plan cancels the running jobs itself
+        return _Run(model, inputs, secrets, plan, "undeploy", end, status="undeploying",
+                    cancel_jobs=False)  # fmt: skip
+
+    def end(_run: _Run, _engine: Engine, summary: RunSummary) -> Outcome:
         if summary.status == "ok":
             status = "undeployed"
             store.clear_done_steps(name, "deploy")
@@ -507,6 +507,8 @@ def undeploy(
         store.set_status(name, status)
         return Outcome(name, summary, {}, status)
 
+    return _locked_run(store, name, "undeploy", begin, options, listener, executors)
+
 
 def run_workflow(
     store: Store,
@@ -517,9 +519,7 @@ def run_workflow(
     input_specs: list[str] = (),  # type: ignore[assignment]
     executors: list[Any] | None = None,
 ) -> Outcome:
-    interrupts.install()  # before the lock shows our pid to `orch cancel`
-    with store.lock(name, f"run {workflow}"):
-        store.check_health()
+    def begin() -> _Run:
         model, inputs, secrets = stored(store, name)
         plan = workflow_plan(model, workflow)
         given = read_inputs(list(input_specs))
@@ -539,20 +539,82 @@ def run_workflow(
                 "default" in definition
             ):
                 workflow_inputs[input_name] = definition["default"]
-        _use_secrets(options, inputs, secrets, name, listener)
-        engine = Engine(store, name, model, inputs, _executors(executors), options, listener)
         deployment = store.deployment(name)
         before = deployment.status if deployment else "deployed"
-        summary = _run(store, name, None, lambda: engine.run(
-            plan, action="run", workflow=workflow, workflow_inputs=workflow_inputs
-        ), restore=before)  # fmt: skip
-        _cancel_if_asked(store, name, engine, listener)
-        outputs = public_outputs(model, engine.outputs(), inputs, secrets)
+        return _Run(model, inputs, secrets, plan, "run", end, workflow=workflow,
+                    workflow_inputs=workflow_inputs, restore=before)  # fmt: skip
+
+    def end(run: _Run, engine: Engine, summary: RunSummary) -> Outcome:
+        outputs = public_outputs(run.model, engine.outputs(), run.inputs, run.secrets)
         if summary.status == "ok":
-            store.clear_done_steps(name, plan.kind)
+            store.clear_done_steps(name, run.plan.kind)
             store.set_outputs(name, outputs)
         deployment = store.deployment(name)
         return Outcome(name, summary, outputs, deployment.status if deployment else "")
+
+    return _locked_run(store, name, f"run {workflow}", begin, options, listener, executors)
+
+
+# ---------------------------------------------------------------------------- the skeleton
+@dataclass
+class _Run:
+    """What deploy, undeploy, run (and an update's tear-down) run; the rest is the same for all
+    of them (``_locked_run``)."""
+
+    model: Model
+    inputs: dict[str, Any]
+    secrets: set[str]
+    plan: Plan
+    action: str
+    """The run's action, as the store records it (deploy, undeploy, run, update)."""
+    end: Callable[[_Run, Engine, RunSummary], Outcome] | None = None
+    """What the run's outcome makes of the deployment (status, outputs...)."""
+    status: str | None = None
+    """The deployment's status while it runs (deploying...); None: unchanged."""
+    workflow: str | None = None
+    workflow_inputs: dict[str, Any] | None = None
+    restore: str | None = None
+    """The status to go back to if the run cannot even start (see ``_run``)."""
+    cancel_jobs: bool = True
+    """Cancel the jobs it leaves running when `orch cancel` (or Ctrl-C with --cancel-jobs)
+    stopped it."""
+    executors: list[Any] | None = None
+    """The executors, when ``begin`` already needed them; else they are loaded to run it."""
+
+
+def _locked_run(
+    store: Store, name: str, lock_as: str, begin: Callable[[], _Run | Outcome],
+    options: EngineOptions, listener: Listener, executors: list[Any] | None,
+) -> Outcome:  # fmt: skip
+    """deploy, undeploy and run: with the deployment locked and its state checked, ``begin()``
+    says what to run (or already has the outcome), the engine runs it with the secrets masked
+    and Ctrl-C / `orch cancel` handled, and the run's ``end`` records the outcome."""
+    interrupts.install()  # before the lock shows our pid to `orch cancel`
+    with store.lock(name, lock_as):
+        store.check_health()
+        run = begin()
+        if isinstance(run, Outcome):
+            return run
+        chosen = run.executors if run.executors is not None else _executors(executors)
+        engine, summary = _run_engine(store, name, run, options, listener, chosen)
+        assert run.end is not None
+        return run.end(run, engine, summary)
+
+
+def _run_engine(
+    store: Store, name: str, run: _Run, options: EngineOptions, listener: Listener,
+    executors: list[Any],
+) -> tuple[Engine, RunSummary]:  # fmt: skip
+    """One engine run of ``run.plan``: the secrets it masks, the deployment's status while it
+    runs, and the jobs to cancel if asked."""
+    _use_secrets(options, run.inputs, run.secrets, name, listener)
+    engine = Engine(store, name, run.model, run.inputs, executors, options, listener)
+    summary = _run(store, name, run.status, lambda: engine.run(
+        run.plan, action=run.action, workflow=run.workflow, workflow_inputs=run.workflow_inputs,
+    ), restore=run.restore)  # fmt: skip
+    if run.cancel_jobs:
+        _cancel_if_asked(store, name, engine, listener)
+    return engine, summary
 
 
 # ---------------------------------------------------------------------------- jobs
