@@ -25,11 +25,14 @@ from sites.web import Files, b2share_record
 ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
 
 
-@pytest.fixture(params=["stand-in module", "lmod"])
+@pytest.fixture(params=["stand-in module", "lmod", "sge"])
 def any_site(request: pytest.FixtureRequest) -> object:
-    """The site with the tests' stand-in ``module``, and with the real Lmod (the job's modules
-    are what put enqueue_compss and apptainer on its PATH)."""
-    return request.getfixturevalue("site" if request.param == "stand-in module" else "lmod_site")
+    """The Slurm site with the tests' stand-in ``module``, and with the real Lmod (the job's
+    modules are what put enqueue_compss and apptainer on its PATH); then the SGE site."""
+    fixture = {"stand-in module": "site", "lmod": "lmod_site"}.get(request.param)
+    if fixture is None:  # eflows_site's SGE run, picked by its parameter
+        return request.getfixturevalue("sge_eflows_site")
+    return request.getfixturevalue(fixture)
 
 
 def test_the_minimal_workflow_deploys_runs_twice_and_undeploys(

@@ -4,7 +4,8 @@ the minimal one: validated, planned (deploy submits nothing; exec_job in the rig
 deployed (the image built from the workflow registry and placed on the site), exec_job run twice
 (staged in, run, staged out, the result checked where it landed; each run a new job), undeployed.
 
-``parallel``: two execution environments on two Slurm sites, two chains run side by side.
+Each runs on the loopback Slurm site and again on the loopback SGE site, unchanged.
+``parallel``: two execution environments on two sites, two chains run side by side.
 ``webdav``: WebDAV in, job, WebDAV out (a real WsgiDAV server with basic auth).
 ``http-model``: a model file over HTTP and a data set from B2SHARE, one job using both.
 ``two-jobs``: a second PyCOMPSs job reads what the first wrote.
@@ -24,7 +25,7 @@ import pytest
 
 from orch.executors.base import Artifact, Task
 from orch.executors.pycompss import _yorc_properties, enqueue_command
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch
 from sites.eflows import (
     DAV_PASSWORD,
     DAV_SECRET,
@@ -32,9 +33,9 @@ from sites.eflows import (
     SECRETS,
     set_secret,
     set_secrets,
-    site_environment,
 )
 from sites.fixtures import SlurmSite
+from sites.hpc import HpcSite
 from sites.web import Files, b2share_record
 
 ROOT = Path(__file__).resolve().parent.parent / "blueprints" / "eflows4hpc"
@@ -205,7 +206,7 @@ def home_dir() -> Any:
 
 
 def test_two_jobs_the_second_reads_what_the_first_wrote(
-    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+    orch: Orch, eflows_site: HpcSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
 ) -> None:
     base, files = web
     b2share_record(files, base, "rec-2j", {"data.txt": TEXT.encode()})
@@ -234,7 +235,7 @@ def test_two_jobs_the_second_reads_what_the_first_wrote(
 
 def test_webdav_in_job_webdav_out(
     orch: Orch,
-    site: SlurmSite,
+    eflows_site: HpcSite,
     credential: str,
     compss_bin: Path,
     apptainer: Path,
@@ -244,9 +245,9 @@ def test_webdav_in_job_webdav_out(
     home_dir: Path,
 ) -> None:
     dav_url, dav_root = dav
-    environment = site_environment(site, compss_bin, apptainer, web[0], WEBDAV_URL=dav_url)
-    orch.write("sites.yaml", "sites:\n" + site_yaml(site, credential, partition="debug",
-                                                    environment=environment))  # fmt: skip
+    orch.write("sites.yaml", "sites:\n" + eflows_site.yaml(
+        credential, "hpc1", compss_bin, apptainer.parent,
+        environment={"B2SHARE_SERVER": web[0], "WEBDAV_URL": dav_url}))  # fmt: skip
     set_secret(orch, DAV_SECRET, "username", DAV_USER)
     set_secret(orch, DAV_SECRET, "password", DAV_PASSWORD)
     (dav_root / "datasets" / "set1").mkdir(parents=True)
@@ -271,7 +272,7 @@ def test_webdav_in_job_webdav_out(
 
 
 def test_http_model_and_b2share_data_one_job_uses_both(
-    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+    orch: Orch, eflows_site: HpcSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
 ) -> None:
     base, files = web
     b2share_record(files, base, "rec-model", {"data.txt": TEXT.encode()})
@@ -299,7 +300,7 @@ def test_http_model_and_b2share_data_one_job_uses_both(
 @pytest.mark.usefixtures("two_sites")
 def test_parallel_two_environments_on_two_sites(
     orch: Orch,
-    site: SlurmSite,
+    eflows_site: HpcSite,
     second_slurm_site: SlurmSite,
     apps_registry: Path,
     web: tuple[str, Files],
@@ -317,8 +318,9 @@ def test_parallel_two_environments_on_two_sites(
 
     attributes = run(orch, "parallel", apps_registry, **inputs)
     for i in (1, 2):  # each chain on its own site: the job on its cluster, the data over its sshd
-        assert attributes[f"PyCOMPSJob{i}"]["node_list"] == f"hpc{i}-n1"
-        port = (site, second_slurm_site)[i - 1].ssh.port
+        node = "localhost" if i == 1 and eflows_site.scheduler == "sge" else f"hpc{i}-n1"
+        assert attributes[f"PyCOMPSJob{i}"]["node_list"] == node
+        port = (eflows_site, second_slurm_site)[i - 1].ssh.port
         assert f"@127.0.0.1:{port}/" in attributes[f"DLSDAGStageInData{i}"]["execution_url"]
     assert (home_dir / "one" / "count.txt").read_text() == "7\n"
     assert (home_dir / "two" / "count.txt").read_text() == "3\n"
@@ -335,7 +337,7 @@ def test_parallel_two_environments_on_two_sites(
 
 
 def test_pycomps_ansible_job_with_the_older_library(
-    orch: Orch, site: SlurmSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
+    orch: Orch, eflows_site: HpcSite, apps_registry: Path, web: tuple[str, Files], home_dir: Path
 ) -> None:
     base, files = web
     b2share_record(files, base, "rec-pa", {"data.txt": TEXT.encode()})

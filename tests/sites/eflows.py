@@ -1,6 +1,7 @@
 """What the end-to-end tests of eFlows4HPC topologies share: a workflow registry an offline
-machine can build, the loopback Slurm site with the PyCOMPSs stand-in, Apptainer and a B2SHARE
-stand-in's URL in its environment, and the services' secrets in orch's store."""
+machine can build, the loopback Slurm site (and the SGE site: ``eflows_site``) with the PyCOMPSs
+stand-in, Apptainer and a B2SHARE stand-in's URL in its environment, and the services' secrets
+in orch's store."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sites.cli import STAND_IN, Orch, site_yaml
+from sites.cli import STAND_IN, Orch, authorized_keys_file, site_yaml
 from sites.fixtures import SlurmSite
+from sites.hpc import SCHEDULERS, HpcSite, make_hpc_site
 from sites.podman import static_busybox
 from sites.slurm import PATH
 from sites.web import Files, serve_files
@@ -66,6 +68,44 @@ def site(orch: Orch, slurm_site: SlurmSite, credential: str, compss_bin: Path,
         slurm_site, credential, partition="debug", environment=environment
     ))  # fmt: skip
     return slurm_site
+
+
+@pytest.fixture(params=SCHEDULERS)
+def eflows_site(request: pytest.FixtureRequest, orch: Orch, credential: str, compss_bin: Path,
+                apptainer: Path, web: tuple[str, Files]) -> Iterator[HpcSite]:  # fmt: skip
+    """As ``site``, on the Slurm site, then on the SGE site: topologies run unchanged on
+    either (sites.yaml names the scheduler). The credential is accepted by both."""
+    yield from _eflows_site(request, request.param, orch, credential, compss_bin, apptainer, web)
+
+
+@pytest.fixture
+def sge_eflows_site(request: pytest.FixtureRequest, orch: Orch, credential: str,
+                    compss_bin: Path, apptainer: Path,
+                    web: tuple[str, Files]) -> Iterator[HpcSite]:  # fmt: skip
+    """``eflows_site`` on the SGE site alone."""
+    yield from _eflows_site(request, "sge", orch, credential, compss_bin, apptainer, web)
+
+
+def _eflows_site(request: pytest.FixtureRequest, scheduler: str, orch: Orch, credential: str,
+                 compss_bin: Path, apptainer: Path,
+                 web: tuple[str, Files]) -> Iterator[HpcSite]:  # fmt: skip
+    hpc = make_hpc_site(request, scheduler)
+    path = authorized_keys_file(hpc.ssh, hpc.ssh.unprivileged_user)
+    before = path.read_text() if path.exists() else None
+    if hpc.scheduler != "slurm":
+        public = orch("credentials", "public-key", credential).stdout
+        path.write_text((before or "") + public)
+    orch.write("sites.yaml", "sites:\n" + hpc.yaml(
+        credential, "hpc1", compss_bin, apptainer.parent,
+        environment={"B2SHARE_SERVER": web[0]}))  # fmt: skip
+    try:
+        yield hpc
+    finally:
+        if hpc.scheduler != "slurm":
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(before)
 
 
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/sh")
@@ -201,30 +241,30 @@ def site_environment(
 @pytest.fixture
 def two_sites(
     orch: Orch,
-    site: SlurmSite,
+    eflows_site: HpcSite,
     second_slurm_site: SlurmSite,
     credential: str,
     compss_bin: Path,
     apptainer: Path,
     web: tuple[str, Files],
 ) -> Iterator[None]:
-    """sites.yaml with both loopback Slurm sites, hpc1 and hpc2, the credential accepted by
-    the second one too (for this test only)."""
+    """sites.yaml with hpc1 (``eflows_site``: Slurm, then SGE) and the second loopback Slurm
+    site hpc2, the credential accepted by the second one too (for this test only)."""
     from sites.cli import authorized_keys_file
 
     public = orch("credentials", "public-key", credential).stdout
     path = authorized_keys_file(second_slurm_site.ssh, second_slurm_site.ssh.unprivileged_user)
     before = path.read_text() if path.exists() else None
     path.write_text((before or "") + public)
-    entries = ""
-    for name, one in (("hpc1", site), ("hpc2", second_slurm_site)):
-        entries += site_yaml(
-            one,
-            credential,
-            name=name,
-            partition="debug",
-            environment=site_environment(one, compss_bin, apptainer, web[0]),
-        )
+    entries = eflows_site.yaml(credential, "hpc1", compss_bin, apptainer.parent,
+                               environment={"B2SHARE_SERVER": web[0]})  # fmt: skip
+    entries += site_yaml(
+        second_slurm_site,
+        credential,
+        name="hpc2",
+        partition="debug",
+        environment=site_environment(second_slurm_site, compss_bin, apptainer, web[0]),
+    )
     orch.write("sites.yaml", "sites:\n" + entries)
     try:
         yield
