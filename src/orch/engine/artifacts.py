@@ -24,12 +24,17 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from orch.engine.runs import Running
 from orch.executors.base import as_text
 from orch.executors.masking import MASK, Masker
+from orch.plan.steps import Step
+from orch.state.rows import OperationRow
+from orch.tosca.model import Operation
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -111,6 +116,56 @@ def finish(folder: Path, *, rc: int | None, status: str, record: dict[str, Any])
     atomic_write(folder / "rc", "" if rc is None else str(int(rc)))
     atomic_write(folder / "status", status)
     write_task(folder, record)
+
+
+def task_record(
+    deployment: str, run_id: int | None, step: Step, op_id: int, attempt: int, host: str,
+    operation: Operation | None, running: Running | None, secrets: Iterable[Any],
+    started: float | None = None, end: tuple[str, int | None, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What ``task.json`` holds, secrets masked: ``end`` is (status, rc, message) once the
+    operation ended; ``started`` is for an operation that never ran (no ``running``)."""
+    task = running.task if running is not None else None
+    secrets = tuple(task.secret_values if task is not None else secrets)
+    implementation = operation.implementation if operation is not None else None
+    status, rc, message = end if end is not None else ("running", None, "")
+    record = {
+        "deployment": deployment,
+        "run_id": run_id,
+        "operation_id": op_id,
+        "step": step.id,
+        "node": step.node,
+        "instance": step.instance,
+        "interface": step.interface or "",
+        "operation": step.operation or "",
+        "host": scrubbed(host, secrets),
+        "implementation": implementation.name if implementation is not None else None,
+        "executor": running.executor.name if running is not None else None,
+        "attempt": attempt,
+        "started": when(running.started_at if running is not None else started),
+        "ended": when(time.time()) if end is not None else None,
+        "status": status,
+        "rc": rc,
+        "message": scrubbed(message, secrets),
+        "inputs": scrubbed(task.inputs, secrets) if task is not None else {},
+    }
+    if running is not None and running.job is not None:
+        record["job_id"] = running.job.job_id
+    return record
+
+
+def interrupted(folder: Path, deployment: str, op: OperationRow) -> None:
+    """The records of an operation a killed run left running: its status is interrupted."""
+    record = read_task(folder) or {
+        "deployment": deployment, "run_id": op.run_id, "operation_id": op.id,
+        "step": op.step, "node": op.node, "instance": op.instance,
+        "interface": op.interface, "operation": op.operation, "host": op.host,
+        "attempt": op.attempt, "started": when(op.started),
+    }  # fmt: skip
+    message = "interrupted: the orch process stopped during the operation"
+    record.update(status="interrupted", rc=None, message=message,
+                  ended=when(op.ended or time.time()))  # fmt: skip
+    finish(folder, rc=None, status="interrupted", record=record)
 
 
 def write_task(folder: Path, record: dict[str, Any]) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 from orch.engine import artifacts, jobs
 from orch.engine.environments import SITE_ATTRIBUTE
-from orch.engine.evaluate import Evaluator, link_key
+from orch.engine.evaluate import Evaluator, link_key, stored_evaluator
 from orch.engine.events import Event, Listener
 from orch.engine.runs import EngineOptions, Failure, Running, operation_named, operation_of
 from orch.executors.base import OperationResult
 from orch.plan.steps import Plan, Step
-from orch.state import Store
+from orch.state import InstanceRow, OperationRow, Store
 from orch.tosca.model import Model, Operation
 
 
@@ -40,6 +40,41 @@ class Recorder:
         """Execution environments bound to a site this run: their attributes to store."""
         self.ended_by_submit: dict[int, str] = {}
         """Operations whose submit did the whole job: the job's end status, by operation id."""
+
+    # ------------------------------------------------------------------ the state as a run starts
+    def load(self, plan: Plan, inputs: dict[str, Any]) -> set[str]:
+        """The deployment's state as a run of ``plan`` starts: the instances it adds are saved,
+        the evaluator reads the stored attributes, and the operations a killed run left
+        running are marked interrupted (and said). The steps done before are returned."""
+        rows = {row.id: row for row in self.store.instances(self.name)}
+        new = [
+            InstanceRow(self.name, i.id, i.node, "initial", {})
+            for i in plan.instances.values()
+            if i.id not in rows
+        ]
+        if new:
+            self.store.save_instances(self.name, new)
+            rows.update({row.id: row for row in new})
+        self.states = {iid: row.state for iid, row in rows.items()}
+        self.evaluator = stored_evaluator(
+            self.store, self.name, self.model, plan.instances, inputs, rows.values()
+        )
+        done = self.store.done_steps(self.name, plan.kind)
+        interrupted = self.store.interrupt_stale(self.name)
+        for op in interrupted:
+            self.emit(
+                Event(
+                    "message",
+                    self.name,
+                    node=op.node,
+                    instance=op.instance,
+                    step=op.step,
+                    message=f"{op.instance} {op.interface}.{op.operation} was interrupted "
+                    "by the previous run: it runs again",
+                )
+            )
+            self.close_records(op)
+        return done
 
     # ------------------------------------------------------------------ events
     def event(self, kind: Any, step: Step, message: str, data: dict[str, Any]) -> Event:
@@ -330,60 +365,27 @@ class Recorder:
     ) -> None:  # fmt: skip
         """The operation's ``task.json`` (and at its ``end``, status, rc, message: its ``rc``
         and ``status`` files too) in its folder of records. Secrets never reach it."""
-        task = running.task if running is not None else None
-        secrets = task.secret_values if task is not None else self.options.secret_values
-        operation = operation_of(self.model, step)
-        implementation = operation.implementation if operation is not None else None
-        status, rc, message = end if end is not None else ("running", None, "")
-        record = {
-            "deployment": self.name,
-            "run_id": self.run_id,
-            "operation_id": op_id,
-            "step": step.id,
-            "node": step.node,
-            "instance": step.instance,
-            "interface": step.interface or "",
-            "operation": step.operation or "",
-            "host": artifacts.scrubbed(host, secrets),
-            "implementation": implementation.name if implementation is not None else None,
-            "executor": running.executor.name if running is not None else None,
-            "attempt": attempt,
-            "started": artifacts.when(running.started_at if running is not None else started),
-            "ended": artifacts.when(time.time()) if end is not None else None,
-            "status": status,
-            "rc": rc,
-            "message": artifacts.scrubbed(message, secrets),
-            "inputs": artifacts.scrubbed(task.inputs, secrets) if task is not None else {},
-        }
-        if running is not None and running.job is not None:
-            record["job_id"] = running.job.job_id
+        record = artifacts.task_record(
+            self.name, self.run_id, step, op_id, attempt, host, operation_of(self.model, step),
+            running, self.options.secret_values, started, end,
+        )  # fmt: skip
         folder = self.store.artifacts_dir(self.name, op_id)
         try:
             if end is None:
                 artifacts.write_task(artifacts.make_folder(folder), record)
             else:
-                artifacts.finish(folder, rc=rc, status=status, record=record)
+                artifacts.finish(folder, rc=end[1], status=end[0], record=record)
         except OSError as exc:  # the run goes on: the store has the operation's record
             self.emit(self.event(
                 "message", step, f"cannot keep the records of {step.title} in {folder}: "
                 f"{exc.strerror or exc}", {},
             ), store=True)  # fmt: skip
 
-    def close_records(self, op: Any) -> None:
+    def close_records(self, op: OperationRow) -> None:
         """The records of an operation the previous run left running (it was killed): its
         status is interrupted."""
-        folder = self.store.artifacts_dir(self.name, op.id)
-        record = artifacts.read_task(folder) or {
-            "deployment": self.name, "run_id": op.run_id, "operation_id": op.id,
-            "step": op.step, "node": op.node, "instance": op.instance,
-            "interface": op.interface, "operation": op.operation, "host": op.host,
-            "attempt": op.attempt, "started": artifacts.when(op.started),
-        }  # fmt: skip
-        message = "interrupted: the orch process stopped during the operation"
-        record.update(status="interrupted", rc=None, message=message,
-                      ended=artifacts.when(op.ended or time.time()))  # fmt: skip
         with contextlib.suppress(OSError):
-            artifacts.finish(folder, rc=None, status="interrupted", record=record)
+            artifacts.interrupted(self.store.artifacts_dir(self.name, op.id), self.name, op)
 
 
 def owner(step: Step) -> str:

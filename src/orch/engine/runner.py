@@ -8,14 +8,14 @@ were running, which the next run executes again.
 
 The engine's parts: ``schedule`` (which steps are ready), ``recorder`` (what is written: store,
 events, each operation's records), ``poller`` (job watches between polls), ``worker`` (one
-operation in a worker thread), ``preflight`` (checks before anything runs), ``interrupts``
-(signals), ``tasks`` (a step's Task) and ``runs`` (the data they share).
+operation in a worker thread), ``inbox`` (what reaches the scheduler's thread), ``preflight``
+(checks before anything runs), ``interrupts`` (signals), ``tasks`` (a step's Task) and ``runs``
+(the data they share).
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import secrets
 import threading
 import time
@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orch.engine import interrupts, preflight, survivors
-from orch.engine.evaluate import EvaluationError, stored_evaluator
+from orch.engine.evaluate import EvaluationError
 from orch.engine.events import Event, Listener, ignore
 from orch.engine.hosts import host_for
+from orch.engine.inbox import Inbox
 from orch.engine.poller import Poller
 from orch.engine.recorder import Recorder, typed
 from orch.engine.runs import (
@@ -72,7 +73,7 @@ class Engine:
         self.executors = executors
         self.options = options or EngineOptions()
         self.listener = listener
-        self._done: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._inbox = Inbox()
         self._stopping = False
         self._cancelled = False
         self._running: dict[str, Running] = {}
@@ -113,7 +114,7 @@ class Engine:
         from orch.transport.ssh import TransportPool
 
         self.pool = TransportPool(self.options.host_keys)
-        self.worker = Worker(self.store, self.name, self.options, self.pool.get, self._done)
+        self.worker = Worker(self.store, self.name, self.options, self.pool.get, self._inbox)
         try:
             if self._settle_survivors():
                 self._schedule(plan, summary)
@@ -169,40 +170,13 @@ class Engine:
             for running in list(self._running.values()):
                 running.cancel.set()
         if first or cancel:
-            self._done.put(("signal", cancel))
+            self._inbox.put("signal", cancel)
 
     # ------------------------------------------------------------------ state
     def _load_state(self, plan: Plan) -> None:
-        rows = {row.id: row for row in self.store.instances(self.name)}
-        new = [
-            _instance_row(self.name, i.id, i.node)
-            for i in plan.instances.values()
-            if i.id not in rows
-        ]
-        if new:
-            self.store.save_instances(self.name, new)
-            rows.update({row.id: row for row in new})
-        self.states = {iid: row.state for iid, row in rows.items()}
-        self.evaluator = stored_evaluator(
-            self.store, self.name, self.model, plan.instances, self.inputs, rows.values()
-        )
-        self.recorder.states = self.states
-        self.recorder.evaluator = self.evaluator
-        self.done = self.store.done_steps(self.name, plan.kind)
-        interrupted = self.store.interrupt_stale(self.name)
-        for op in interrupted:
-            self.recorder.emit(
-                Event(
-                    "message",
-                    self.name,
-                    node=op.node,
-                    instance=op.instance,
-                    step=op.step,
-                    message=f"{op.instance} {op.interface}.{op.operation} was interrupted "
-                    "by the previous run: it runs again",
-                )
-            )
-            self.recorder.close_records(op)
+        self.done = self.recorder.load(plan, self.inputs)
+        self.states = self.recorder.states
+        self.evaluator = self.recorder.evaluator
 
     # ------------------------------------------------------------------ survivors
     def _settle_survivors(self) -> bool:
@@ -211,20 +185,9 @@ class Engine:
         stopped the run while waiting."""
         return survivors.settle(
             self.store, self.name, lambda instance: self.pool.get(host_for(self.evaluator,
-            instance)), self.options.survivors, self._note, self._wait_or_stop,
+            instance)), self.options.survivors, self._note,
+            lambda seconds: self._inbox.wait(seconds, lambda: self._stopping, self._announce_stop),
         )  # fmt: skip
-
-    def _wait_or_stop(self, seconds: float) -> bool:
-        """Sleep, unless the user stops the run (True then)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self._stopping:
-                return True
-            with contextlib.suppress(queue.Empty):
-                kind, payload = self._done.get(timeout=max(0.0, deadline - time.monotonic()))
-                if kind == "signal":
-                    self._announce_stop(cancelling=payload)
-        return self._stopping
 
     def _note(self, message: str) -> None:
         self.recorder.emit(Event("message", self.name, message=message), store=True)
@@ -302,10 +265,10 @@ class Engine:
                     self.poller.leave_jobs_running()
                 if not self._running:
                     if self._stopping:
-                        self._drain_signals()
+                        self._inbox.drain(self._announce_stop)
                         break
                     continue
-                message = self._next_message(self.poller.next_poll())
+                message = self._inbox.next(self.poller.next_poll())
                 if message is None:
                     self.poller.poll_due(lambda running: self._submit(pool, running))
                     continue
@@ -317,7 +280,7 @@ class Engine:
                         record.emit(record.event("output", running.step, line, {"stream": stream}))
                     continue
                 if kind == "signal":
-                    self._announce_stop(cancelling=payload)
+                    self._announce_stop(payload)
                     continue
                 step_id, result = payload
                 running = self._running[step_id]
@@ -357,16 +320,7 @@ class Engine:
         # steps never started are simply not done: resume runs them
         self._left = steps.left()
 
-    def _drain_signals(self) -> None:
-        while True:
-            try:
-                kind, payload = self._done.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "signal":
-                self._announce_stop(cancelling=payload)
-
-    def _announce_stop(self, *, cancelling: bool) -> None:
+    def _announce_stop(self, cancelling: bool) -> None:
         count = len(self._running)
         message = (
             f"cancelling {count} running operation(s)"
@@ -375,15 +329,6 @@ class Engine:
             "(interrupt again to cancel them)"
         )
         self.recorder.emit(Event("message", self.name, message=message), store=True)
-
-    def _next_message(self, timeout: float | None) -> tuple[str, Any] | None:
-        """The next message, or None once ``timeout`` seconds passed (a job poll is due)."""
-        while True:
-            try:
-                return self._done.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
-            except queue.Empty:
-                if timeout is not None:
-                    return None
 
     # ------------------------------------------------------------------ one step
     def _start(
@@ -457,12 +402,6 @@ class Engine:
     def _submit(self, pool: ThreadPoolExecutor, running: Running) -> None:
         """A worker thread runs the operation (or polls its job once)."""
         pool.submit(self.worker.work, running, self.store.log_path(self.name, running.op_id))
-
-
-def _instance_row(deployment: str, instance_id: str, node: str) -> Any:
-    from orch.state import InstanceRow
-
-    return InstanceRow(deployment, instance_id, node, "initial", {})
 
 
 Callback = Callable[[Event], None]

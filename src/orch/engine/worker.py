@@ -6,11 +6,10 @@ scheduler hears of the operation's end through the queue."""
 
 from __future__ import annotations
 
-import queue
 from pathlib import Path
-from typing import Any
 
 from orch.engine import artifacts
+from orch.engine.inbox import Inbox
 from orch.engine.runs import EngineOptions, Running
 from orch.executors.base import OperationResult, RunContext, TransportProvider
 from orch.executors.masking import Masker
@@ -20,13 +19,13 @@ from orch.state import Store
 class Worker:
     def __init__(
         self, store: Store, deployment: str, options: EngineOptions,
-        transport: TransportProvider, done: queue.Queue[tuple[str, Any]],
+        transport: TransportProvider, inbox: Inbox,
     ):  # fmt: skip
         self.store = store
         self.name = deployment
         self.options = options
         self.transport = transport
-        self.done = done
+        self.inbox = inbox
         """Where the scheduler hears of lines ("line") and ends ("done")."""
 
     def work(self, running: Running, log_path: Path) -> None:
@@ -39,7 +38,7 @@ class Worker:
             result = OperationResult(
                 "failed", message=f"orch could not run it: {type(exc).__name__}: {reason}"
             )
-        self.done.put(("done", (running.step.id, result)))
+        self.inbox.put("done", (running.step.id, result))
 
     def execute(self, running: Running, log_path: Path) -> OperationResult:
         step_id = running.step.id
@@ -70,7 +69,7 @@ class Worker:
                 log.write(f"{'err' if stream == 'stderr' else 'out'} {line}\n")
                 log.flush()
                 streams.write(stream, line)
-                self.done.put(("line", (step_id, stream, line)))
+                self.inbox.put("line", (step_id, stream, line))
 
             context = RunContext(
                 transport=self.transport,
