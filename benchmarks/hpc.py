@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""HPC benchmark: orch's Slurm executor on loopback Slurm clusters, orch run in-process.
+"""HPC benchmark: orch's batch executor on loopback Slurm and Son of Grid Engine clusters, orch
+run in-process, the same blueprints on both.
 
-Each cluster is a real munged + slurmctld + slurmd on 127.0.0.1 and its login node a real sshd
-whose sessions see the cluster (``tests/sites``); orch logs in as the unprivileged user. A
-blueprint holds one ``orch.nodes.Site`` and N ``orch.nodes.SlurmJob`` nodes (one task, one CPU,
-``sleep 1`` then the time it ended), all deployed at once. Measured per deploy:
+Each Slurm cluster is a real munged + slurmctld + slurmd on 127.0.0.1, the SGE cluster a real
+sge_qmaster + sge_execd (Debian's gridengine 8.1.9, one host with as many slots as this machine
+has CPUs), and each login node a real sshd whose sessions see its cluster (``tests/sites``);
+orch logs in as the unprivileged user. A blueprint holds one ``orch.nodes.Site`` and N
+``orch.nodes.SlurmJob`` nodes (one task, one CPU, ``sleep 1`` then the time it ended), all
+deployed at once; sites.yaml says which scheduler each site runs. Measured per deploy:
 
 - wall time of ``orch.deployments.deploy`` and jobs/s. The cluster is one node with as many
   CPUs as this machine: jobs beyond that queue in Slurm, so for many jobs the wall time is
@@ -17,16 +20,18 @@ blueprint holds one ``orch.nodes.Site`` and N ``orch.nodes.SlurmJob`` nodes (one
   worst one took.
 - notice lag: from a job's end to the step-end event of its ``run`` step. The end is the time
   the job printed as its last line (``date +%s.%N``, after ``sleep 1``), and also Slurm's
-  EndTime (whole seconds, so that lag reads up to 1 s high). Goal: lag <= one poll interval.
+  EndTime (SGE: qacct's end_time; whole seconds, so that lag reads up to 1 s
+  high). Goal: lag <= one poll interval.
   Beside it: how long status commands take, and how late polls ask after their round's due
   time (a poll waits for a free worker, and for the status command of its round).
 
-Also a two-site deploy: two clusters, N jobs each, in one blueprint (expect 2 connections and
-one status command per site per round).
+Also two-site deploys: two Slurm clusters, then one Slurm and one SGE cluster, N jobs each, in
+one blueprint (expect 2 connections and one status command per site per round).
 
 Usage: benchmarks/hpc.py [--jobs 1,20,100] [--poll-interval 1] [--repeat 1] [--workers 4]
-       [--many-workers 16] [--two-sites 20]
-Needs root, /usr/sbin/sshd and Slurm (slurmctld, slurmd, munge, the client commands).
+       [--many-workers 16] [--two-sites 20] [--schedulers slurm,sge]
+Needs root, /usr/sbin/sshd, Slurm (slurmctld, slurmd, munge, the client commands) and
+gridengine (master, exec, client).
 Progress goes to stderr, the tables to stdout.
 """
 
@@ -48,7 +53,7 @@ from typing import Any
 
 from deploy import REPO, _last_line
 
-STATUS_PREFIX = "S=$(squeue"
+STATUS_PREFIXES = ("S=$(squeue", "X=$(qstat")
 JOB_SCRIPT = "sleep 1\ndate +%s.%N\n"
 
 
@@ -66,14 +71,18 @@ class Site:
     name: str
     cluster: Any
     ssh: Any
+    scheduler: str = "slurm"
 
 
 def start_site(stack: contextlib.ExitStack, name: str) -> Site:
-    """A Slurm cluster and an sshd whose sessions carry its SLURM_CONF and PATH, both stopped
-    (and their folders removed) when ``stack`` closes."""
+    """A cluster (SGE when the name starts with 'sge', else Slurm) and an sshd whose sessions
+    carry its variables and PATH, both stopped (and their folders removed) when ``stack``
+    closes."""
     from sites.slurm import SlurmCluster
     from sites.sshd import SshServer, free_port
 
+    if name.startswith("sge"):
+        return start_sge_site(stack, name)
     # not 0700 folders: the cluster's users read slurm.conf and the munge socket, sshd reads the
     # authorized keys as the user
     cluster_root = Path(tempfile.mkdtemp(prefix=f"orch-bench-slurm-{name}-"))
@@ -94,6 +103,28 @@ def start_site(stack: contextlib.ExitStack, name: str) -> Site:
     return Site(name, cluster, server)
 
 
+def start_sge_site(stack: contextlib.ExitStack, name: str) -> Site:
+    from sites.sge import SgeCluster
+    from sites.sshd import SshServer, free_port
+
+    root = Path(tempfile.mkdtemp(prefix=f"orch-bench-sge-{name}-"))
+    root.chmod(0o755)  # every user that submits reads SGE_ROOT
+    stack.callback(shutil.rmtree, root, ignore_errors=True)
+    cluster = SgeCluster(root, name, slots=os.cpu_count() or 1)
+    say(f"starting SGE cluster {name} ...")
+    cluster.start()
+    stack.callback(cluster.stop)
+    cluster.cpus = os.cpu_count() or 1
+    ssh_root = Path(tempfile.mkdtemp(prefix=f"orch-bench-sshd-{name}-"))
+    stack.callback(shutil.rmtree, ssh_root, ignore_errors=True)
+    server = SshServer(ssh_root, free_port(), set_env=cluster.env)
+    server.start()
+    stack.callback(server.stop)
+    say(f"  {name}: qmaster port {cluster.qmaster_port}, {cluster.cpus} slot(s), login node "
+        f"127.0.0.1:{server.port} (started in {cluster.startup_seconds:.1f} s)")
+    return Site(name, cluster, server, "sge")
+
+
 def sites_yaml(sites: list[Site], work: Path) -> str:
     import yaml
 
@@ -104,7 +135,8 @@ def sites_yaml(sites: list[Site], work: Path) -> str:
             "user": site.ssh.unprivileged_user,
             "identity_file": str(site.ssh.client_key),
             "known_hosts": str(site.ssh.known_hosts),
-            "partition": "debug",
+            "scheduler": site.scheduler,
+            **({"partition": "debug"} if site.scheduler == "slurm" else {}),
             "work_dir": str(work / site.name),
         }
         for site in sites
@@ -178,11 +210,11 @@ class Recorder:
             self.first_polls: dict[tuple[str, str], float | None] = {}
 
     def install(self) -> None:
-        from orch.executors import slurm_monitor
+        from orch.executors import job_monitor
         from orch.transport.ssh import SshTransport
 
         run, sftp = SshTransport.run, SshTransport._sftp
-        status, query = slurm_monitor.SiteMonitor.status, slurm_monitor.query
+        status, query = job_monitor.SiteMonitor.status, job_monitor.query
         recorder = self
 
         def counted_run(self: Any, command: str, **kwargs: Any) -> Any:
@@ -196,7 +228,8 @@ class Recorder:
             return sftp(self, *args)
 
         def counted_status(
-            self: Any, job_id: str, files: Any, transport: Any, *, due: float | None, cancel: Any
+            self: Any, job_id: str, files: Any, transport: Any, *, due: float | None,
+            cancel: Any, env: Any = None,
         ) -> Any:
             key = (recorder.site(transport), due)
             with recorder._lock:
@@ -206,16 +239,17 @@ class Recorder:
                 recorder.first_polls.setdefault((key[0], job_id), due)
             recorder._round.key = key
             try:
-                return status(self, job_id, files, transport, due=due, cancel=cancel)
+                return status(self, job_id, files, transport, due=due, cancel=cancel, env=env)
             finally:
                 recorder._round.key = None
 
-        def counted_query(transport: Any, jobs: Any, cancel: Any) -> Any:
+        def counted_query(scheduler: Any, transport: Any, jobs: Any, cancel: Any,
+                          env: Any = None) -> Any:  # fmt: skip
             key = getattr(recorder._round, "key", None) or (recorder.site(transport), None)
             with recorder._lock:
                 recorder.status[key] += 1
             clock, started = time.time(), time.monotonic()
-            answers = query(transport, jobs, cancel)
+            answers = query(scheduler, transport, jobs, cancel, env)
             took = time.monotonic() - started
             unfinished = frozenset(j for j, info in answers.items() if not info.ended)
             with recorder._lock:
@@ -226,8 +260,8 @@ class Recorder:
 
         SshTransport.run = counted_run  # type: ignore[method-assign]
         SshTransport._sftp = counted_sftp  # type: ignore[method-assign]
-        slurm_monitor.SiteMonitor.status = counted_status  # type: ignore[method-assign]
-        slurm_monitor.query = counted_query
+        job_monitor.SiteMonitor.status = counted_status  # type: ignore[method-assign]
+        job_monitor.query = counted_query
 
     def site(self, transport: Any) -> str:
         """The site a transport logs in to."""
@@ -238,9 +272,9 @@ class Recorder:
 
 
 def command_kind(command: str) -> str:
-    if command.startswith(STATUS_PREFIX):
+    if command.startswith(STATUS_PREFIXES) or any(f"\n{p}" in command for p in STATUS_PREFIXES):
         return "status"
-    if "sbatch" in command:
+    if "sbatch" in command or "qsub" in command:
         return "submit"
     words = command.split()
     return words[0] if words else "?"
@@ -383,6 +417,9 @@ def slurm_end_times(
         by_site.setdefault(site_of_node[node], {})[job_id] = instance
     ends: dict[str, float] = {}
     for site, instances in by_site.items():
+        if sites[site].scheduler == "sge":
+            ends.update(sge_end_times(sites[site], instances))
+            continue
         result = sites[site].cluster.run(
             "squeue", "-h", "-t", "all", "-j", ",".join(instances), "-o", "%i|%T|%e", check=False
         )
@@ -394,6 +431,28 @@ def slurm_end_times(
             if job_id in instances and state == "COMPLETED":
                 with contextlib.suppress(ValueError):
                     ends[instances[job_id]] = time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S"))
+    return ends
+
+
+def sge_end_times(site: Site, instances: dict[str, str]) -> dict[str, float]:
+    """qacct's end_time of each job (local time, whole seconds), from one qacct call; SGE
+    writes its accounting a moment after a job ends."""
+    ends: dict[str, float] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        result = site.cluster.run("qacct", "-j", check=False, timeout=60)
+        job = None
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "jobnumber":
+                job = value.strip()
+            elif key == "end_time" and job in instances:
+                with contextlib.suppress(ValueError):
+                    ends[instances[job]] = time.mktime(
+                        time.strptime(value.strip(), "%a %b %d %H:%M:%S %Y"))
+        if len(ends) == len(instances):
+            break
+        time.sleep(0.5)
     return ends
 
 
@@ -455,7 +514,8 @@ def busiest_round(run: Run) -> tuple[int, float]:
 
 def print_tables(rows: list[Row], poll: float, cpus: int) -> None:
     print(
-        f"Slurm jobs through orch (each one 1-CPU task: sleep 1), poll interval {poll:g} s; "
+        "Slurm and SGE jobs through orch (each one 1-CPU task: sleep 1), poll interval "
+        f"{poll:g} s; "
         f"medians of {len(rows[0].runs)} run(s)\n"
     )
     print(
@@ -503,9 +563,10 @@ def print_tables(rows: list[Row], poll: float, cpus: int) -> None:
     )
     print(
         "| scenario | jobs | workers | poll interval | notice lag: median | max "
-        "| from Slurm's EndTime: median | max | status command: median | max "
+        "| from the scheduler's end time: median | max | status command: median | max "
         "| polls asking after their due time: median | max "
-        "| jobs Slurm still showed not ended after their end (longest) | max lag <= interval |"
+        "| jobs the scheduler still showed not ended after their end (longest) "
+        "| max lag <= interval |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -641,6 +702,8 @@ def main() -> None:
         default=20,
         help="jobs per site in the two-site deploy (0: no two-site deploy)",
     )
+    parser.add_argument("--schedulers", default="slurm,sge",
+                        help="the one-site rows on these schedulers (slurm, sge)")
     parser.add_argument("--no-image", dest="image", action="store_false",
                         help="skip the unchanged-image scenario")
     args = parser.parse_args()
@@ -648,24 +711,35 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("hpc.py needs root: it starts slurmd, munged and sshd")
     sys.path.insert(0, str(REPO / "tests"))
+    from sites.sge import missing_binaries as missing_sge
     from sites.slurm import missing_binaries
     from sites.sshd import SSHD
 
+    schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
     missing = missing_binaries() + ([] if os.path.exists(SSHD) else [SSHD])
+    missing += missing_sge() if "sge" in schedulers else []
     if missing:
         raise SystemExit(
-            f"missing {', '.join(missing)} (apt-get install slurmctld slurmd "
-            "slurm-client munge openssh-server)"
+            f"missing {', '.join(missing)} (apt-get install slurmctld slurmd slurm-client munge "
+            "openssh-server gridengine-master gridengine-exec gridengine-client)"
         )
 
-    rows = [Row(f"one site, {n} jobs", {"hpc1": n}, args.workers) for n in counts]
-    if args.many_workers and args.many_workers != args.workers:
-        rows += [
-            Row(f"one site, {n} jobs", {"hpc1": n}, args.many_workers) for n in counts if n >= 100
-        ]
+    site_of = {"slurm": "hpc1", "sge": "sge1"}
+    rows = []
+    for scheduler in schedulers:
+        one = site_of[scheduler]
+        rows += [Row(f"{scheduler}: one site, {n} jobs", {one: n}, args.workers) for n in counts]
+        if args.many_workers and args.many_workers != args.workers:
+            rows += [Row(f"{scheduler}: one site, {n} jobs", {one: n}, args.many_workers)
+                     for n in counts if n >= 100]  # fmt: skip
     if args.two_sites:
         jobs = {"hpc1": args.two_sites, "hpc2": args.two_sites}
-        rows.append(Row(f"two sites, {args.two_sites} jobs each", jobs, args.workers))
+        rows.append(Row(f"slurm + slurm: two sites, {args.two_sites} jobs each", jobs,
+                        args.workers))  # fmt: skip
+        if "sge" in schedulers:
+            jobs = {"hpc1": args.two_sites, "sge1": args.two_sites}
+            rows.append(Row(f"slurm + sge: two sites, {args.two_sites} jobs each", jobs,
+                            args.workers))  # fmt: skip
     if not rows and not args.image:
         raise SystemExit("nothing to run: give --jobs or --two-sites")
 

@@ -64,3 +64,25 @@ def test_sge_status_is_read_from_qstat_xml_then_qacct_then_the_exit_file() -> No
     assert nine.usage["maxvmem"] == "4.906MB" and nine.stdout_tail == ["last line"]
     assert (infos["10"].state, infos["10"].exit_code) == ("COMPLETED", 0)  # exit file only
     assert infos["11"].state == "UNKNOWN" and infos["11"].ended
+
+
+def test_an_sge_job_whose_script_wrote_its_exit_file_has_ended_though_qstat_lists_it() -> None:
+    """SGE keeps a job in qstat for a moment after its script ended: this run's exit file (not
+    older than the job's start) says it ended; an older one (a job id SGE gave before) does not.
+    """
+    import time as clock
+
+    from orch.executors.sge_scheduler import SGE
+
+    start = clock.mktime(clock.strptime("2026-12-06T09:11:16", "%Y-%m-%dT%H:%M:%S"))
+    xml = ["<job_info><queue_info>"] + [
+        f"<job_list><JB_job_number>{n}</JB_job_number><state>r</state>"
+        "<JAT_start_time>2026-12-06T09:11:16</JAT_start_time>"
+        "<queue_name>all.q@node1</queue_name></job_list>" for n in (1, 2)
+    ] + ["</queue_info></job_info>"]
+    text = "\n".join([*(f"X {line}" for line in xml), f"E 1 0 {start + 2:.0f}",
+                      f"E 2 0 {start - 3600:.0f}", "O 1 bye"])  # fmt: skip
+    infos = SGE.parse_status(text, ["1", "2"])
+    assert infos["1"].ended and (infos["1"].state, infos["1"].exit_code) == ("COMPLETED", 0)
+    assert infos["1"].stdout_tail == ["bye"] and infos["1"].node_list == "node1"
+    assert not infos["2"].ended and infos["2"].state == "r"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from orch.engine import jobs
 from orch.engine.recorder import Recorder
 from orch.engine.runs import EngineOptions, Running
-from orch.executors.base import OperationResult, polls_in_rounds
+from orch.executors.base import JobExecutor, OperationResult, polls_in_rounds
 
 
 class Poller:
@@ -34,9 +34,8 @@ class Poller:
         False for the others, whose first poll is now."""
         if not polls_in_rounds(running.executor):
             return False
-        expect = getattr(running.executor, "expect", None)
-        if expect is not None:
-            expect(running.task)  # the site's next status command includes this job
+        assert isinstance(running.executor, JobExecutor)  # what polls_in_rounds says
+        running.executor.expect(running.task)  # the site's next status command includes it
         self.sleeping[running.step.id] = self.next_round(running)
         return True
 

@@ -17,7 +17,7 @@ from orch.engine.environments import (
 )
 from orch.engine.evaluate import EvaluationError, Evaluator, Scope
 from orch.engine.runs import EngineError, operation_of
-from orch.executors.base import Executor
+from orch.executors.base import Executor, Preflighted
 from orch.plan.steps import Plan, Step
 from orch.tosca.model import FileRef, Model
 
@@ -82,13 +82,12 @@ def bind_environments(
 def _refusal(model: Model, evaluator: Evaluator, executor: Executor, step: Step) -> str | None:
     """Why an executor that can tell before running (``unsupported``) will refuse the
     node (a DLS type or DAG orch does not serve), None when it will not."""
-    check = getattr(executor, "unsupported", None)
-    if check is None:
+    if not isinstance(executor, Preflighted):
         return None
     node = model.nodes[step.node]
     try:
         properties = evaluator.value(node.properties, Scope(instance=step.instance))
     except EvaluationError:
         properties = {}  # known only at run time: the operation says it then
-    result = check(node.types, properties if isinstance(properties, dict) else {})
+    result = executor.unsupported(node.types, properties if isinstance(properties, dict) else {})
     return str(result) if result else None

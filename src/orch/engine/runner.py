@@ -292,6 +292,7 @@ class Engine:
                 if (
                     not result.ok
                     and not result.started
+                    and not result.fixed  # bad input: another attempt would say the same
                     and running.attempt <= self.options.retries_on_drop
                     and not self._stopping
                 ):

@@ -193,6 +193,17 @@ class JobExecutor(Executor, Protocol):
     def expect(self, task: Task) -> None: ...
 
 
+@runtime_checkable
+class Preflighted(Protocol):
+    """An executor that can tell, before anything runs, that it will refuse a node (a DLS type
+    or DAG orch does not serve): the engine's pre-flight asks it."""
+
+    def unsupported(self, type_names: list[str], properties: dict[str, Any]) -> str | None:
+        """Why the node (its types, nearest first, and evaluated properties) cannot be served;
+        None when it can."""
+        ...
+
+
 def polls_in_rounds(executor: Executor) -> bool:
     """Whether the engine should align this executor's job polls on common rounds (so that one
     status query per site and round answers for every job), first poll included."""

@@ -47,6 +47,7 @@ from orch.executors.builtin import (
     safe_segment,
 )
 from orch.executors.job_monitor import SiteMonitor
+from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JOB_ID, JOB_STATUS, JobState, UnknownStates, translate
 from orch.executors.schedulers import (
     JobFiles,
@@ -139,7 +140,7 @@ class BatchJobExecutor:
     def submission(self, task: Task, files: JobFiles) -> tuple[str, bytes | None]:
         """The command that submits the job from its folder, and what it reads on stdin."""
         scheduler = scheduler_of(task)
-        script = batch_script(task, files, scheduler).encode()
+        script = batch_script(JobSettings.of(task), files, scheduler).encode()
         name = quote_path(files.script)
         # 0600 (a new file: an old one keeps its mode): its exports may hold secrets
         return (f"(umask 077 && rm -f -- {name} && cat > {name}) && "

@@ -12,10 +12,13 @@ that cancels jobs, and its translation table to ``JobState``. Sites choose their
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orch.executors.base import Task
 from orch.executors.jobstate import JobState
+
+if TYPE_CHECKING:
+    from orch.executors.job_settings import JobSettings
 
 
 class ScriptError(ValueError):
@@ -94,13 +97,13 @@ class Scheduler(Protocol):
     """Lines the batch script starts with, after the directives."""
     """Seconds a job may be gone from the status query before its accounting has it."""
 
-    def header(self, task: Task, files: JobFiles) -> list[str]:
-        """The batch script's directive lines for the node's properties and the site's
-        defaults; ScriptError naming the site and the option when one cannot be honoured."""
+    def header(self, job: JobSettings, files: JobFiles) -> list[str]:
+        """The batch script's directive lines for the job's settings; ScriptError naming the
+        site and the option when one cannot be honoured."""
         ...
 
-    def launcher(self, task: Task) -> list[str]:
-        """The words that start ``command`` once per task, per the node's ``launcher``."""
+    def launcher(self, job: JobSettings) -> list[str]:
+        """The words that start ``command`` once per task, per the job's ``launcher``."""
         ...
 
     def submit_command(self, script: str) -> str:
@@ -156,15 +159,10 @@ def scheduler_of(task: Task) -> Scheduler:
     return scheduler_named(str(name))
 
 
-def site_label(task: Task) -> str:
-    """'site NAME (Son of Grid Engine)' for messages about what a site cannot do."""
-    site = getattr(task.site, "name", None) or task.host.name
-    return f"site {site}"
-
-
-def refuse(task: Task, scheduler: Scheduler, option: str, value: Any, hint: str) -> ScriptError:
+def refuse(job: JobSettings, scheduler: Scheduler, option: str, value: Any,
+           hint: str) -> ScriptError:  # fmt: skip
     """The error for an option ``scheduler`` cannot honour, naming the site and the option."""
     return ScriptError(
-        f"{task.node}: {site_label(task)} runs {scheduler.title}, which cannot honour "
+        f"{job.node}: site {job.site} runs {scheduler.title}, which cannot honour "
         f"{option}: {value!r}; {hint}"
     )

@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import time
 import xml.etree.ElementTree as ET
 
-from orch.executors.base import EXECUTION_ENV, TAIL_LINES, Task
-from orch.executors.builtin import setting
+from orch.executors.base import TAIL_LINES
+from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JobState
 from orch.executors.schedulers import JobFiles, JobInfo, ScriptError, refuse
-from orch.executors.slurm_script import megabytes, seconds
 
 SGE_DOC = "https://manpages.debian.org/bookworm/gridengine-client/qstat.1.en.html"
 """qstat(1), "state": d(eletion), E(rror), h(old), r(unning), R(estarted), s/S(uspended),
@@ -76,81 +76,66 @@ class SgeScheduler:
     job_id_variable = "JOB_ID"
 
     # -- the script ------------------------------------------------------------------------
-    def header(self, task: Task, files: JobFiles) -> list[str]:
-        props = task.properties
-        self._refusals(task)
-        for path in (files.folder,):
-            if re.search(r"\s", path):
-                raise ScriptError(f"{task.node}: SGE cannot take a job folder with spaces: "
-                                  f"{path!r}")  # fmt: skip
-        name = _NAME_BAD.sub("_", str(props.get("job_name") or task.node)) or "job"
+    def header(self, job: JobSettings, files: JobFiles) -> list[str]:
+        self._refusals(job)
+        if re.search(r"\s", files.folder):
+            raise ScriptError(f"{job.node}: SGE cannot take a job folder with spaces: "
+                              f"{files.folder!r}")  # fmt: skip
+        name = _NAME_BAD.sub("_", job.job_name) or "job"
         if name[0].isdigit():
             name = f"j{name}"
         options = [
             "-S /bin/bash", f"-N {name}", f"-wd {files.folder}",
             f"-o {files.output('$JOB_ID')}", f"-e {files.error('$JOB_ID')}", "-w e",
         ]  # fmt: skip
-        execution = task.environment.get(EXECUTION_ENV)
-        if execution and _EXECUTION.match(execution):
-            options.append(f"-ac ORCH_EXECUTION={execution}")
-        slots = self.slots(task)
-        if slots > 1:
-            pe = setting(task, "parallel_environment") or "mpi"
-            options.append(f"-pe {pe} {slots}")
-        if props.get("time"):
-            total = max(1, math.ceil(seconds(props["time"])))
+        if job.execution and _EXECUTION.match(job.execution):
+            options.append(f"-ac ORCH_EXECUTION={job.execution}")
+        if job.slots > 1:
+            options.append(f"-pe {job.parallel_environment or 'mpi'} {job.slots}")
+        if job.time_seconds:
+            total = max(1, math.ceil(job.time_seconds))
             hours, rest = divmod(total, 3600)
             options.append(f"-l h_rt={hours}:{rest // 60:02d}:{rest % 60:02d}")
-        if props.get("memory"):
-            options.append(f"-l h_vmem={max(1, math.ceil(megabytes(props['memory']) / slots))}M")
-        queue = setting(task, "partition")
-        if queue:
-            options.append(f"-q {queue}")
-        account = setting(task, "account")
-        if account:
-            options.append(f"-A {account}")
-        if props.get("reservation"):
-            options.append(f"-ar {props['reservation']}")
-        options.extend(str(o) for o in props.get("extra_options") or [])
+        if job.memory_mb:
+            options.append(f"-l h_vmem={max(1, math.ceil(job.memory_mb / job.slots))}M")
+        if job.partition:
+            options.append(f"-q {job.partition}")
+        if job.account:
+            options.append(f"-A {job.account}")
+        if job.reservation:
+            options.append(f"-ar {job.reservation}")
+        options.extend(job.extra_options)
         return [f"#$ {option}" for option in options]
 
-    @staticmethod
-    def slots(task: Task) -> int:
-        props = task.properties
-        return int(props.get("tasks") or 1) * int(props.get("cpus_per_task") or 1)
-
-    def _refusals(self, task: Task) -> None:
-        props = task.properties
-        if setting(task, "qos"):
-            raise refuse(task, self, "qos", setting(task, "qos"),
+    def _refusals(self, job: JobSettings) -> None:
+        if job.qos:
+            raise refuse(job, self, "qos", job.qos,
                          "SGE has no QoS: remove it (or use a queue, the partition property)")
-        if int(props.get("nodes") or 1) > 1:
-            raise refuse(task, self, "nodes", props["nodes"],
+        if (job.nodes or 1) > 1:
+            raise refuse(job, self, "nodes", job.nodes,
                          "SGE allocates slots, not nodes: set tasks (the parallel environment's "
                          "allocation rule spreads them)")  # fmt: skip
-        if props.get("tasks_per_node") is not None:
-            raise refuse(task, self, "tasks_per_node", props["tasks_per_node"],
+        if job.tasks_per_node is not None:
+            raise refuse(job, self, "tasks_per_node", job.tasks_per_node,
                          "the parallel environment's allocation rule places tasks on SGE: set "
                          "tasks only")  # fmt: skip
-        if str(props.get("launcher") or "none") == "srun":
-            raise refuse(task, self, "launcher", "srun",
+        if job.launcher == "srun":
+            raise refuse(job, self, "launcher", "srun",
                          "srun is Slurm's: use launcher auto (srun on Slurm, mpirun on SGE) "
                          "or mpirun")  # fmt: skip
-        if props.get("mpi"):
-            raise refuse(task, self, "mpi", props["mpi"], "it is srun's --mpi plugin: remove it")
-        for option in props.get("extra_options") or []:
-            if str(option).startswith("--"):
-                raise refuse(task, self, "extra_options", option,
+        if job.mpi:
+            raise refuse(job, self, "mpi", job.mpi, "it is srun's --mpi plugin: remove it")
+        for option in job.extra_options:
+            if option.startswith("--"):
+                raise refuse(job, self, "extra_options", option,
                              "it is an sbatch option: give qsub options (e.g. -l h=node1)")
 
-    def launcher(self, task: Task) -> list[str]:
-        props = task.properties
-        kind = str(props.get("launcher") or "none")
-        if kind == "none":
+    def launcher(self, job: JobSettings) -> list[str]:
+        if job.launcher == "none":
             return []
-        words = ["mpirun", "-np", '"$NSLOTS"'] if kind in ("auto", "mpirun") else [kind]
-        words += [shlex.quote(str(o)) for o in props.get("launcher_options") or []]
-        return words
+        words = ["mpirun", "-np", '"$NSLOTS"'] if job.launcher in ("auto", "mpirun") else [
+            job.launcher]  # fmt: skip
+        return words + [shlex.quote(o) for o in job.launcher_options]
 
     # -- submit ----------------------------------------------------------------------------
     def submit_command(self, script: str) -> str:
@@ -177,8 +162,10 @@ class SgeScheduler:
     # -- status ----------------------------------------------------------------------------
     def status_command(self, jobs: dict[str, JobFiles | None]) -> str:
         """``X`` lines: qstat's XML of the user's jobs; then per job it does not list: ``A``
-        (qacct), ``E`` (exit file), ``O``/``R`` (output tails); per job in an error state:
-        ``W`` (SGE's reason)."""
+        (qacct), ``E`` (exit file: code and time), ``O``/``R`` (output tails); per job it
+        lists: ``E`` and the tails when the script already wrote its exit file (SGE keeps a job
+        in qstat for a moment after its script ended), ``W`` (SGE's reason) in an error
+        state."""
         records = "\n".join(
             "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
             if f is not None
@@ -192,11 +179,14 @@ Q=" $(printf '%s\\n' "$X" | sed -n 's:.*<JB_job_number>\\([0-9]*\\)</JB_job_numb
   | tr '\\n' ' ') "
 while IFS='|' read -r id out err ex; do
   case "$Q" in *" $id "*)
-    case "$X" in *"<state>E"*) qstat -j "$id" 2>/dev/null | grep '^error reason' \
-      | sed "s/^/W $id /";; esac
-    continue;; esac
-  command -v qacct >/dev/null 2>&1 && qacct -j "$id" 2>/dev/null | sed "s/^/A $id /"
-  [ -f "$ex" ] && echo "E $id $(cat "$ex")"
+    if [ ! -f "$ex" ]; then
+      case "$X" in *"<state>E"*) qstat -j "$id" 2>/dev/null | grep '^error reason' \
+        | sed "s/^/W $id /";; esac
+      continue
+    fi;;
+  *) command -v qacct >/dev/null 2>&1 && qacct -j "$id" 2>/dev/null | sed "s/^/A $id /";;
+  esac
+  [ -f "$ex" ] && echo "E $id $(cat "$ex") $(stat -c %Y "$ex" 2>/dev/null)"
   tail -n {TAIL_LINES} "$out" 2>/dev/null | sed "s/^/O $id /"
   tail -n {TAIL_LINES} "$err" 2>/dev/null | sed "s/^/R $id /"
 done <<'ORCH_JOBS'
@@ -208,6 +198,7 @@ ORCH_JOBS
         xml: list[str] = []
         accounting: dict[str, dict[str, str]] = {}
         exits: dict[str, int] = {}
+        written: dict[str, float | None] = {}
         reasons: dict[str, list[str]] = {}
         tails: dict[str, tuple[list[str], list[str]]] = {j: ([], []) for j in job_ids}
         for line in text.splitlines():
@@ -221,9 +212,11 @@ ORCH_JOBS
                 if key and not key.startswith("="):
                     accounting.setdefault(job_id, {})[key] = value.strip()
             elif kind == "E":
-                code = _int(content)
+                code = _int(content.split()[0]) if content.split() else None
                 if code is not None:
                     exits[job_id] = code
+                    written[job_id] = _float(content.split()[1]) if len(content.split()) > 1 \
+                        else None
             elif kind == "W":
                 reasons.setdefault(job_id, []).append(content.split(":", 1)[-1].strip())
             elif kind in ("O", "R") and job_id in tails:
@@ -232,9 +225,15 @@ ORCH_JOBS
         infos: dict[str, JobInfo] = {}
         for job_id in job_ids:
             if job_id in listed:
-                state, queue = listed[job_id]
+                state, queue, started = listed[job_id]
                 info = JobInfo(state, node_list=queue.partition("@")[2])
-                if state.startswith("E"):
+                stamp = written.get(job_id)
+                if started is not None and stamp is not None and stamp >= started:
+                    # the script ended (its exit file is this run's): SGE has yet to let go
+                    code = exits[job_id]
+                    info = JobInfo("COMPLETED" if code == 0 else "FAILED", code,
+                                   node_list=info.node_list, ended=True)  # fmt: skip
+                elif state.startswith("E"):
                     why = "; ".join(reasons.get(job_id, [])) or "see qstat -j " + job_id
                     info = JobInfo("FAILED", ended=True, reason=f"SGE put it in state {state}: "
                                    f"{why}")  # fmt: skip
@@ -256,21 +255,37 @@ ORCH_JOBS
         return "does not exist" in stderr
 
 
-def _qstat_jobs(text: str) -> dict[str, tuple[str, str]]:
-    """Job id -> (state letters, queue instance) from ``qstat -xml``."""
+def _qstat_jobs(text: str) -> dict[str, tuple[str, str, float | None]]:
+    """Job id -> (state letters, queue instance, start time) from ``qstat -xml``."""
     if not text.strip():
         return {}
     try:
         root = ET.fromstring(text)
     except ET.ParseError:
         return {}
-    jobs: dict[str, tuple[str, str]] = {}
+    jobs: dict[str, tuple[str, str, float | None]] = {}
     for job in root.iter("job_list"):
         number = (job.findtext("JB_job_number") or "").strip()
         if number:
             jobs[number] = ((job.findtext("state") or "").strip(),
-                            (job.findtext("queue_name") or "").strip())  # fmt: skip
+                            (job.findtext("queue_name") or "").strip(),
+                            _start(job.findtext("JAT_start_time")))  # fmt: skip
     return jobs
+
+
+def _start(text: str | None) -> float | None:
+    """qstat's start time (local, whole seconds) in epoch seconds."""
+    try:
+        return time.mktime(time.strptime((text or "").strip(), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _ended(accounting: dict[str, str] | None, exit_file: int | None) -> JobInfo:

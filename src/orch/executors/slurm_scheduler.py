@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from orch.executors.base import Task
+from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import SLURM, SLURM_DOC, JobState
 from orch.executors.schedulers import JobFiles, JobInfo
 from orch.executors.slurm_monitor import parse_status, status_command
@@ -27,11 +27,11 @@ class SlurmScheduler:
     prologue: tuple[str, ...] = ()
     job_id_variable = "SLURM_JOB_ID"
 
-    def header(self, task: Task, files: JobFiles) -> list[str]:
-        return [f"#SBATCH {option}" for option in sbatch_options(task, files)]
+    def header(self, job: JobSettings, files: JobFiles) -> list[str]:
+        return [f"#SBATCH {option}" for option in sbatch_options(job, files)]
 
-    def launcher(self, task: Task) -> list[str]:
-        return slurm_launcher(task)
+    def launcher(self, job: JobSettings) -> list[str]:
+        return slurm_launcher(job)
 
     def submit_command(self, script: str) -> str:
         return f"sbatch {script}"
