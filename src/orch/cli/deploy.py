@@ -232,6 +232,17 @@ def _listener(fmt: str) -> Any:
     return make_listener(fmt, color=settings.color_for(sys.stderr), verbosity=settings.verbosity)
 
 
+def _run_and_finish(fmt: str, verb: str, run: Callable[[Any], Any]) -> None:
+    """Run deploy, undeploy or a workflow (``run(listener)``) with the live view, closed
+    whatever happens, then report its outcome."""
+    listener = _listener(fmt)
+    try:
+        outcome = run(listener)
+    finally:
+        listener.close()
+    _finish(outcome, fmt, verb)
+
+
 def _finish(outcome: Any, fmt: str, verb: str) -> None:
     """The closing report: failures on stderr, the result (json) on stdout, the exit code."""
     summary = outcome.summary
@@ -339,7 +350,6 @@ def deploy(
     check_secrets(prepared.model, prepared.inputs)  # a missing get_secret value: nothing runs
     deployment_name = deployments.deployment_name(prepared, name)
     store = _open_store(state_dir)
-    listener = _listener(fmt)
 
     def show_update(diff: Any) -> None:
         from orch.cli.diffview import diff_json, diff_text
@@ -349,14 +359,10 @@ def deploy(
         else:
             click.echo(diff_text(deployment_name, diff), nl=False, err=True)
 
-    try:
-        outcome = deployments.deploy(
-            store, prepared, deployment_name, _engine_options(**run), listener,
-            update=update, show_update=show_update,
-        )  # fmt: skip
-    finally:
-        listener.close()
-    _finish(outcome, fmt, "deploy")
+    _run_and_finish(fmt, "deploy", lambda listener: deployments.deploy(
+        store, prepared, deployment_name, _engine_options(**run), listener,
+        update=update, show_update=show_update,
+    ))  # fmt: skip
 
 
 @click.command("diff")
@@ -414,14 +420,9 @@ def undeploy(
     from orch import deployments
 
     store = _open_store(state_dir)
-    listener = _listener(fmt)
-    try:
-        outcome = deployments.undeploy(
-            store, name, _engine_options(**run), listener, list(input_specs)
-        )
-    finally:
-        listener.close()
-    _finish(outcome, fmt, "undeploy")
+    _run_and_finish(fmt, "undeploy", lambda listener: deployments.undeploy(
+        store, name, _engine_options(**run), listener, list(input_specs)
+    ))  # fmt: skip
 
 
 @click.command("run")
@@ -460,14 +461,10 @@ def run_workflow(
 
     runs = {step.node for step in workflow_plan(model, workflow).steps.values()}
     check_secrets(model, inputs, f"run {workflow}", nodes=runs)
-    listener = _listener(fmt)
-    try:
-        outcome = deployments.run_workflow(
-            store, name, workflow, _engine_options(**run), listener, list(input_specs)
-        )
-    finally:
-        listener.close()
-    _finish(outcome, fmt, f"run {workflow} on")
+    found = name
+    _run_and_finish(fmt, f"run {workflow} on", lambda listener: deployments.run_workflow(
+        store, found, workflow, _engine_options(**run), listener, list(input_specs)
+    ))  # fmt: skip
 
 
 @click.command()
