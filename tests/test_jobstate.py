@@ -86,3 +86,34 @@ def test_an_sge_job_whose_script_wrote_its_exit_file_has_ended_though_qstat_list
     assert infos["1"].ended and (infos["1"].state, infos["1"].exit_code) == ("COMPLETED", 0)
     assert infos["1"].stdout_tail == ["bye"] and infos["1"].node_list == "node1"
     assert not infos["2"].ended and infos["2"].state == "r"
+
+
+def test_pbs_status_is_read_from_qstat_json_then_the_exit_file() -> None:
+    """PBS's qstat -f -F json -x: running, finished (Exit_status, resources_used), killed by a
+    signal (256 + signal), and a job the server no longer keeps (its exit file)."""
+    import json
+
+    from orch.executors.pbs_scheduler import PBS, PBS_STATES
+
+    document = {"Jobs": {
+        "7.server": {"job_state": "R", "exec_host": "node3/0*2",
+                     "stime": "Sun Dec  6 09:11:16 2026"},
+        "8.server": {"job_state": "F", "Exit_status": 3, "exec_host": "node2/0",
+                     "resources_used": {"walltime": "00:00:05", "mem": "4kb"}},
+        "9.server": {"job_state": "F", "Exit_status": 271},
+    }}  # fmt: skip
+    text = "\n".join([*(f"J {line}" for line in json.dumps(document, indent=4).splitlines()),
+                      "E 10.server 0", "O 8.server last line"])  # fmt: skip
+    infos = PBS.parse_status(text, ["7.server", "8.server", "9.server", "10.server", "11"])
+    assert (infos["7.server"].state, infos["7.server"].ended) == ("R", False)
+    assert infos["7.server"].node_list == "node3"
+    eight = infos["8.server"]
+    assert (eight.state, eight.exit_code, eight.elapsed, eight.ended) == ("FAILED", 3,
+                                                                          "00:00:05", True)
+    assert eight.usage["mem"] == "4kb" and eight.stdout_tail == ["last line"]
+    assert infos["9.server"].reason == "killed by signal 15"
+    assert (infos["10.server"].state, infos["10.server"].ended) == ("COMPLETED", True)
+    assert infos["11"].state == "UNKNOWN" and infos["11"].ended
+    assert translate(PBS_STATES, "Q") is JobState.PENDING
+    assert translate(PBS_STATES, "E") is JobState.RUNNING
+    assert PBS.submitted_id("1234.pbs-server.example.org\n") == "1234.pbs-server.example.org"

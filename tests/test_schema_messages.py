@@ -109,7 +109,7 @@ def test_a_value_outside_an_enum(bp: Blueprints, tmp_path: Path) -> None:
     assert at(in_sites) == position(text, "slurmm")
 
     statuses = "supported, unsupported, experimental, deprecated"
-    schedulers = "slurm, sge, none"
+    schedulers = "slurm, sge, pbs, none"
     assert in_blueprint.message == f"status: 'supportd' is not one of {statuses}"
     assert in_sites.message == f"'scheduler' of site 'hpc1': 'slurmm' is not one of {schedulers}"
     assert shape(in_blueprint.message, word="supportd", place="status", valid=statuses) == shape(
@@ -117,7 +117,7 @@ def test_a_value_outside_an_enum(bp: Blueprints, tmp_path: Path) -> None:
     ) == "PLACE: 'WORD' is not one of VALID"
     assert in_blueprint.hint == ("did you mean 'supported' or 'unsupported'? "
                                  "valid: deprecated, experimental, supported, unsupported")
-    assert in_sites.hint == "did you mean 'slurm'? valid: none, sge, slurm"
+    assert in_sites.hint == "did you mean 'slurm'? valid: none, pbs, sge, slurm"
 
 
 def test_a_value_of_the_wrong_kind(bp: Blueprints, tmp_path: Path) -> None:

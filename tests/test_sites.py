@@ -117,7 +117,7 @@ def test_every_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
           hpc1:
             hots: login.example.org
             port: "22"
-            scheduler: pbs
+            scheduler: lsf
             container_runtime: docker
             work_dir: $(rm -rf ~)
             environment: {{1BAD: x}}
@@ -141,7 +141,7 @@ def test_every_error_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
         "parallel_environment, partition, port, qos, registry, scheduler, user, work_dir" in text
     )
     assert f"{where}:4:11: error: 'port' of site 'hpc1' must be a whole number" in text
-    assert f"{where}:5:16: error: 'scheduler' of site 'hpc1': 'pbs' is not one of" in text
+    assert f"{where}:5:16: error: 'scheduler' of site 'hpc1': 'lsf' is not one of" in text
     assert f"{where}:6:24: error: 'container_runtime' of site 'hpc1': 'docker'" in text
     assert f"{where}:7:15: error: 'work_dir' of site 'hpc1'" in text
     assert "no quotes, backslashes or command substitution" in text

@@ -59,7 +59,9 @@ from orch.executors.schedulers import (
 )
 from orch.transport.base import Transport, TransportError
 
-JOB_ID_FORM = re.compile(r"^\d+(?:[_+.]\d+)?$")
+JOB_ID_FORM = re.compile(r"^\d+(?:[_+]\d+)?(?:\.[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+"""A job id as schedulers print them: 123, 123_4 (an array task), 123+1 (a heterogeneous
+component), 123.server (PBS): never anything the shell would read."""
 _EXECUTION_FORM = re.compile(r"^[0-9a-f]{1,64}$")
 SCHEDULER_DOWN_LIMIT = 3600.0
 """Seconds a job is watched while its scheduler does not answer, before the watch fails."""
@@ -67,7 +69,7 @@ SCHEDULER_DOWN_LIMIT = 3600.0
 
 class BatchJobExecutor:
     name = "batch"
-    kinds = "batch jobs (submit, run, cancel) on the site's scheduler (slurm, sge)"
+    kinds = "batch jobs (submit, run, cancel) on the site's scheduler (slurm, sge, pbs)"
     polls_in_rounds = True
     """The engine aligns this executor's polls so that one status command serves a round."""
     names_job_files = True

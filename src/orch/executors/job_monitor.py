@@ -1,6 +1,6 @@
 """Watching every job of a site with one command per poll round, whatever the scheduler.
 
-The engine polls jobs of a batching executor in common rounds (see ``Engine._next_round``): all
+The engine polls jobs of a batching executor in common rounds (see ``Poller.next_round``): all
 watches due in a round ask this monitor at once; the first runs ONE status command on the site
 for every job the monitor knows (the scheduler's ``status_command``: e.g. squeue, or qstat, then
 accounting or the exit file for jobs it has forgotten), and the others share its answer. The

@@ -6,7 +6,7 @@ A scheduler gives the header of a batch script for a job node (or says which of 
 options it cannot honour), the command that submits a script and how to read the id it prints,
 ONE command that reports every job of a site (and how to read it into ``JobInfo``), the command
 that cancels jobs, and its translation table to ``JobState``. Sites choose theirs in sites.yaml
-(``scheduler: slurm | sge``); blueprints stay the same.
+(``scheduler: slurm | sge | pbs``); blueprints stay the same.
 """
 
 from __future__ import annotations
@@ -135,15 +135,16 @@ class Scheduler(Protocol):
 
 
 def scheduler_named(name: str) -> Scheduler:
+    from orch.executors.pbs_scheduler import PBS
     from orch.executors.sge_scheduler import SGE
     from orch.executors.slurm_scheduler import SLURM_SCHEDULER
 
-    known: dict[str, Scheduler] = {"slurm": SLURM_SCHEDULER, "sge": SGE}
+    known: dict[str, Scheduler] = {"slurm": SLURM_SCHEDULER, "sge": SGE, "pbs": PBS}
     try:
         return known[name]
     except KeyError:
         raise ScriptError(
-            f"no batch scheduler '{name}': orch runs jobs on slurm and sge sites"
+            f"no batch scheduler '{name}': orch runs jobs on slurm, sge and pbs sites"
         ) from None
 
 
@@ -154,7 +155,7 @@ def scheduler_of(task: Task) -> Scheduler:
         site = getattr(task.site, "name", task.host.name)
         raise ScriptError(
             f"{task.node} is a batch job, but site {site} has scheduler: none in sites.yaml: "
-            "set scheduler: slurm or sge there, or run the command as a script"
+            "set scheduler: slurm, sge or pbs there, or run the command as a script"
         )
     return scheduler_named(str(name))
 

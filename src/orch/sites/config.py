@@ -33,7 +33,7 @@ SCHEMA_FILE = "sites.schema.json"
 FILE_NAME = "sites.yaml"
 DEFAULT_WORK_DIR = "~/orch-work"
 
-Scheduler = Literal["slurm", "sge", "none"]
+Scheduler = Literal["slurm", "sge", "pbs", "none"]
 ContainerRuntime = Literal["apptainer", "podman"]
 
 
