@@ -107,7 +107,7 @@ sites.yaml:
       port: 22
       user: jdoe
       credentials: Qm9fZ3kX1vY8c2LrT0aBn4Ew  # `orch credentials generate` (or identity_file)
-      scheduler: slurm               # or none
+      scheduler: slurm               # or sge, none
       partition: debug
       account: proj42
       qos: normal
@@ -246,12 +246,14 @@ def check(
 ) -> None:
     """Log in to sites (all when no NAME is given) and report what they offer.
 
-    One SSH round trip per site: host name, Slurm version and partitions, the default
-    partition, account and QoS, modules, container runtimes, free space of the work folder.
+    One SSH round trip per site: host name, Slurm version and partitions (on an SGE site:
+    SGE's version, queues and parallel environments), the default partition (SGE: a queue),
+    account and QoS, modules, container runtimes, free space of the work folder.
 
     With --blueprint (and its -i inputs, as for deploy), the sites are those the blueprint
     runs on (or the NAMEs given), each checked for what the blueprint's nodes will use there:
-    Slurm's commands, their modules (and `module`), partitions, accounts and QoS,
+    their scheduler's commands (Slurm's or SGE's), their modules (and `module`), partitions,
+    accounts and QoS (which SGE cannot honour), SGE's parallel environment,
     enqueue_compss once the modules are loaded, the image builders and runtimes; images built
     on this machine need their builder here too. Each finding names the nodes behind it.
 

@@ -1,17 +1,18 @@
 """``orch sites check``: what a site offers, in one SSH round trip.
 
 One small shell script goes to the login node on stdin and prints one section per probe (host
-name, Slurm version, partitions, associations, modules, container runtimes, free space of the
-work folder), each with its exit status; the parse below turns the sections into facts and
+name, Slurm version, partitions and associations, or on an SGE site (``scheduler: sge``) SGE's
+version, queues and parallel environments; modules, container runtimes, free space of the work
+folder), each with its exit status; the parse below turns the sections into facts and
 findings against what the site's configuration asks for. A finding is ``ok``, ``info``,
 ``warning`` or ``missing``; a site is ``ok``, ``missing`` (something its configuration needs is
 not there: exit 4) or ``unreachable`` (no connection, no login, or no answer: exit 3).
 
 Given what a blueprint needs of the site (``orch.sites.needs``), the same round trip also looks
-up the commands its nodes run (Slurm's, ``enqueue_compss`` once their modules are loaded, the
-image builders and runtimes) and the judging is against those needs, each finding naming the
-nodes behind it. Without a blueprint the check is about sites.yaml's settings, and says what
-it did not check.
+up the commands its nodes run (their scheduler's, ``enqueue_compss`` once their modules are
+loaded, the image builders and runtimes) and the judging is against those needs, each finding
+naming the nodes behind it. Without a blueprint the check is about sites.yaml's settings, and
+says what it did not check.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ TIMED_OUT = (124, 137)
 GENERIC_COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "enqueue_compss")
 """Looked up when no blueprint says what is needed: Slurm's job commands, and PyCOMPSs'."""
 SLURM_JOB_COMMANDS = ("sbatch", "squeue", "scancel")
+SGE_JOB_COMMANDS = ("qsub", "qstat", "qdel")
+SGE_GENERIC_COMMANDS = (*SGE_JOB_COMMANDS, "qacct", "enqueue_compss")
+"""What GENERIC_COMMANDS are on an SGE site."""
 
 # The probes. Each `sec NAME cmd...` prints a begin line, the command's output (stderr
 # included) and an end line with its exit status; $M (a random mark) keeps a command's output
@@ -54,6 +58,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 T=; have timeout && T="timeout $ORCH_CHECK_PROBE_TIMEOUT"
 hostname_() { hostname 2>/dev/null || uname -n; }
 found() { command -v "$1"; }
+sge_version_() { $T qstat -help 2>&1 | head -n 1; }
 modules_() {
   @MODULE_INIT@
   have module || { echo "no module command"; return 127; }
@@ -100,13 +105,24 @@ sec hostname hostname_
 sec user id -un
 sec system uname -srm
 sec path printf '%s\n' "$PATH"
-if have sinfo; then
-  sec sinfo found sinfo
-  sec slurm_version $T sinfo --version
-  sec partitions $T sinfo -h -o '%P|%a|%D|%T|%l'
-fi
-if have sacctmgr; then
-  sec associations $T sacctmgr -nP show assoc where user="$(id -un)" format=account,qos
+if [ "$ORCH_CHECK_SCHEDULER" = sge ]; then
+  if have qstat; then
+    sec qstat found qstat
+    sec sge_version sge_version_
+    if have qconf; then
+      sec queues $T qconf -sql
+      sec pes $T qconf -spl
+    fi
+  fi
+else
+  if have sinfo; then
+    sec sinfo found sinfo
+    sec slurm_version $T sinfo --version
+    sec partitions $T sinfo -h -o '%P|%a|%D|%T|%l'
+  fi
+  if have sacctmgr; then
+    sec associations $T sacctmgr -nP show assoc where user="$(id -un)" format=account,qos
+  fi
 fi
 # as orch's commands find them: commands_ without the module system's start-up file (a
 # command without modules is run so), loaded_ and modules_ with it (orch reads it to load them)
@@ -284,13 +300,15 @@ def probe_environment(
     if not WORK_DIR_PATTERN.match(site.work_dir):
         raise ValueError(f"site {site.name}: work_dir {site.work_dir!r} cannot be checked")
     if needs is None:
-        modules, commands, loaded = list(site.modules), list(GENERIC_COMMANDS), []
+        generic = SGE_GENERIC_COMMANDS if site.scheduler == "sge" else GENERIC_COMMANDS
+        modules, commands, loaded = list(site.modules), list(generic), []
     else:
         modules, commands = needs.modules(), needs.plain_commands()
         loaded = [" ".join(after) + "|" + command for after, command in needs.loaded_commands()]
     return {
         **site.environment,
         "ORCH_CHECK_MARK": mark,
+        "ORCH_CHECK_SCHEDULER": site.scheduler,
         "ORCH_CHECK_PROBE_TIMEOUT": f"{probe_timeout(timeout):g}",
         "ORCH_CHECK_MODULES": "\n".join(modules),
         "ORCH_CHECK_COMMANDS": " ".join(commands),
@@ -390,20 +408,34 @@ def _failure(probe: Probe) -> str:
     return probe.last_line or f"exit status {probe.rc}"
 
 
-def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
+def _scheduler(report: SiteReport, probes: dict[str, Probe]) -> None:
+    """Jobs on a site without a batch scheduler (``scheduler: none``)."""
     site = report.site
-    jobs = report.needs.of("scheduler").get("slurm", []) if report.needs is not None else []
-    needed = bool(jobs) if report.needs is not None else site.scheduler == "slurm"
-    slurm: dict[str, Any] = {"version": None, "partitions": []}
-    report.facts["slurm"] = slurm
-    if jobs and site.scheduler != "slurm":
+    if report.needs is None or site.scheduler in BATCH_SCHEDULERS:
+        return
+    jobs = [n for needs in report.needs.of("scheduler").values() for n in needs]
+    if jobs:
         report.add(
             "missing",
             "scheduler",
             f"sites.yaml says scheduler: {site.scheduler}",
-            "set scheduler: slurm for the site in sites.yaml",
+            "set scheduler: slurm or scheduler: sge for the site in sites.yaml (the batch "
+            "scheduler it runs)",
             jobs,
         )
+
+
+BATCH_SCHEDULERS = ("slurm", "sge")
+
+
+def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
+    site = report.site
+    if site.scheduler == "sge":
+        return  # probed by _sge
+    jobs = report.needs.of("scheduler").get("slurm", []) if report.needs is not None else []
+    needed = bool(jobs) if report.needs is not None else site.scheduler == "slurm"
+    slurm: dict[str, Any] = {"version": None, "partitions": []}
+    report.facts["slurm"] = slurm
     if "sinfo" not in probes:
         if needed:
             path = probes["path"].first_line if "path" in probes else "?"
@@ -523,6 +555,8 @@ def _partition(
 
 def _associations(report: SiteReport, probes: dict[str, Probe]) -> None:
     wanted = {"account": _wanted(report, "account"), "qos": _wanted(report, "qos")}
+    if report.site.scheduler == "sge":
+        return  # _sge judges them
     if report.needs is None and report.site.scheduler != "slurm":
         return
     if not any(wanted.values()):
@@ -569,6 +603,154 @@ def _association(
     else:
         report.add(
             "info", check, f"{check} '{value}' not checked: no association lists it", needs=needs
+        )
+
+
+# -- Son of Grid Engine --------------------------------------------------------------------------
+
+SGE_HINT = ("put SGE's bin folder on PATH in the site's environment (sites.yaml), with SGE_ROOT "
+            "and SGE_CELL if the site's sessions lack them")
+_SGE_VERSION = re.compile(r"^\s*((?:[A-Za-z]+[ /-])*?(?:SGE|GE|OGS|UGE|Grid Engine))\s+(\d\S*)",
+                          re.IGNORECASE)
+_NONE_DEFINED = re.compile(r"^no .* defined$", re.IGNORECASE)
+
+
+def parse_sge_list(probe: Probe) -> list[str] | None:
+    """Names from ``qconf -sql`` or ``-spl`` (one a line); [] when qconf says there are none
+    ('no parallel environment defined'); None when it failed."""
+    if not probe.ok:
+        return [] if _NONE_DEFINED.match(probe.last_line) else None
+    return [line.strip() for line in probe.output.splitlines() if line.strip()]
+
+
+def _sge(report: SiteReport, probes: dict[str, Probe]) -> None:
+    """An SGE site (``scheduler: sge``): its version, queues (a job's partition) and parallel
+    environments (a job of more than one slot), and what SGE cannot honour."""
+    site = report.site
+    if site.scheduler != "sge":
+        return
+    jobs = report.needs.of("scheduler").get("sge", []) if report.needs is not None else []
+    needed = bool(jobs) if report.needs is not None else True
+    sge: dict[str, Any] = {"version": None, "queues": [], "parallel_environments": []}
+    report.facts["sge"] = sge
+    if "qstat" not in probes:
+        if needed:
+            path = probes["path"].first_line if "path" in probes else "?"
+            report.add(
+                "missing",
+                "sge",
+                "qstat not found" + ("" if jobs else " (scheduler: sge)"),
+                f"PATH on the site is {path}; non-interactive SSH sessions read no "
+                f"profile: {SGE_HINT}",
+                jobs,
+            )
+        return
+    version = probes.get("sge_version")
+    match = _SGE_VERSION.search(version.first_line) if version is not None else None
+    sge["version"] = match.group(2) if match else None
+    title = match.group(1) if match else "SGE"
+    if "queues" not in probes:
+        report.add("ok", "sge", f"{title} {sge['version'] or '(version unknown)'}")
+        report.add("info", "queues", "not checked: qconf not found on the site", needs=jobs)
+        return
+    queues, pes = parse_sge_list(probes["queues"]), parse_sge_list(probes["pes"])
+    if queues is None or pes is None:
+        failed = probes["queues"] if queues is None else probes["pes"]
+        which = "-sql" if queues is None else "-spl"
+        report.add(
+            "missing" if needed else "info",
+            "sge",
+            f"qconf {which} fails: {_failure(failed)}",
+            "is sge_qmaster up, and SGE_ROOT, SGE_CELL (and SGE_QMASTER_PORT if the site "
+            "needs it) set in the site's environment?",
+            jobs,
+        )
+        return
+    sge["queues"], sge["parallel_environments"] = queues, pes
+    report.add("ok", "sge", f"{title} {sge['version'] or '(version unknown)'}")
+    report.add("ok" if queues else "warning", "queues", ", ".join(queues) or "none")
+    report.add("info", "parallel_environments", ", ".join(pes) or "none")
+    if needed:
+        _queues(report, queues)
+        _parallel_environments(report, pes)
+    for account, needs in _wanted(report, "account").items():
+        report.add("info", "account", f"account '{account}' is passed on as qsub -A (SGE does "
+                   "not check it)", needs=needs)  # fmt: skip
+
+
+def _queues(report: SiteReport, queues: list[str]) -> None:
+    """The partition (a job's, or the site's) is an SGE queue (``-q``)."""
+    from fnmatch import fnmatchcase
+
+    wanted = _wanted(report, "partition")
+    if not wanted and report.needs is None:
+        report.add("info", "partition", "no default queue configured; SGE picks one of "
+                   f"{', '.join(queues) or 'none'}")  # fmt: skip
+    for name, needs in wanted.items():
+        listed = ", ".join(queues) or "none"
+        # -q takes queue lists, queue@host and wildcards: each must name a listed queue
+        asked = [q.split("@", 1)[0] for q in name.split(",") if q.strip()]
+        unknown = [q for q in asked if not any(fnmatchcase(queue, q) for queue in queues)]
+        if unknown:
+            report.add(
+                "missing",
+                "partition",
+                f"partition '{name}': no SGE queue {', '.join(map(repr, unknown))} "
+                f"(queues: {listed})",
+                did_you_mean(unknown[0], queues) or "partition is a queue on SGE: "
+                "`qconf -sql` lists them",
+                needs,
+            )
+        else:
+            report.add("ok", "partition", f"queue '{name}' exists", needs=needs)
+
+
+def _parallel_environments(report: SiteReport, pes: list[str]) -> None:
+    """The parallel environment of the jobs of more than one slot; without a blueprint, the
+    site's (default mpi), which such jobs would use."""
+    listed = ", ".join(pes) or "none"
+    if report.needs is not None:
+        wanted = report.needs.of("parallel_environment")
+    else:
+        wanted = {report.site.parallel_environment or "mpi": []}
+    for name, needs in wanted.items():
+        if name in pes:
+            report.add("ok", "parallel_environment", f"parallel environment '{name}' exists",
+                       needs=needs)  # fmt: skip
+            continue
+        configured = report.needs is not None or report.site.parallel_environment is not None
+        where = "" if report.site.parallel_environment else " (the default)"
+        report.add(
+            "missing" if configured else "warning",
+            "parallel_environment",
+            f"parallel environment '{name}'{where} does not exist (parallel environments: "
+            f"{listed})" + ("" if needs else ": jobs of more than one slot cannot run"),
+            did_you_mean(name, pes) or "set parallel_environment for the site in sites.yaml "
+            "to one that exists (`qconf -spl` lists them)",
+            needs,
+        )
+
+
+def _sge_unsupported(report: SiteReport, probes: dict[str, Probe]) -> None:
+    """What the jobs (or, without a blueprint, sites.yaml) ask that SGE cannot honour."""
+    from orch.sites.needs import SGE_REFUSES
+
+    site = report.site
+    if site.scheduler != "sge":
+        return
+    if report.needs is None:
+        if site.qos:
+            report.add("missing", "qos", f"site {site.name} runs SGE, which cannot honour "
+                       f"qos '{site.qos}' (sites.yaml)", SGE_REFUSES["qos"])  # fmt: skip
+        return
+    for option, needs in report.needs.of("unsupported").items():
+        values = ", ".join(dict.fromkeys(f"'{n.value}'" for n in needs))
+        report.add(
+            "missing",
+            option,
+            f"site {site.name} runs SGE, which cannot honour {option} {values}",
+            SGE_REFUSES.get(option),
+            needs,
         )
 
 
@@ -685,7 +867,7 @@ def _commands(report: SiteReport, probes: dict[str, Probe]) -> None:
     found, unloaded = parse_commands(probes)
     report.facts["commands"] = {k: v for k, v in found.items() if "|" not in k}
     if report.needs is None:
-        _generic_commands(report, found, "sinfo" in probes)
+        _generic_commands(report, found, "sinfo" in probes or "qstat" in probes)
         return
     plain_ok: list[str] = []
     groups: dict[tuple[tuple[str, ...], str], list[Need]] = {}
@@ -721,20 +903,31 @@ def _loaded_command(report: SiteReport, path: str | None, unloaded: bool,
 def _missing_command(report: SiteReport, name: str, needs: list[Need], where: str = "") -> None:
     what = " or ".join(needs[0].commands)
     slurm = name in (*SLURM_JOB_COMMANDS, "sacct", "srun")
-    hint = COMMAND_HINTS.get(name) or (SLURM_HINT if slurm else DEFAULT_HINT)
+    sge = name in (*SGE_JOB_COMMANDS, "qacct")
+    hint = COMMAND_HINTS.get(name) or (SLURM_HINT if slurm else SGE_HINT if sge else DEFAULT_HINT)
     if all(n.optional for n in needs):
         report.add("info", name, f"{what} not found{where}", None, needs)
     else:
         report.add("missing", name, f"{what} not found on the site{where}", hint, needs)
 
 
-def _generic_commands(report: SiteReport, found: dict[str, str | None], slurm: bool) -> None:
-    """Without a blueprint: Slurm's job commands where sinfo is (its absence is reported
-    already), and where enqueue_compss is, as a fact."""
-    if report.site.scheduler == "slurm" and slurm:
+def _generic_commands(report: SiteReport, found: dict[str, str | None], probed: bool) -> None:
+    """Without a blueprint: the scheduler's job commands where sinfo (SGE: qstat) is (its
+    absence is reported already), SGE's qacct, and where enqueue_compss is, as a fact."""
+    scheduler = report.site.scheduler
+    if scheduler == "slurm" and probed:
         absent = [c for c in SLURM_JOB_COMMANDS if not found.get(c)]
         if absent:
             report.add("missing", "commands", f"not found: {', '.join(absent)}", SLURM_HINT)
+    elif scheduler == "sge" and probed:
+        absent = [c for c in SGE_JOB_COMMANDS if not found.get(c)]
+        if absent:
+            report.add("missing", "commands", f"not found: {', '.join(absent)}", SGE_HINT)
+        else:
+            report.add("ok", "commands", "found: " + ", ".join(SGE_JOB_COMMANDS))
+        if not found.get("qacct"):
+            report.add("info", "qacct", "qacct not found: a job that has left qstat is judged "
+                       "by its exit file alone")  # fmt: skip
     compss = found.get("enqueue_compss")
     report.add(
         "info",
@@ -808,7 +1001,10 @@ def _size(kib: int) -> str:
 
 
 _STEPS: tuple[Callable[[SiteReport, dict[str, Probe]], None], ...] = (
+    _scheduler,
     _slurm,
+    _sge,
+    _sge_unsupported,
     _associations,
     _modules,
     _containers,

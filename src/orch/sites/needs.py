@@ -4,9 +4,11 @@ from its model before anything runs (``orch sites check --blueprint``).
 Each node is read the way its executor will read it at deploy time: the same properties (a
 value only known once deployed, such as another node's attribute, is left out), the same site
 defaults (partition, account, qos, modules, container_runtime) and the same image settings.
-Slurm and PyCOMPSs jobs need Slurm's commands, their modules (hence ``module``), their
-partition, account and qos, and ``enqueue_compss`` with the modules loaded; images need their
-builder where they are built (orch's machine or the login node) and a runtime where they run.
+Batch and PyCOMPSs jobs need a batch scheduler on their site (``scheduler: slurm`` or
+``sge``) and its commands, their modules (hence ``module``), their partition (on SGE: a queue),
+account and qos (which SGE cannot honour), on SGE the parallel environment of a job of more than
+one slot, and ``enqueue_compss`` with the modules loaded; images need their builder where they
+are built (orch's machine or the login node) and a runtime where they run.
 """
 
 from __future__ import annotations
@@ -18,20 +20,46 @@ from typing import Any, Literal
 from orch.sites.config import Site, SiteBook
 from orch.tosca.model import Model, Node
 
-Kind = Literal["scheduler", "command", "module", "partition", "account", "qos"]
+Kind = Literal["scheduler", "command", "module", "partition", "account", "qos",
+               "parallel_environment", "unsupported"]
 
 SLURM_COMMANDS = {
     "sbatch": "submits the job",
     "squeue": "watches the job",
     "scancel": "cancels the job",
 }
+SGE_COMMANDS = {
+    "qsub": "submits the job",
+    "qstat": "watches the job",
+    "qdel": "cancels the job",
+}
+SCHEDULER_COMMANDS = {"slurm": SLURM_COMMANDS, "sge": SGE_COMMANDS}
+"""The job commands of each scheduler (a site with ``scheduler: none`` has none)."""
+ACCOUNTING = {
+    "slurm": ("sacct", "judges a job Slurm has forgotten"),
+    "sge": ("qacct", "judges a job that has left qstat"),
+}
+"""The optional accounting command of each scheduler (without it: a fallback)."""
+SCHEDULER_WHY = {"slurm": "is a Slurm job", "sge": "is an SGE job"}
+SGE_REFUSES = {
+    "qos": "SGE has no QoS: remove it (or use a queue: the partition property)",
+    "nodes": "SGE allocates slots, not nodes: set tasks (the parallel environment's "
+    "allocation rule spreads them)",
+    "tasks_per_node": "the parallel environment's allocation rule places tasks on SGE: set "
+    "tasks only",
+    "launcher": "srun is Slurm's: use launcher auto (srun on Slurm, mpirun on SGE) or mpirun",
+    "mpi": "it is srun's --mpi plugin: remove it",
+}
+"""What a job may ask that SGE cannot honour (the SGE executor refuses the job), and the fix."""
 FLAGS = {
     "slurm": {"partition": "sbatch --partition", "account": "sbatch --account",
               "qos": "sbatch --qos"},
+    "sge": {"partition": "qsub -q", "account": "qsub -A"},
     "pycompss": {"partition": "enqueue_compss --queue", "account": "enqueue_compss "
                  "--project_name", "qos": "enqueue_compss --qos"},
 }  # fmt: skip
-"""How each kind of job passes its partition, account and qos on."""
+"""How each kind of job passes its partition, account and qos on (a batch job on SGE: qsub's
+options)."""
 YORC_PYCOMPSS = "org.eflows4hpc.pycompss.plugin.artifacts.Deployment"
 
 
@@ -45,12 +73,14 @@ class Need:
     node: str
     why: str
     """What the node does with it, in a few words: 'submits the job'."""
+    value: str = ""
+    """For an ``unsupported`` need: the value asked (qos 'high')."""
     after: tuple[str, ...] = ()
     """Modules loaded before the command is looked up (enqueue_compss after COMPSs')."""
     any_of: tuple[str, ...] = ()
     """Commands that serve as well (singularity for apptainer)."""
     optional: bool = False
-    """Missing, it only costs a fallback (sacct): reported, not failed."""
+    """Missing, it only costs a fallback (sacct, qacct): reported, not failed."""
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -199,11 +229,13 @@ def _job(found: BlueprintNeeds, node: Node, kind: str, props: dict[str, Any], si
         return
     needs = found.site(site.name).needs
     name = node.name
-    needs.append(Need("scheduler", "slurm", name, "is a Slurm job"))
-    for command, why in SLURM_COMMANDS.items():
+    scheduler = site.scheduler
+    needs.append(Need("scheduler", scheduler, name, SCHEDULER_WHY.get(scheduler, "is a batch job")))
+    for command, why in SCHEDULER_COMMANDS.get(scheduler, {}).items():
         needs.append(Need("command", command, name, why))
-    needs.append(Need("command", "sacct", name, "judges a job Slurm has forgotten",
-                      optional=True))  # fmt: skip
+    if scheduler in ACCOUNTING:
+        command, why = ACCOUNTING[scheduler]
+        needs.append(Need("command", command, name, why, optional=True))
     modules = tuple(str(m) for m in (_setting(props, site, "modules") or []) if str(m).strip())
     if modules:
         needs.append(Need("command", "module", name, "loads " + ", ".join(modules)))
@@ -221,16 +253,48 @@ def _job(found: BlueprintNeeds, node: Node, kind: str, props: dict[str, Any], si
         account = _setting(props, site, "account")
         partition = _setting(props, site, "partition")
         launcher = str(props.get("launcher") or "none")
-        if launcher != "none":
+        if launcher == "auto":  # as the scheduler's words read it
+            launcher = "mpirun" if scheduler == "sge" else "srun"
+        if launcher != "none" and not (launcher == "srun" and scheduler == "sge"):
             needs.append(Need("command", launcher, name, "starts the tasks",
                               after=modules if launcher == "mpirun" else ()))  # fmt: skip
         if "binds" in props or "nv" in props or "image" in props:  # as slurm_script.container
             needs.append(Need("command", "apptainer", name, "runs the command in its image"))
+        if scheduler == "sge":
+            _sge_job(needs, name, props, site, launcher)
     qos = _setting(props, site, "qos")
-    flags = FLAGS[kind]
+    flags = FLAGS["sge" if kind == "slurm" and scheduler == "sge" else kind]
+    if scheduler == "sge" and qos:
+        needs.append(Need("unsupported", "qos", name, f"asks qos '{qos}'", value=str(qos)))
+        qos = None
     for what, value in (("partition", partition), ("account", account), ("qos", qos)):
         if value:
             needs.append(Need(what, str(value), name, flags[what]))  # type: ignore[arg-type]
+
+
+def _sge_job(needs: list[Need], name: str, props: dict[str, Any], site: Site, launcher: str
+             ) -> None:  # fmt: skip
+    """A batch job on an SGE site: its parallel environment when it asks for more than one
+    slot (tasks x cpus_per_task), and what it asks that SGE cannot honour (SGE_REFUSES)."""
+    slots = _count(props.get("tasks")) * _count(props.get("cpus_per_task"))
+    if slots > 1:
+        pe = str(_setting(props, site, "parallel_environment") or "mpi")
+        needs.append(Need("parallel_environment", pe, name, f"runs {slots} slots"))
+    asked = {"nodes": props.get("nodes") if _count(props.get("nodes")) > 1 else None,
+             "tasks_per_node": props.get("tasks_per_node"),
+             "launcher": "srun" if launcher == "srun" else None, "mpi": props.get("mpi")}
+    for option, value in asked.items():
+        if value not in (None, ""):
+            needs.append(Need("unsupported", option, name, f"asks {option} '{value}'",
+                              value=str(value)))  # fmt: skip
+
+
+def _count(value: Any) -> int:
+    """A count property as the executor reads it (1 when unset or not a number)."""
+    try:
+        return max(1, int(value)) if value is not None and not isinstance(value, bool) else 1
+    except (TypeError, ValueError):
+        return 1
 
 
 def _image_target(node: Node) -> bool:
