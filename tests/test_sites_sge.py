@@ -198,7 +198,7 @@ def test_needs_follow_the_site_scheduler(orch: Orch) -> None:
             judge(report, {"path": Probe("/bin", 0), "work_dir": Probe("path=/tmp\nexisting=/tmp"
                                                                        "\nwritable=yes", 0)})
             [scheduler] = [f for f in report.findings if f.check == "scheduler"]
-            assert scheduler.level == "missing" and "scheduler: slurm or scheduler: sge" in (
+            assert scheduler.level == "missing" and "scheduler: slurm, sge or pbs" in (
                 scheduler.hint or "")
     assert commands["hpc1"][:4] == ["qsub", "qstat", "qdel", "qacct"]
     assert "mpirun" in commands["hpc1"] and "srun" not in commands["hpc1"]

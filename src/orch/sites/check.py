@@ -419,19 +419,19 @@ def _scheduler(report: SiteReport, probes: dict[str, Probe]) -> None:
             "missing",
             "scheduler",
             f"sites.yaml says scheduler: {site.scheduler}",
-            "set scheduler: slurm or scheduler: sge for the site in sites.yaml (the batch "
+            "set scheduler: slurm, sge or pbs for the site in sites.yaml (the batch "
             "scheduler it runs)",
             jobs,
         )
 
 
-BATCH_SCHEDULERS = ("slurm", "sge")
+BATCH_SCHEDULERS = ("slurm", "sge", "pbs")
 
 
 def _slurm(report: SiteReport, probes: dict[str, Probe]) -> None:
     site = report.site
-    if site.scheduler == "sge":
-        return  # probed by _sge
+    if site.scheduler in ("sge", "pbs"):
+        return  # probed by _sge; PBS: its commands are checked as the jobs' needs
     jobs = report.needs.of("scheduler").get("slurm", []) if report.needs is not None else []
     needed = bool(jobs) if report.needs is not None else site.scheduler == "slurm"
     slurm: dict[str, Any] = {"version": None, "partitions": []}
@@ -736,20 +736,23 @@ def _sge_unsupported(report: SiteReport, probes: dict[str, Probe]) -> None:
     from orch.sites.needs import SGE_REFUSES
 
     site = report.site
-    if site.scheduler != "sge":
+    if site.scheduler not in ("sge", "pbs"):
         return
+    title = "SGE" if site.scheduler == "sge" else "PBS"
+    hints = SGE_REFUSES if site.scheduler == "sge" else {
+        "qos": "PBS has no QoS: remove it (or use a queue: the partition property)"}
     if report.needs is None:
         if site.qos:
-            report.add("missing", "qos", f"site {site.name} runs SGE, which cannot honour "
-                       f"qos '{site.qos}' (sites.yaml)", SGE_REFUSES["qos"])  # fmt: skip
+            report.add("missing", "qos", f"site {site.name} runs {title}, which cannot honour "
+                       f"qos '{site.qos}' (sites.yaml)", hints["qos"])  # fmt: skip
         return
     for option, needs in report.needs.of("unsupported").items():
         values = ", ".join(dict.fromkeys(f"'{n.value}'" for n in needs))
         report.add(
             "missing",
             option,
-            f"site {site.name} runs SGE, which cannot honour {option} {values}",
-            SGE_REFUSES.get(option),
+            f"site {site.name} runs {title}, which cannot honour {option} {values}",
+            hints.get(option),
             needs,
         )
 

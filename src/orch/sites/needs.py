@@ -33,14 +33,14 @@ SGE_COMMANDS = {
     "qstat": "watches the job",
     "qdel": "cancels the job",
 }
-SCHEDULER_COMMANDS = {"slurm": SLURM_COMMANDS, "sge": SGE_COMMANDS}
+SCHEDULER_COMMANDS = {"slurm": SLURM_COMMANDS, "sge": SGE_COMMANDS, "pbs": SGE_COMMANDS}
 """The job commands of each scheduler (a site with ``scheduler: none`` has none)."""
 ACCOUNTING = {
     "slurm": ("sacct", "judges a job Slurm has forgotten"),
     "sge": ("qacct", "judges a job that has left qstat"),
 }
 """The optional accounting command of each scheduler (without it: a fallback)."""
-SCHEDULER_WHY = {"slurm": "is a Slurm job", "sge": "is an SGE job"}
+SCHEDULER_WHY = {"slurm": "is a Slurm job", "sge": "is an SGE job", "pbs": "is a PBS job"}
 SGE_REFUSES = {
     "qos": "SGE has no QoS: remove it (or use a queue: the partition property)",
     "nodes": "SGE allocates slots, not nodes: set tasks (the parallel environment's "
@@ -55,6 +55,7 @@ FLAGS = {
     "slurm": {"partition": "sbatch --partition", "account": "sbatch --account",
               "qos": "sbatch --qos"},
     "sge": {"partition": "qsub -q", "account": "qsub -A"},
+    "pbs": {"partition": "qsub -q", "account": "qsub -A"},
     "pycompss": {"partition": "enqueue_compss --queue", "account": "enqueue_compss "
                  "--project_name", "qos": "enqueue_compss --qos"},
 }  # fmt: skip
@@ -254,8 +255,8 @@ def _job(found: BlueprintNeeds, node: Node, kind: str, props: dict[str, Any], si
         partition = _setting(props, site, "partition")
         launcher = str(props.get("launcher") or "none")
         if launcher == "auto":  # as the scheduler's words read it
-            launcher = "mpirun" if scheduler == "sge" else "srun"
-        if launcher != "none" and not (launcher == "srun" and scheduler == "sge"):
+            launcher = "mpirun" if scheduler in ("sge", "pbs") else "srun"
+        if launcher != "none" and not (launcher == "srun" and scheduler in ("sge", "pbs")):
             needs.append(Need("command", launcher, name, "starts the tasks",
                               after=modules if launcher == "mpirun" else ()))  # fmt: skip
         if "binds" in props or "nv" in props or "image" in props:  # as slurm_script.container
@@ -263,8 +264,8 @@ def _job(found: BlueprintNeeds, node: Node, kind: str, props: dict[str, Any], si
         if scheduler == "sge":
             _sge_job(needs, name, props, site, launcher)
     qos = _setting(props, site, "qos")
-    flags = FLAGS["sge" if kind == "slurm" and scheduler == "sge" else kind]
-    if scheduler == "sge" and qos:
+    flags = FLAGS[scheduler if kind == "slurm" and scheduler in ("sge", "pbs") else kind]
+    if scheduler in ("sge", "pbs") and qos:
         needs.append(Need("unsupported", "qos", name, f"asks qos '{qos}'", value=str(qos)))
         qos = None
     for what, value in (("partition", partition), ("account", account), ("qos", qos)):
