@@ -158,6 +158,8 @@ class ExecutorConformance:
     timeout_within: float = 20.0
     """Seconds the timed-out deploy may take in all (start-up and clean-up included)."""
     start_within: float = 60.0
+    settle_within: float = 20.0
+    """Seconds what a stopped operation leaves may take to end before it counts as left."""
     tail_window: int = 1
     """Among how many last lines of the failure's tail ``LAST_LINE`` must be (a builder's
     own error line may follow the step's output)."""
@@ -174,10 +176,24 @@ class ExecutorConformance:
         return None
 
     @pytest.fixture
-    def h(self, orch: Orch, site: Any, shared_dir: Path) -> Harness:
+    def h(self, orch: Orch, site: Any, shared_dir: Path) -> Iterator[Harness]:
         harness = Harness(orch, site, shared_dir)
         self.setup(harness)
-        return harness
+        yield harness
+        self.cleanup(harness)
+
+    def cleanup(self, h: Harness) -> None:
+        """After each test, passed or not: what it started must not outlive it (a slow
+        operation an executor failed to stop is released, and given a moment to end)."""
+        self.release(h)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if not self.leftovers(h):
+                    return
+            except Exception:  # the site may be what failed
+                return
+            time.sleep(0.2)
 
     def setup(self, h: Harness) -> None:
         """Write sites.yaml, scripts, data... (before any blueprint)."""
@@ -192,6 +208,10 @@ class ExecutorConformance:
 
     def check_ok(self, h: Harness) -> None:
         """Further checks after the ``ok`` deploy (attributes, files on the site...)."""
+
+    def check_timed_out(self, h: Harness) -> None:
+        """Further checks after the ``timeout`` deploy (e.g. that the operation had really
+        started when its time was up: else nothing was there to stop)."""
 
     def check_failure(self, h: Harness, err: str, record: dict[str, Any]) -> None:
         """Further checks of the ``fail`` deploy's message and record."""
@@ -250,7 +270,8 @@ class ExecutorConformance:
             raise
         return proc
 
-    def assert_nothing_left(self, h: Harness, within: float = 20.0) -> None:
+    def assert_nothing_left(self, h: Harness, within: float | None = None) -> None:
+        within = self.settle_within if within is None else within
         left: list[str] = []
 
         def gone() -> bool:
@@ -318,6 +339,7 @@ class ExecutorConformance:
         timed_out = [f for f in h.status()["failures"] if f["status"] == "timeout"]
         assert timed_out, h.status()["failures"]
         assert "timed out" in timed_out[0]["message"], timed_out
+        self.check_timed_out(h)
         self.assert_nothing_left(h)
 
     # ------------------------------------------------------------------ 4. cancel

@@ -159,6 +159,9 @@ class ScriptConformance(ExecutorConformance):
         assert [kind for kind, _ in runs] == ["start", "end", "start", "end"], runs
         assert runs[0][1] == h.data["orphan"] != runs[2][1]
 
+    def check_timed_out(self, h: Harness) -> None:
+        assert [kind for kind, _ in self.runs(h)] == ["start"]  # it ran, and never ended
+
     def check_ok(self, h: Harness) -> None:
         attributes = h.attributes("thing")
         assert attributes["answer"] == 42 and attributes["greeting"] == "hello from thing"

@@ -34,6 +34,7 @@ class TestSgeJob(BatchConformance):
     def known_jobs(self, h: Harness) -> set[str]:
         """Jobs in qstat, and those qacct accounted for (SGE writes a finished job's record a
         moment after it leaves qstat: asked twice, 1.2 s apart, until both answers agree)."""
+
         def now() -> set[str]:
             listed = h.site.cluster.run("qstat", "-u", "*", "-xml").stdout
             ids = {job.findtext("JB_job_number", "") for job in ET.fromstring(listed).iter(
