@@ -101,15 +101,6 @@ class TestContainerImage(ExecutorConformance):
     def leftovers(self, h: Harness) -> list[str]:
         return self.sleepers(SLOW) + self.sleepers(SHORT)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="image executor bug: after orch is killed (kill -9) mid-build, the same command "
-        "again starts a second build of the image while the killed orch's podman build still "
-        "runs (two builds at once): the build command is started without the operation's "
-        "ORCH_OPERATION token (task.environment is not passed to transport.run in "
-        "orch/images/build.py), so the engine's survivors look-up cannot find it to wait for "
-        "it or stop it",
-    )
     def test_reattach_after_kill_9_finishes_without_running_twice(self, h: Harness) -> None:
         try:
             super().test_reattach_after_kill_9_finishes_without_running_twice(h)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orch.transport.base import Transport
+from orch.transport.base import OPERATION_ENV, Transport
 
-ENV = "ORCH_OPERATION"
+ENV = OPERATION_ENV
 """The environment variable that marks an operation's processes."""
 
 KILL_GRACE = 5.0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from orch.images.context import DEFINITION, DOCKERFILE
 from orch.images.spec import ImageSpec
 from orch.remote import TAIL_LINES, LogSink, OperationStatus
-from orch.transport.base import Transport, TransportError
+from orch.transport.base import OPERATION_ENV, Transport, TransportError
 
 PID_FILE = ".orch-build.pid"
 KILL_TREE = (
@@ -129,10 +129,13 @@ def run_build(
     cancel: threading.Event,
     timeout: float | None,
     where: str,
+    operation: str | None = None,
 ) -> BuildResult:
-    """Run a build command; a failure says the builder's exit status and its last lines."""
+    """Run a build command (its processes carrying the operation's token); a failure says
+    the builder's exit status and its last lines."""
+    env = {OPERATION_ENV: operation} if operation else None
     with _Guard(transport, cwd, cancel, timeout) as guard:
-        result = transport.run(command, cwd=cwd, cancel=guard.stop, on_line=log)
+        result = transport.run(command, env=env, cwd=cwd, cancel=guard.stop, on_line=log)
     tail = result.stdout.splitlines()[-TAIL_LINES:]
     if guard.reason == "cancelled":
         return BuildResult(False, "cancelled", None, "cancelled: the build was stopped", tail)

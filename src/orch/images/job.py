@@ -13,7 +13,7 @@ from orch.images.cache import content_hash, image_file
 from orch.images.context import BuildContext, compose
 from orch.images.spec import ImageSpec, image_spec
 from orch.remote import LogSink, SiteTask, site_default
-from orch.transport.base import Host
+from orch.transport.base import OPERATION_ENV, Host
 
 
 class ImageTask(SiteTask, Protocol):
@@ -30,6 +30,11 @@ class ImageTask(SiteTask, Protocol):
 
     @property
     def host(self) -> Host: ...
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """orch's variables, the operation's token (``OPERATION_ENV``) among them."""
+        ...
 
 
 class ImageRun(Protocol):
@@ -56,6 +61,9 @@ class ImageJob:
     timeout: float | None
     site_name: str | None
     """The site the image is placed on (None: it stays on orch's machine)."""
+    operation: str | None = None
+    """The operation's token: the build's processes carry it, so that a resumed run finds a
+    build the killed orch left running (and waits for it) instead of building twice."""
 
     @property
     def label(self) -> str:
@@ -88,4 +96,5 @@ def plan(task: ImageTask, run: ImageRun) -> ImageJob:
     site = None
     if not task.host.is_local:
         site = task.site.name if task.site is not None else task.host.describe()
-    return ImageJob(spec, context, digest, image_file(spec, digest), run, task.timeout, site)
+    return ImageJob(spec, context, digest, image_file(spec, digest), run, task.timeout, site,
+                    task.environment.get(OPERATION_ENV))

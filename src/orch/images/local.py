@@ -52,7 +52,7 @@ def _build(job: ImageJob, final: Path) -> tuple[str, int] | BuildResult:
         job.context.write(folder)
         command = build_command(job.spec, job.digest, output, force=job.force)
         result = run_build(LocalTransport(), command, str(folder), job.run.log, job.cancel,
-                           job.timeout, "localhost")  # fmt: skip
+                           job.timeout, "localhost", job.operation)  # fmt: skip
         if not result.ok:
             return result
         os.replace(output, final)

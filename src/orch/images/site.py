@@ -54,7 +54,7 @@ def build_on_site(job: ImageJob, task: SiteTask, transport: Transport, images: s
                          + f" && mv -f {q(output)} {q(final)}"])  # fmt: skip
     try:
         result = run_build(transport, command, remote, job.run.log, job.cancel, job.timeout,
-                           job.site_name or transport.host)  # fmt: skip
+                           job.site_name or transport.host, job.operation)  # fmt: skip
     finally:
         transport.run(f"rm -rf {q(remote)} {q(output)}")
     if not result.ok:

@@ -8,6 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+OPERATION_ENV = "ORCH_OPERATION"
+"""Set, in the environment of every command an operation starts, to the operation's token:
+processes a killed orch left behind are found by it (``/proc/*/environ``), whoever started
+them (the engine, a build, a transfer)."""
+
 
 @dataclass
 class CommandResult:
