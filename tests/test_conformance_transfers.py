@@ -162,13 +162,6 @@ class TestTransfers(ExecutorConformance):
     def before_kill(self, h: Harness) -> None:
         h.data["killed"] = set(self.parts(h))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="staging bug: a StageIn resumed after orch was killed mid-upload leaves the "
-        "killed run's temporary file (<destination>/.orch-part.<token>.<n>, as large as what "
-        "was sent) on the site for ever: the resumed run sends under a new token and never "
-        "removes stale .orch-part.* files of its destination",
-    )
     def test_a_resumed_transfer_removes_what_the_killed_one_left(self, h: Harness) -> None:
         """Part of point 5 (nothing left): the half-sent file of the killed orch."""
         import signal

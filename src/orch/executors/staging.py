@@ -16,7 +16,6 @@ import hashlib
 import os
 import posixpath
 import re
-import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -440,14 +439,14 @@ def stage_in(run: Run, transport: Transport) -> dict[str, str]:
     source = local_path(task, task.properties["source"])
     entries, single = list_local(run, source, Includes(task.properties.get("include")))
     destination = node_dir(task, transport, "destination")
-    root, theirs = prepare_upload(run, transport, destination, entries)
+    token = part_token(task)
+    root, theirs = prepare_upload(run, transport, destination, entries, token)
     tally = Tally(path=posixpath.join(root, entries[0].rel) if single else root)
     pending = [e for e in entries if not _same_up(run, e, theirs.get(e.rel), tally)]
     if not entries:
         run.log(f"warning: no file to stage in {source}", "stderr")
     if pending:
         with _file_session(run, transport) as files:
-            token = secrets.token_hex(4)
             for batch in _batches(pending):
                 tally.bytes += upload_batch(run, transport, files, root, batch, token)
                 tally.files += len(batch)
@@ -455,9 +454,18 @@ def stage_in(run: Run, transport: Transport) -> dict[str, str]:
     return tally.outputs()
 
 
-def prepare_upload(run: Run, transport: Transport, destination: str, entries: list[Entry]
-                   ) -> tuple[str, dict[str, str]]:
+def part_token(task: Task) -> str:
+    """The token of this node's temporary files (``.orch-part.<token>.<n>``): the same for
+    every run of the operation, so that a run resumed after orch was killed mid-transfer
+    removes what the killed one half-sent, and only that."""
+    key = f"{task.deployment}\0{task.instance}\0{task.interface}.{task.operation}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def prepare_upload(run: Run, transport: Transport, destination: str, entries: list[Entry],
+                   token: str | None = None) -> tuple[str, dict[str, str]]:
     """One command: create the destination and its folders, resolve it (``$VARS``, links),
+    remove the temporary files an interrupted run of this operation (``token``) left there,
     and hash the files already there. Returns (absolute root, {rel: sha256})."""
     folders = sorted({posixpath.dirname(e.rel) for e in entries} - {""})
     names = [_dot(f) + "/" for f in folders] + [_dot(e.rel) for e in entries]
@@ -465,6 +473,8 @@ def prepare_upload(run: Run, transport: Transport, destination: str, entries: li
         _SUM_SETUP,
         f"D={quote_path(destination)}",
         'mkdir -p -- "$D" && cd -- "$D" || exit 3',
+        *([f"find . -type f -name {shlex.quote(f'{PART}{token}.*')} -exec rm -f -- {{}} +"]
+          if token else []),
         f"printf '\\n{ROOT_MARK}%s\\n' \"$PWD\"",
         f"xargs -0 sh -c {shlex.quote(_PREPARE_BATCH)} sh",
         "[ $? -ne 124 ] || exit 4",
@@ -608,9 +618,10 @@ def stage_out(run: Run, transport: Transport) -> dict[str, str]:
     if not names:
         run.log(f"warning: no file to stage out in {run.host}:{root}", "stderr")
     pending = [n for n in names if not _same_down(run, destination, n, theirs[n], tally)]
+    token = part_token(task)
+    _remove_parts(destination, token)
     if pending:
         with _file_session(run, transport) as files:
-            token = secrets.token_hex(4)
             for index, name in enumerate(pending):
                 size = receive(run, files, posixpath.join(root, name), destination / name,
                                theirs[name], f"{token}.{index}")
@@ -662,6 +673,16 @@ def _same_down(run: Run, destination: Path, name: str, theirs: str, tally: Tally
     tally.skipped += 1
     run.log(f"skipped {name} (same sha256)")
     return True
+
+
+def _remove_parts(destination: Path, token: str) -> None:
+    """The temporary files an interrupted run of this operation left in ``destination``."""
+    if not destination.is_dir():
+        return
+    for part in destination.rglob(f"{PART}{token}.*"):
+        with contextlib.suppress(OSError):
+            if part.is_file() and not part.is_symlink():
+                part.unlink()
 
 
 def receive(run: Run, files: FileSession, remote: str, local: Path, expected: str, token: str
