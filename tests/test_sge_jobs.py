@@ -6,6 +6,7 @@ the scheduler took the job."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -68,16 +69,27 @@ def test_options_sge_cannot_honour_are_refused_naming_site_and_option(
     assert "retrying" not in failed.stderr  # bad input: another attempt would say the same
 
 
-def test_a_job_no_queue_can_ever_run_is_refused_at_submit(
-    orch: Orch, sge_hpc_site: HpcSite, sge_credential: str
+def test_a_job_the_cluster_can_never_run_is_refused_at_submit(
+    orch: Orch, hpc_site: HpcSite, hpc_credential: str
 ) -> None:
-    """64 slots on a 2-slot cluster: SGE's verification (-w e) refuses it at qsub, so it
-    never waits in qw for ever; the message carries SGE's reason."""
-    orch.write("sites.yaml", "sites:\n" + sge_hpc_site.yaml(sge_credential, "hpc1"))
-    blueprint = job_blueprint(orch, command="true", tasks=64)
+    """64 slots on a 2-slot SGE cluster (SGE's verification, -w e, refuses it at qsub), 5
+    nodes on a 1-node Slurm partition (Slurm queues it, pending for PartitionConfig): reported
+    with the scheduler's reason, never left waiting for ever."""
+    orch.write("sites.yaml", "sites:\n" + hpc_site.yaml(hpc_credential, "hpc1"))
+    if hpc_site.scheduler == "sge":
+        blueprint, reason = job_blueprint(orch, command="true", tasks=64), "no suitable queues"
+    else:  # Slurm takes it, and says why it waits: a reason that never clears
+        blueprint, reason = job_blueprint(orch, command="true", nodes=5), "PartitionConfig"
     failed = orch("deploy", str(blueprint), "--poll-interval", "0.3", check=4, timeout=120)
-    assert "no suitable queues" in failed.stderr, failed.stderr
-    assert not sge_hpc_site.site.cluster.job_ids()
+    assert reason in failed.stderr, failed.stderr
+    if hpc_site.scheduler == "sge":
+        assert not hpc_site.site.cluster.job_ids()
+    else:
+        assert "can never start as asked" in failed.stderr and "orch cancelled it" in (
+            failed.stderr)
+        job = re.search(r"job (\d+) can never start", failed.stderr).group(1)  # type: ignore
+        shown = hpc_site.site.cluster.run("squeue", "-h", "-t", "all", "-j", job, "-o", "%T")
+        assert shown.stdout.strip() in ("CANCELLED", ""), shown.stdout  # not left pending
 
 
 def test_the_jobs_outlive_a_qmaster_that_stops_mid_run(

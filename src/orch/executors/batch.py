@@ -244,10 +244,11 @@ class BatchJobExecutor:
             word = info.state.split()[0] if info.state.split() else ""
             if info.reason:
                 monitor.forget(job_id)
+                self._clean_up_failed(task, context, scheduler, job_id)
                 return OperationResult(
                     "failed", outputs={JOB_STATUS: word},
                     message=f"job {job_id} can never start as asked: {scheduler.title} says "
-                    f"{info.reason}; cancel it and change the job's resources",
+                    f"{info.reason}; orch cancelled it: change the job's resources",
                 )  # fmt: skip
             if translate(scheduler.table, word) is JobState.UNKNOWN:
                 what, give_up = self._unknown.seen(job_id, word, scheduler.title, scheduler.doc)
@@ -295,14 +296,14 @@ class BatchJobExecutor:
 
     def _clean_up_failed(self, task: Task, context: RunContext, scheduler: Scheduler,
                          job_id: str) -> None:  # fmt: skip
-        """A job the scheduler holds in an error state (SGE's Eqw) is deleted: it would wait
-        for ever, holding its place in the queue."""
+        """A job that can never run (SGE's Eqw, a Slurm reason that never clears) is deleted:
+        it would wait for ever, holding its place in the queue."""
         result = context.transport(task.host).run(
             scheduler.cancel_command([job_id]), env=site_environment(task), timeout=60
         )
         if result.rc == 0:
-            context.log("stderr", f"deleted job {job_id}, which {scheduler.title} held in an "
-                        "error state")  # fmt: skip
+            context.log("stderr", f"cancelled job {job_id}, which {scheduler.title} would "
+                        "never run")  # fmt: skip
 
     def _ended(self, task: Task, scheduler: Scheduler, job_id: str, files: JobFiles,
                info: JobInfo) -> OperationResult:  # fmt: skip
