@@ -94,7 +94,7 @@ class TestAnsiblePlaybook(ExecutorConformance):
     remote = False
     hosts = ScriptConformance.hosts
     check_timed_out = ScriptConformance.check_timed_out
-    playbook_timeout = 3
+    playbook_timeout = 5
     """The ``timeout`` playbook's TOSCA timeout: long enough for its task to have started."""
 
     def setup(self, h: Harness) -> None:
@@ -189,7 +189,7 @@ class TestAnsiblePlaybookSsh(TestAnsiblePlaybook):
     hosts = scripts.TestScriptSsh.hosts
     host = scripts.TestScriptSsh.host
     settle_within = 3.0
-    playbook_timeout = 5
+    playbook_timeout = 6
     timeout_within = 30.0
 
     @pytest.mark.xfail(strict=True, reason=REMOTE_LEFT)
