@@ -161,20 +161,6 @@ class TestAnsiblePlaybook(ExecutorConformance):
         assert SECRET not in err
 
 
-REMOTE_LEFT = (
-    "ansible executor bug: over SSH, a playbook task stopped by its timeout or by a cancel "
-    "goes on running on the remote host (its shell and module process, found by their "
-    "environment, are still there well after orch reported the operation timed out or "
-    "cancelled): only the local ansible-playbook is killed, nothing ends the remote processes"
-)
-REMOTE_TWICE = (
-    "ansible executor bug: over SSH, after orch is killed (kill -9) mid-task, the same "
-    "command again starts the task a second time while the killed run's copy still runs on "
-    "the remote host (two copies at once): the remote processes carry no ORCH_OPERATION "
-    "token, so the engine's survivors look-up cannot find them to wait for or stop them"
-)
-
-
 class TestAnsiblePlaybookSsh(TestAnsiblePlaybook):
     """The same playbooks over SSH, as the test sshd's unprivileged user: the points where the
     remote host changes something (the host named in a failure, what a timeout, a cancel or a
@@ -192,15 +178,12 @@ class TestAnsiblePlaybookSsh(TestAnsiblePlaybook):
     playbook_timeout = 6
     timeout_within = 30.0
 
-    @pytest.mark.xfail(strict=True, reason=REMOTE_LEFT)
     def test_timeout_ends_the_operation_as_timeout(self, h: Harness) -> None:
         super().test_timeout_ends_the_operation_as_timeout(h)
 
-    @pytest.mark.xfail(strict=True, reason=REMOTE_LEFT)
     def test_cancel_stops_it_and_leaves_nothing_running(self, h: Harness) -> None:
         super().test_cancel_stops_it_and_leaves_nothing_running(h)
 
-    @pytest.mark.xfail(strict=True, reason=REMOTE_TWICE)
     def test_reattach_after_kill_9_finishes_without_running_twice(self, h: Harness) -> None:
         super().test_reattach_after_kill_9_finishes_without_running_twice(h)
 

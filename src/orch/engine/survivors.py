@@ -4,86 +4,34 @@ Every operation's command runs with ``ORCH_OPERATION=<token>`` in its environmen
 written with the operation's record before the command starts; whatever the command starts
 inherits it. After a crash, the operations left interrupted are looked up on their hosts by
 that token in ``/proc/*/environ`` (one command per host, the same over SSH as here), then
-waited for or stopped, so that an operation never runs twice at the same time.
+waited for or stopped, so that an operation never runs twice at the same time. Finding and
+stopping them is ``orch.transport.processes``' (executors stop a stopped operation's remote
+processes with it too), re-exported here.
 """
 
 from __future__ import annotations
 
-import shlex
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from orch.transport.base import OPERATION_ENV, Transport
-
-ENV = OPERATION_ENV
-"""The environment variable that marks an operation's processes."""
-
-KILL_GRACE = 5.0
-"""Seconds between SIGTERM and SIGKILL of a survivor."""
+from orch.transport.base import Transport
+from orch.transport.processes import ENV, KILL_GRACE, find, find_command, stop
+from orch.transport.processes import ProcessListError as SurvivorError
+from orch.transport.processes import TokenProcess as Survivor
 
 POLICIES = ("wait", "stop")
 
-
-@dataclass(frozen=True)
-class Survivor:
-    """A process of an interrupted operation, still running on its host."""
-
-    token: str
-    pid: int
-
-
-class SurvivorError(Exception):
-    """The host cannot be asked (unreachable, no /proc)."""
-
-
-def find_command(tokens: list[str]) -> str:
-    """A shell command printing ``<pid> <token>`` per process whose environment holds one of
-    ``tokens``: GNU grep over NUL-separated entries, a single process whatever their number."""
-    patterns = " ".join(f"-e {shlex.quote(f'{ENV}={token}')}" for token in tokens)
-    return (
-        f"grep -H -a -z -x -F {patterns} /proc/[0-9]*/environ 2>/dev/null "
-        "| tr '\\000' '\\n' | sed -n 's,^/proc/\\([0-9]*\\)/environ:" + ENV + "=,\\1 ,p'; true"
-    )
-
-
-def find(transport: Transport, tokens: list[str]) -> list[Survivor]:
-    """The processes on ``transport``'s host that belong to the operations of ``tokens``."""
-    if not tokens:
-        return []
-    result = transport.run(find_command(tokens), timeout=60)
-    if result.rc != 0:
-        raise SurvivorError(f"{transport.host}: cannot list processes: {result.stderr.strip()}")
-    found = []
-    wanted = set(tokens)
-    for line in result.stdout.splitlines():
-        pid, _, token = line.partition(" ")
-        if pid.isdigit() and token in wanted:
-            found.append(Survivor(token, int(pid)))
-    return found
-
-
-def stop(transport: Transport, tokens: list[str], grace: float = KILL_GRACE) -> list[Survivor]:
-    """SIGTERM the operations' processes, SIGKILL what is left after ``grace``; returns what
-    was found at first."""
-    found = find(transport, tokens)
-    if not found:
-        return found
-    _signal(transport, "TERM", found)
-    deadline = time.monotonic() + grace
-    left = found
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = find(transport, tokens)
-    if left:
-        _signal(transport, "KILL", left)
-    return found
-
-
-def _signal(transport: Transport, signal: str, survivors: list[Survivor]) -> None:
-    pids = " ".join(str(s.pid) for s in survivors)
-    transport.run(f"kill -{signal} {pids} 2>/dev/null; true", timeout=30)
+__all__ = [
+    "ENV",
+    "KILL_GRACE",
+    "POLICIES",
+    "Survivor",
+    "SurvivorError",
+    "find",
+    "find_command",
+    "settle",
+    "stop",
+]
 
 
 def settle(

@@ -13,10 +13,18 @@ forked by a fork server (``ansible_server``) that has Ansible loaded: same comma
 environment, display callback, events and artifacts as with ansible-runner, whose output filter
 reads the child's output here. ``ORCH_ANSIBLE_FORK_SERVER=0`` (and a project with its own
 ``ansible.cfg``) runs ``ansible_runner.run`` instead, one process per playbook.
+
+The operation's token (``ORCH_OPERATION``) reaches the processes of every task on the host, as
+it does every command orch starts: a callback plugin of orch's (``OPERATION_CALLBACK``) adds it
+to each play's ``environment`` (below the user's own), so that modules and the commands they
+start carry it whatever interpreter runs them. A playbook stopped by its timeout or a cancel
+is killed here, and then what its task left running on a remote host is stopped there by that
+token (``orch.transport.processes``); after orch was killed, the engine finds it the same way.
 """
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import datetime
@@ -30,6 +38,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +55,8 @@ from orch.executors.base import (
     escaping_artifact,
 )
 from orch.executors.masking import MASK, Masker
+from orch.transport import processes
+from orch.transport.base import OPERATION_ENV
 
 ARTIFACT_TYPES = frozenset(
     name.lower()
@@ -77,6 +88,68 @@ COMMON_SETTINGS = {
 }
 """Settings of every run (in the fork server's environment: Ansible reads some at import)."""
 MESSAGE_LIMIT = 500
+OPERATION_CALLBACK = """\
+# Written by orch: puts the operation's token in the environment of every play's tasks.
+from __future__ import annotations
+
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+NAME = "__NAME__"
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "orch_operation"
+    CALLBACK_NEEDS_ENABLED = False
+
+    def v2_playbook_on_play_start(self, play):
+        token = os.environ.get(NAME)
+        if not token:
+            return
+        ours = {NAME: token}
+        # the play's own blocks belong to the play before the copy that runs: both
+        plays = {id(play): play}
+        for block in (*play.pre_tasks, *play.tasks, *play.post_tasks, *play.handlers):
+            owner = getattr(block, "_play", None)
+            if owner is not None:
+                plays[id(owner)] = owner
+        for each in plays.values():
+            current = each.environment
+            if isinstance(current, dict):
+                current = [current]
+            elif not isinstance(current, list):
+                current = []
+            if ours not in current:
+                each.environment = [ours, *current]  # the user's own come after: theirs win
+""".replace("__NAME__", OPERATION_ENV)
+"""The callback plugin (``orch_operation``) that gives the plays' tasks the operation's token:
+Ansible runs the ones in its callback path that do not need enabling, besides the stdout one."""
+
+
+_plugins_lock = threading.Lock()
+_plugins_dir: str | None = None
+
+
+def _callback_dir() -> str:
+    """A private folder of this process with the ``OPERATION_CALLBACK`` plugin, written once
+    (the fork server's environment names it, and must stay the same), removed at exit."""
+    global _plugins_dir
+    with _plugins_lock:
+        path = _plugins_dir
+        if path is None or not os.path.isdir(path):
+            path = tempfile.mkdtemp(prefix="orch-ansible-plugins-")
+            _write_private(os.path.join(path, "orch_operation.py"), OPERATION_CALLBACK)
+            atexit.register(shutil.rmtree, path, True)
+            _plugins_dir = path
+        return path
+
+
+def _callback_path(path: str | None) -> str:
+    """``ANSIBLE_CALLBACK_PLUGINS`` with orch's plugin folder after ``path``'s."""
+    return ":".join(filter(None, (path, _callback_dir())))
 
 
 def _inventory_name(name: str) -> str:
@@ -333,7 +406,7 @@ def _server_env() -> dict[str, str]:
         env["ORIGINAL_STDOUT_CALLBACK"] = env["ANSIBLE_STDOUT_CALLBACK"]
     callbacks = env.get("AWX_LIB_DIRECTORY") or get_callback_dir()
     env["ANSIBLE_CALLBACK_PLUGINS"] = ":".join(
-        filter(None, (env.get("ANSIBLE_CALLBACK_PLUGINS"), callbacks))
+        filter(None, (_callback_path(env.get("ANSIBLE_CALLBACK_PLUGINS")), callbacks))
     )
     env["ANSIBLE_STDOUT_CALLBACK"] = "awx_display"
     env["ANSIBLE_CACHE_PLUGIN"] = "jsonfile"
@@ -448,7 +521,12 @@ class AnsibleExecutor:
                 marker = os.path.join(private, "inventory")
                 stop = _Stop(context, task.timeout, lambda: _kill_playbook(marker))
                 outcome = self._run_runner(task, private, ident, envvars, events, stop)
-            return self._result(task, outcome, events, mask, stop.reason)
+            result = self._result(task, outcome, events, mask, stop.reason)
+            if stop.reason is not None or (outcome.lost is not None and outcome.started):
+                left = _stop_remote(task, context)  # killed here: its task goes on there
+                if left:
+                    result.message = mask(f"{result.message}; {left}")
+            return result
         except Exception as exc:  # ansible-runner's own errors (bad config, callback), records
             return OperationResult(
                 "failed",
@@ -480,11 +558,13 @@ class AnsibleExecutor:
         """One ``ansible-playbook`` process started by ansible-runner (~1 s of start-up)."""
         import ansible_runner
 
+        # ansible-runner adds its own callback folder after these
+        plugins = _callback_path(os.environ.get("ANSIBLE_CALLBACK_PLUGINS"))
         runner = ansible_runner.run(
             private_data_dir=private,
             playbook=task.implementation.name,
             ident=ident,
-            envvars=envvars,
+            envvars={**envvars, "ANSIBLE_CALLBACK_PLUGINS": plugins},
             # the timeout is ours (see _Stop); ansible-runner checks it between polls
             settings={"pexpect_timeout": POLL_SECONDS},
             cancel_callback=stop,
@@ -626,6 +706,8 @@ class AnsibleExecutor:
             "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
             # the fork server's child makes its temporary dir under it (see ansible_server)
             "ANSIBLE_LOCAL_TEMP": os.path.join(private, "tmp"),
+            # ansible-playbook carries the token, and OPERATION_CALLBACK passes it to the tasks
+            **({OPERATION_ENV: token} if (token := task.environment.get(OPERATION_ENV)) else {}),
         }
 
     # -- result ------------------------------------------------------------------------------
@@ -667,6 +749,21 @@ class AnsibleExecutor:
         outputs = {name: _as_output(value) for name, value in events.facts.items()}
         outputs.update({name: _as_output(value) for name, value in events.stats.items()})
         return done("ok", outputs={mask(k): mask(v) for k, v in outputs.items()})
+
+
+def _stop_remote(task: Task, context: RunContext) -> str | None:
+    """Once the playbook was killed here: stops what its task still runs on the remote host
+    (the module and the commands it started, which the end of the SSH session does not end),
+    found by the operation's token, SIGTERM then SIGKILL. Why it could not, if so."""
+    host = task.host
+    token = task.environment.get(OPERATION_ENV)
+    if host.is_local or not token:
+        return None  # here, the playbook's processes were killed with it
+    try:
+        processes.stop(context.transport(host), [token])
+    except Exception as exc:  # the host went away meanwhile: say so, the result stands
+        return f"what it started on {host.describe()} may still run there: {exc}"
+    return None
 
 
 def _use_fork_server(task: Task) -> bool:
