@@ -21,7 +21,7 @@ from sites.processes import running
 INSTALL_BUSYBOX = "/bin/busybox mkdir -p /usr/bin /sbin /usr/sbin && /bin/busybox --install -s"
 SLOW = "sleep 97"
 """The slow build step (cancel, timeout): found among the processes by its command line."""
-SHORT = "sleep 6"
+SHORT = "sleep 4"
 """The re-attach test's build step: the killed orch's build must end on its own."""
 
 
