@@ -30,8 +30,8 @@ Blueprint kinds a subclass writes (``blueprint(h, kind)``):
   ``failing.rc`` after printing ``LAST_LINE`` as (or in) its last line;
 - ``slow``: an operation that records that it started (``started(h)``) and then runs until
   ``release(h)`` (or long enough for the test to interrupt it);
-- ``timeout``: ``slow`` with a timeout (by default the same blueprint, deployed with
-  ``--timeout``; ``timeout_args``);
+- ``timeout``: ``slow`` with a timeout: its own TOSCA ``timeout``, or the ``slow`` blueprint
+  itself deployed with ``timeout_args`` (``--timeout``);
 - ``secret``: prints the sensitive input ``secret`` (``-i secret=...``) and puts it in an
   output.
 """
@@ -65,7 +65,7 @@ class Failing:
 
     node: str
     operation: str
-    """As orch names it: ``Standard.create``, ``Runnable.run``..."""
+    """As orch names it: ``Standard.create``, ``tosca.interfaces.node.lifecycle.Runnable.run``..."""
     rc: int | None = 3
     """The exit status shown and recorded; None for operations without one (transfers)."""
     rc_text: str | None = None
