@@ -366,7 +366,13 @@ class ForkServer:
             try:
                 socket.send_fds(self._sock, [message.encode()], [out])
             except OSError as exc:
-                raise ServerError(f"cannot reach it: {exc.strerror or exc}") from exc
+                # a server that died before reading its first request: why it died says more
+                # than the broken pipe (which of the two comes first is a race)
+                try:
+                    code = self.process.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    raise ServerError(f"cannot reach it: {exc.strerror or exc}") from exc
+                raise ServerError(self._exit_reason(code)) from exc
             self._jobs[job.id] = job
         return job
 
