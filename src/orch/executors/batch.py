@@ -1,5 +1,5 @@
 """Batch jobs (``orch.nodes.SlurmJob`` and its MPI and Apptainer kinds) on whatever scheduler
-the site runs (sites.yaml ``scheduler``: slurm, sge), the way a user would at the login node,
+the site runs (sites.yaml ``scheduler``: slurm, sge, pbs), the way a user would at the login node,
 over the site's one SSH connection. The scheduler's words come from ``schedulers``.
 
 - submit: one command writes the batch script into the job's folder and submits it; the job

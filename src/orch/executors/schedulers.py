@@ -83,9 +83,9 @@ class StatusError(Exception):
 
 class Scheduler(Protocol):
     name: str
-    """As sites.yaml names it: slurm, sge."""
+    """As sites.yaml names it: slurm, sge, pbs."""
     title: str
-    """For messages: Slurm, Son of Grid Engine."""
+    """For messages: Slurm, Son of Grid Engine, PBS."""
     table: dict[str, JobState]
     doc: str
     """Where the scheduler's documentation lists its state words."""
