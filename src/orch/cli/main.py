@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sites": ("orch.cli.sites", "sites", "List the HPC sites of sites.yaml; check them."),
     "credentials": ("orch.cli.sites", "credentials", "Manage SSH keys named by a token."),
     "secrets": ("orch.cli.secrets", "secrets", "Store values for get_secret (never shown)."),
+    "serve": ("orch.cli.serve", "serve", "Serve published workflows over a REST API."),
+    "publish": ("orch.cli.serve", "publish", "Offer a deployment's workflow to orch serve."),
+    "unpublish": ("orch.cli.serve", "unpublish", "Stop offering a published workflow."),
+    "users": ("orch.cli.serve", "users", "Manage the users of orch serve."),
+    "tokens": ("orch.cli.serve", "tokens", "Create and revoke orch serve users' tokens."),
 }
 
 

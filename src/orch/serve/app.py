@@ -1,0 +1,214 @@
+"""The REST API of ``orch serve``, as eFlows4HPC's hpcwaas-api has it: list the published
+workflows, trigger one, watch, cancel and read the logs of one's own executions, and make an
+SSH key pair whose private key stays in orch's credential store."""
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from orch import __version__
+from orch.serve import inputs as request_inputs
+from orch.serve.executions import Executions
+from orch.serve.store import ACTIVE, Execution, ServeStore
+
+_bearer = HTTPBearer(auto_error=False, description="A token of `orch tokens create USER`.")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+MAX_POLL = 600.0
+
+
+class Workflow(BaseModel):
+    id: str
+    name: str
+    application_id: str
+    environment_id: str
+    environment_name: str
+
+
+class Workflows(BaseModel):
+    workflows: list[Workflow]
+
+
+class Trigger(BaseModel):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionState(BaseModel):
+    id: str
+    status: str = Field(description="RUNNING, SUCCESS, FAILED, CANCELLING or CANCELLED")
+    outputs: dict[str, Any]
+
+
+class LogEntry(BaseModel):
+    level: str
+    timestamp: str
+    content: str
+
+
+class Logs(BaseModel):
+    logs: list[LogEntry]
+    total_results: int
+    from_: int = Field(alias="from")
+
+
+class KeyRequest(BaseModel):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeyPair(BaseModel):
+    id: str
+    public_key: str
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration as hpcwaas-api takes them (``1m``, ``30s``, ``1m30s``, ``500ms``)."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise HTTPException(400, f"invalid timeout {text!r} (e.g. 30s, 1m, 1m30s, 500ms)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def create_app(state_dir: Path) -> FastAPI:
+    state_dir = Path(state_dir).resolve()
+    store = ServeStore(state_dir)
+    runner = Executions(store, state_dir)
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        runner.refresh_all()  # what ended while no server watched
+        watcher = threading.Thread(target=runner.watch, args=(stop,), daemon=True)
+        watcher.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="orch serve", version=__version__, lifespan=lifespan,
+        description="HPC Workflows as a Service: the eFlows4HPC hpcwaas-api, on orch.",
+    )  # fmt: skip
+
+    def user(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        name = store.user_of(credentials.credentials) if credentials is not None else None
+        if name is None:
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return name
+
+    User = Annotated[str, Depends(user)]
+
+    def own_execution(execution_id: str, who: str) -> Execution:
+        execution = store.execution(execution_id)
+        if execution is None or execution.user != who:
+            raise HTTPException(404, f"no execution '{execution_id}'")
+        return runner.refresh(execution)
+
+    @contextmanager
+    def orch_store() -> Iterator[Any]:
+        from orch.state import StateError, Store
+
+        try:
+            opened = Store.open(state_dir, create=False)
+        except StateError as exc:
+            raise HTTPException(503, f"orch's state cannot be read: {exc}") from None
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+    @app.get("/workflows", response_model=Workflows)
+    def list_workflows(who: User) -> dict[str, Any]:
+        return {"workflows": [
+            {"id": p.name, "name": p.name, "application_id": p.deployment,
+             "environment_id": p.deployment, "environment_name": p.deployment}
+            for p in store.publications() if p.visible_to(who)
+        ]}  # fmt: skip
+
+    @app.post("/workflows/{workflow_name}", status_code=201, response_class=Response,
+              responses={201: {"description": "Created; Location: /executions/<id>"}})  # fmt: skip
+    def trigger(
+        workflow_name: str, who: User, request: Request, body: Trigger | None = None
+    ) -> Response:
+        publication = store.publication(workflow_name)
+        if publication is None or not publication.visible_to(who):
+            raise HTTPException(404, f"no workflow '{workflow_name}'")
+        given = body.inputs if body is not None else {}
+        from orch.deployments import DeploymentError
+
+        try:
+            with orch_store() as orch:
+                found = request_inputs.problems(
+                    orch, publication.deployment, publication.workflow, given
+                )
+                secret = request_inputs.secret_names(
+                    orch, publication.deployment, publication.workflow
+                )
+        except DeploymentError as exc:
+            raise HTTPException(404, f"workflow '{workflow_name}': {exc}") from None
+        if found:
+            raise HTTPException(422, [
+                {"loc": ["body", "inputs", name], "msg": message, "type": "value_error"}
+                for name, messages in found.items() for message in messages
+            ])  # fmt: skip
+        execution_id = runner.start(who, publication, given, secret)
+        return Response(status_code=201, headers={"Location": f"/executions/{execution_id}"})
+
+    @app.get("/executions/{execution_id}", response_model=ExecutionState)
+    def execution(execution_id: str, who: User) -> dict[str, Any]:
+        found = own_execution(execution_id, who)
+        return {"id": found.id, "status": found.status, "outputs": found.outputs}
+
+    @app.delete("/executions/{execution_id}", status_code=202, response_class=Response)
+    def cancel(execution_id: str, who: User) -> Response:
+        found = own_execution(execution_id, who)
+        if found.status in ACTIVE and not found.cancel_requested:
+            runner.cancel(found)
+        return Response(status_code=202)
+
+    @app.get("/executions/{execution_id}/logs", response_model=Logs, response_model_by_alias=True)
+    def logs(
+        execution_id: str, who: User,
+        from_: Annotated[int, Query(alias="from", ge=0)] = 0,
+        timeout: str = "1m",
+        size: int = -1,
+        levels: Annotated[int, Query(ge=0, le=15)] = 0,
+    ) -> dict[str, Any]:  # fmt: skip
+        wait = min(parse_duration(timeout), MAX_POLL)
+        deadline = time.monotonic() + wait
+        while True:
+            found = own_execution(execution_id, who)
+            entries = runner.logs(found, levels)
+            if len(entries) > from_ or found.status not in ACTIVE:
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        page = entries[from_:] if size < 0 else entries[from_ : from_ + size]
+        return {"logs": page, "total_results": len(entries), "from": from_}
+
+    @app.post("/ssh_keys", status_code=201, response_model=KeyPair)
+    def ssh_key(who: User, body: KeyRequest | None = None) -> dict[str, str]:
+        from orch.sites.credentials import CredentialStore
+
+        metadata = {
+            k: v for k, v in (body.metadata if body else {}).items()
+            if k not in ("privateKey", "publicKey")
+        }  # fmt: skip
+        credential = CredentialStore.default().generate(f"orch serve {who}")
+        store.add_ssh_key(credential.token, who, metadata)
+        return {"id": credential.token, "public_key": credential.public_key}
+
+    return app
