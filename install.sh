@@ -4,12 +4,15 @@
 # the venv module. Those come from apt (python3-venv), with sudo unless run as root.
 #
 #   sh install.sh            # then: .venv/bin/orch --help
-#   sh install.sh --test     # with the test tools, editable (what tests/run.sh uses)
+#   sh install.sh --test     # with the test tools and the serve extra (orch serve), editable
+#                            # (what tests/run.sh uses)
+#   sh install.sh --serve    # with the serve extra: FastAPI and uvicorn for `orch serve`
 set -eu
 cd "$(dirname "$0")"
 extra=""
 editable=""
-if [ "${1:-}" = "--test" ]; then extra="[test]"; editable="-e"; fi
+if [ "${1:-}" = "--test" ]; then extra="[test,serve]"; editable="-e"; fi
+if [ "${1:-}" = "--serve" ]; then extra="[serve]"; fi
 
 have_venv() { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what the integration tests start (an
 # OpenSSH server, Slurm with munge, podman and Apptainer for image builds, Lmod for EasyBuild),
-# orch with its test extras (EasyBuild among them) into .venv, then runs ruff and pytest. The
+# orch with its test and serve extras (EasyBuild among them) into .venv, then runs ruff and pytest. The
 # fixtures start and stop the servers themselves, on 127.0.0.1, in temporary folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +71,8 @@ if ! command -v apptainer >/dev/null && [ ! -x "$sites/bin/apptainer" ]; then
       "the Apptainer tests will be SKIPPED ***" >&2
   fi
 fi
-# orch and its test tools into .venv (install.sh also gets python3-venv when it is missing)
+# orch with its test tools and the serve extra (FastAPI, uvicorn, httpx: tests/test_serve.py)
+# into .venv (install.sh also gets python3-venv when it is missing)
 sh install.sh --test
 .venv/bin/ruff check src tests benchmarks
 exec .venv/bin/python -m pytest "$@"
