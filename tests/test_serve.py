@@ -34,7 +34,7 @@ node_types:
 topology_template:
   inputs:
     greeting: {type: string, default: hello}
-    password: {type: string, default: default-pass}
+    password: {type: string, default: default-pass, constraints: [{min_length: 8}]}
   node_templates:
     job:
       type: demo.Job
@@ -210,6 +210,9 @@ def test_bad_inputs_and_unknown_workflow(server: Server):
     assert [p["loc"][-1] for p in missing.json()["detail"]] == ["count"]
     unknown = alice.post("/workflows/demo-work", json={"inputs": {"count": 1, "colour": 2}})
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "colour"
+    secret = alice.post("/workflows/demo-work", json={"inputs": {"count": 1, "password": "pw-12"}})
+    assert secret.status_code == 422 and secret.json()["detail"][0]["loc"][-1] == "password"
+    assert "pw-12" not in secret.text
     assert alice.post("/workflows/nope", json={"inputs": {}}).status_code == 404
     assert alice.post("/workflows/bob-only", json={"inputs": {"count": 1}}).status_code == 404
     assert alice.get("/executions/0123456789abcdef").status_code == 404
@@ -259,7 +262,7 @@ def test_ssh_keys_keep_the_private_key(server: Server):
 
 def test_a_killed_server_finds_its_executions_again(server: Server):
     alice = server.client(server.tokens["alice"])
-    location = _trigger(alice, {"count": 777, "pause": 3})
+    location = _trigger(alice, {"count": "777", "pause": "3"})  # strings, as hpcwaas sends
     _wait_for_line(alice, location, "Custom.work started")
     server.kill(signal.SIGKILL)
     server.start()

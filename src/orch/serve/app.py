@@ -150,11 +150,8 @@ def create_app(state_dir: Path) -> FastAPI:
 
         try:
             with orch_store() as orch:
-                found = request_inputs.problems(
+                given, found, secret = request_inputs.check(
                     orch, publication.deployment, publication.workflow, given
-                )
-                secret = request_inputs.secret_names(
-                    orch, publication.deployment, publication.workflow
                 )
         except DeploymentError as exc:
             raise HTTPException(404, f"workflow '{workflow_name}': {exc}") from None
