@@ -223,6 +223,8 @@ def test_users_see_and_cancel_only_their_own(server: Server):
     bob = server.client(server.tokens["bob"])
     location = _trigger(alice, {"count": 50, "pause": 30})
     assert bob.get(location).status_code == 404
+    # one execution of a deployment at a time (a cancel must reach that one only)
+    assert bob.post("/workflows/demo-work", json={"inputs": {"count": 2}}).status_code == 409
     assert bob.delete(location).status_code == 404
     assert bob.get(location + "/logs").status_code == 404
     assert alice.get(location).json()["status"] == "RUNNING"

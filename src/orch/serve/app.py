@@ -84,6 +84,7 @@ def create_app(state_dir: Path) -> FastAPI:
     store = ServeStore(state_dir)
     runner = Executions(store, state_dir)
     stop = threading.Event()
+    starting = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -160,7 +161,17 @@ def create_app(state_dir: Path) -> FastAPI:
                 {"loc": ["body", "inputs", name], "msg": message, "type": "value_error"}
                 for name, messages in found.items() for message in messages
             ])  # fmt: skip
-        execution_id = runner.start(who, publication, given, secret)
+        with starting:  # one execution per deployment at a time: orch runs it locked
+            busy = [
+                e for e in store.executions(active=True)
+                if e.deployment == publication.deployment and runner.refresh(e).status in ACTIVE
+            ]  # fmt: skip
+            if busy:
+                raise HTTPException(
+                    409, f"workflow '{workflow_name}' cannot start now: its deployment is busy "
+                    "with another execution; try again when it has ended",
+                )
+            execution_id = runner.start(who, publication, given, secret)
         return Response(status_code=201, headers={"Location": f"/executions/{execution_id}"})
 
     @app.get("/executions/{execution_id}", response_model=ExecutionState)
