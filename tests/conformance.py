@@ -51,6 +51,7 @@ from typing import Any
 import pytest
 
 from sites.cli import Orch, wait_until
+from sites.hpc import authorize as authorize  # used by the subclasses too
 
 LAST_LINE = "conformance: the last line before the failure"
 SECRET = "Conformance-Secret-7f3a9c"
@@ -427,21 +428,6 @@ class ExecutorConformance:
 # ---------------------------------------------------------------------------- batch jobs
 ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 """Slurm's states of a job that is not over (squeue -o %T)."""
-
-
-def authorize(orch: Orch, server: Any) -> Iterator[str]:
-    """A credential token whose key ``server``'s unprivileged user accepts, while it lasts."""
-    from sites.cli import authorized_keys_file
-
-    token = orch("credentials", "generate", "--comment", "conformance").stdout.strip()
-    public = orch("credentials", "public-key", token).stdout
-    path = authorized_keys_file(server, server.unprivileged_user)
-    before = path.read_text() if path.exists() else ""
-    path.write_text(before + public)
-    try:
-        yield token
-    finally:
-        path.write_text(before)
 
 
 class BatchConformance(ExecutorConformance):

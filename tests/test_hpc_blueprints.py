@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,8 @@ import pytest
 
 from sites.cli import Orch, authorized_keys_file, site_yaml
 from sites.fixtures import SlurmSite
-from sites.hpc import HpcSite
+from sites.hpc import HpcSite, copy_blueprint
 from sites.slurm import PATH
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def copy_blueprint(orch: Orch, name: str) -> Path:
-    target = orch.root / name
-    shutil.copytree(REPO / "blueprints" / name, target)
-    return target / "blueprint.yaml"
 
 
 @pytest.fixture

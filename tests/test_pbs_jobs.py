@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,12 +18,11 @@ import pytest
 
 from sites.cli import Orch, site_yaml, wait_until
 from sites.fixtures import SlurmSite
-from sites.hpc import HpcSite, authorize
+from sites.hpc import HpcSite, authorize, copy_blueprint
+from sites.hpc import job_blueprint as job
 from sites.pbs import PbsBin
 from sites.slurm import PATH
 from sites.sshd import SshServer
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -41,12 +39,6 @@ def qstat(pbs: PbsBin, job_id: str) -> dict:
     shown = subprocess.run(["qstat", "-f", "-F", "json", "-x", job_id], env=pbs.environ(),
                            capture_output=True, text=True, check=True)  # fmt: skip
     return next(iter(json.loads(shown.stdout)["Jobs"].values()))
-
-
-def copy_blueprint(orch: Orch, name: str) -> Path:
-    target = orch.root / name
-    shutil.copytree(REPO / "blueprints" / name, target)
-    return target / "blueprint.yaml"
 
 
 def test_the_mpi_apptainer_blueprint_runs_unchanged_on_a_pbs_site(
@@ -90,28 +82,6 @@ def test_two_sites_one_pbs_one_slurm(
     assert [re.sub(r" on .*", "", r.strip()) for r in ranks] == ["rank 0 of 2", "rank 1 of 2"]
     assert (results / "analysis" / "summary.txt").read_text().splitlines()[-1] == (
         "sample 3: mean 21")
-
-
-JOB = """
-tosca_definitions_version: tosca_simple_yaml_1_3
-imports: [orch-hpc:1.0.0]
-topology_template:
-  node_templates:
-    login:
-      type: orch.nodes.Site
-      properties: {{ site: hpc1 }}
-    work:
-      type: orch.nodes.SlurmJob
-      properties:
-{properties}
-      requirements:
-        - host: login
-"""
-
-
-def job(orch: Orch, **properties: object) -> Path:
-    lines = "".join(f"        {key}: {value}\n" for key, value in properties.items())
-    return orch.write("job.yaml", JOB.format(properties=lines.rstrip("\n")))
 
 
 def test_a_failing_pbs_job_reports_its_exit_status_and_last_lines(

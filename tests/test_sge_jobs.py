@@ -15,28 +15,7 @@ from pathlib import Path
 import pytest
 
 from sites.cli import Orch, wait_until
-from sites.hpc import HpcSite
-
-JOB = """
-tosca_definitions_version: tosca_simple_yaml_1_3
-imports: [orch-hpc:1.0.0]
-topology_template:
-  node_templates:
-    login:
-      type: orch.nodes.Site
-      properties: {{ site: hpc1 }}
-    work:
-      type: orch.nodes.SlurmJob
-      properties:
-{properties}
-      requirements:
-        - host: login
-"""
-
-
-def job_blueprint(orch: Orch, **properties: object) -> Path:
-    lines = "".join(f"        {key}: {value}\n" for key, value in properties.items())
-    return orch.write("job.yaml", JOB.format(properties=lines.rstrip("\n")))
+from sites.hpc import HpcSite, job_blueprint
 
 
 def tool_dir(tmp_path: Path, **scripts: str) -> Path:

@@ -4,6 +4,7 @@ write its sites.yaml entry with ``hpc_site.yaml(...)``."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,3 +97,34 @@ def hpc_credential(orch: Orch, hpc_site: HpcSite) -> Iterator[str]:
 @pytest.fixture
 def sge_credential(orch: Orch, sge_hpc_site: HpcSite) -> Iterator[str]:
     yield from authorize(orch, sge_hpc_site.ssh)
+
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [orch-hpc:1.0.0]
+topology_template:
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties: {{ site: hpc1 }}
+    work:
+      type: orch.nodes.SlurmJob
+      properties:
+{properties}
+      requirements:
+        - host: login
+"""
+
+
+def job_blueprint(orch: Orch, **properties: object) -> Path:
+    """``job.yaml``: one job node ``work`` with these properties, on site hpc1."""
+    lines = "".join(f"        {key}: {value}\n" for key, value in properties.items())
+    return orch.write("job.yaml", JOB.format(properties=lines.rstrip("\n")))
+
+
+def copy_blueprint(orch: Orch, name: str) -> Path:
+    """A shipped blueprint of ``blueprints/``, copied into the test's folder."""
+    target = orch.root / name
+    shutil.copytree(REPO / "blueprints" / name, target)
+    return target / "blueprint.yaml"

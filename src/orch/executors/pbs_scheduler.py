@@ -29,7 +29,15 @@ import time
 from orch.executors.base import TAIL_LINES
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JobState
-from orch.executors.schedulers import JobFiles, JobInfo, refuse
+from orch.executors.schedulers import (
+    JobFiles,
+    JobInfo,
+    job_records,
+    refuse,
+    refuse_slurm_options,
+    to_float,
+    to_int,
+)
 
 PBS_DOC = "https://github.com/openpbs/openpbs/blob/master/doc/man1/qstat.1B"
 """qstat(1B), "Job states": B, E, F, H, M, Q, R, S, T, U, W, X."""
@@ -95,16 +103,7 @@ class PbsScheduler:
         if job.qos:
             raise refuse(job, self, "qos", job.qos,
                          "PBS has no QoS: remove it (or use a queue, the partition property)")
-        if job.launcher == "srun":
-            raise refuse(job, self, "launcher", "srun",
-                         "srun is Slurm's: use launcher auto (srun on Slurm, mpirun on PBS) "
-                         "or mpirun")  # fmt: skip
-        if job.mpi:
-            raise refuse(job, self, "mpi", job.mpi, "it is srun's --mpi plugin: remove it")
-        for option in job.extra_options:
-            if option.startswith("--"):
-                raise refuse(job, self, "extra_options", option,
-                             "it is an sbatch option: give qsub options (e.g. -l place=excl)")
+        refuse_slurm_options(job, self, "-l place=excl")
 
     def launcher(self, job: JobSettings) -> list[str]:
         if job.launcher == "none":
@@ -136,12 +135,7 @@ class PbsScheduler:
     def status_command(self, jobs: dict[str, JobFiles | None]) -> str:
         """``J`` lines: qstat's JSON of the jobs (finished ones too, with ``-x``); per job whose
         script wrote its exit file: ``E`` (code and time) and ``O``/``R`` (output tails)."""
-        records = "\n".join(
-            "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
-            if f is not None
-            else f"{job_id}|||"
-            for job_id, f in jobs.items()
-        )
+        records = job_records(jobs)
         ids = " ".join(shlex.quote(job_id) for job_id in jobs)
         return f"""orch_err=$(mktemp) || exit 3
 J=$(qstat -f -F json -x {ids} 2>"$orch_err"); orch_rc=$?
@@ -172,9 +166,9 @@ ORCH_JOBS
             job_id, _, content = rest.partition(" ")
             if kind == "E":
                 words = content.split()
-                code = _int(words[0]) if words else None
+                code = to_int(words[0]) if words else None
                 if code is not None:
-                    exits[job_id] = (code, _float(words[1]) if len(words) > 1 else None)
+                    exits[job_id] = (code, to_float(words[1]) if len(words) > 1 else None)
             elif kind in ("O", "R") and job_id in tails:
                 tails[job_id][0 if kind == "O" else 1].append(content)
         listed = _jobs("\n".join(document))
@@ -233,7 +227,7 @@ def _info(record: dict | None, exit_file: tuple[int, float | None] | None) -> Jo
     elapsed = usage.get("walltime", "")
     if state in ("F", "X"):
         code = record.get("Exit_status")
-        code = code if isinstance(code, int) else _int(str(code)) if code is not None else None
+        code = code if isinstance(code, int) else to_int(str(code)) if code is not None else None
         if code is None and exit_file is not None:
             code = exit_file[0]
         word = "COMPLETED" if code == 0 else "FAILED"
@@ -259,18 +253,6 @@ def _epoch(value: object) -> float | None:
         return None
 
 
-def _int(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 PBS = PbsScheduler()

@@ -160,6 +160,47 @@ def scheduler_of(task: Task) -> Scheduler:
     return scheduler_named(str(name))
 
 
+def job_records(jobs: dict[str, JobFiles | None]) -> str:
+    """The jobs a status command asks about, one ``id|output|error|exit file`` line each (a
+    heredoc its shell loop reads); a job whose files are not known yet has empty fields."""
+    return "\n".join(
+        "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
+        if f is not None
+        else f"{job_id}|||"
+        for job_id, f in jobs.items()
+    )
+
+
+def to_int(text: str) -> int | None:
+    """A whole number a scheduler printed, None if it is not one."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def to_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def refuse_slurm_options(job: JobSettings, scheduler: Scheduler, example: str) -> None:
+    """What only Slurm honours (srun, its --mpi plugin, sbatch's long options), refused on
+    another scheduler; ``example`` is one of that scheduler's own options for the hint."""
+    if job.launcher == "srun":
+        raise refuse(job, scheduler, "launcher", "srun",
+                     f"srun is Slurm's: use launcher auto (srun on Slurm, mpirun on "
+                     f"{scheduler.name.upper()}) or mpirun")  # fmt: skip
+    if job.mpi:
+        raise refuse(job, scheduler, "mpi", job.mpi, "it is srun's --mpi plugin: remove it")
+    for option in job.extra_options:
+        if option.startswith("--"):
+            raise refuse(job, scheduler, "extra_options", option,
+                         f"it is an sbatch option: give qsub options (e.g. {example})")
+
+
 def refuse(job: JobSettings, scheduler: Scheduler, option: str, value: Any,
            hint: str) -> ScriptError:  # fmt: skip
     """The error for an option ``scheduler`` cannot honour, naming the site and the option."""

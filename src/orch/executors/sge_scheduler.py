@@ -27,7 +27,16 @@ import xml.etree.ElementTree as ET
 from orch.executors.base import TAIL_LINES
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JobState
-from orch.executors.schedulers import JobFiles, JobInfo, ScriptError, refuse
+from orch.executors.schedulers import (
+    JobFiles,
+    JobInfo,
+    ScriptError,
+    job_records,
+    refuse,
+    refuse_slurm_options,
+    to_float,
+    to_int,
+)
 
 SGE_DOC = "https://manpages.debian.org/bookworm/gridengine-client/qstat.1.en.html"
 """qstat(1), "state": d(eletion), E(rror), h(old), r(unning), R(estarted), s/S(uspended),
@@ -119,16 +128,7 @@ class SgeScheduler:
             raise refuse(job, self, "tasks_per_node", job.tasks_per_node,
                          "the parallel environment's allocation rule places tasks on SGE: set "
                          "tasks only")  # fmt: skip
-        if job.launcher == "srun":
-            raise refuse(job, self, "launcher", "srun",
-                         "srun is Slurm's: use launcher auto (srun on Slurm, mpirun on SGE) "
-                         "or mpirun")  # fmt: skip
-        if job.mpi:
-            raise refuse(job, self, "mpi", job.mpi, "it is srun's --mpi plugin: remove it")
-        for option in job.extra_options:
-            if option.startswith("--"):
-                raise refuse(job, self, "extra_options", option,
-                             "it is an sbatch option: give qsub options (e.g. -l h=node1)")
+        refuse_slurm_options(job, self, "-l h=node1")
 
     def launcher(self, job: JobSettings) -> list[str]:
         if job.launcher == "none":
@@ -166,12 +166,7 @@ class SgeScheduler:
         lists: ``E`` and the tails when the script already wrote its exit file (SGE keeps a job
         in qstat for a moment after its script ended), ``W`` (SGE's reason) in an error
         state."""
-        records = "\n".join(
-            "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
-            if f is not None
-            else f"{job_id}|||"
-            for job_id, f in jobs.items()
-        )
+        records = job_records(jobs)
         return f"""X=$(qstat -xml 2>&1) || {{ printf '%s\\n' "$X" >&2; exit 3; }}
 case "$X" in *"<job_info"*) ;; *) printf '%s\\n' "$X" >&2; exit 3;; esac
 printf '%s\\n' "$X" | sed 's/^/X /'
@@ -212,10 +207,10 @@ ORCH_JOBS
                 if key and not key.startswith("="):
                     accounting.setdefault(job_id, {})[key] = value.strip()
             elif kind == "E":
-                code = _int(content.split()[0]) if content.split() else None
+                code = to_int(content.split()[0]) if content.split() else None
                 if code is not None:
                     exits[job_id] = code
-                    written[job_id] = _float(content.split()[1]) if len(content.split()) > 1 \
+                    written[job_id] = to_float(content.split()[1]) if len(content.split()) > 1 \
                         else None
             elif kind == "W":
                 reasons.setdefault(job_id, []).append(content.split(":", 1)[-1].strip())
@@ -281,21 +276,15 @@ def _start(text: str | None) -> float | None:
         return None
 
 
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
 
 def _ended(accounting: dict[str, str] | None, exit_file: int | None) -> JobInfo:
     """A job SGE no longer lists: qacct's record when it has one, else the exit file, else
     UNKNOWN (accounting is written a few seconds after a job leaves qstat)."""
     if accounting and "exit_status" in accounting:
-        code = _int(accounting["exit_status"])
+        code = to_int(accounting["exit_status"])
         failed = accounting.get("failed", "0").split(":", 1)
         usage = {key: accounting[key] for key in _USAGE if key in accounting}
-        state = "COMPLETED" if code == 0 and _int(failed[0]) in (0, None) else "FAILED"
+        state = "COMPLETED" if code == 0 and to_int(failed[0]) in (0, None) else "FAILED"
         reason = f"SGE: failed {failed[0].strip()}: {failed[1].strip()}" if len(failed) > 1 else ""
         return JobInfo(state, code, accounting.get("ru_wallclock", ""),
                        accounting.get("hostname", ""), ended=True, reason=reason,
@@ -304,12 +293,6 @@ def _ended(accounting: dict[str, str] | None, exit_file: int | None) -> JobInfo:
         return JobInfo("COMPLETED" if exit_file == 0 else "FAILED", exit_file, ended=True)
     return JobInfo("UNKNOWN", ended=True)
 
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
 
 
 SGE = SgeScheduler()

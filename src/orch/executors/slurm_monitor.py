@@ -9,7 +9,7 @@ from orch.executors.base import TAIL_LINES
 from orch.executors.job_monitor import SiteMonitor as SiteMonitor  # re-exported: former home
 from orch.executors.job_monitor import query as query
 from orch.executors.jobstate import SLURM, translate
-from orch.executors.schedulers import JobFiles
+from orch.executors.schedulers import JobFiles, job_records, to_int
 from orch.executors.schedulers import JobInfo as JobInfo
 from orch.executors.schedulers import StatusError as StatusError
 
@@ -33,12 +33,7 @@ def status_command(jobs: dict[str, JobFiles | None]) -> str:
     """One shell command reporting every job: ``Q`` lines from squeue, then per job Slurm does
     not list as running: ``A`` (sacct), ``E`` (exit file), ``O``/``R`` (output tails)."""
     ids = ",".join(jobs)
-    records = "\n".join(
-        "|".join((job_id, f.output(job_id), f.error(job_id), f.exit_file(job_id)))
-        if f is not None
-        else f"{job_id}|||"
-        for job_id, f in jobs.items()
-    )
+    records = job_records(jobs)
     return f"""S=$(squeue -h -t all -j {ids} -O {_FORMAT} 2>&1) || case "$S" in
   *"Invalid job id"*) S= ;;
   *) printf '%s\n' "$S" >&2; exit 3 ;;
@@ -75,11 +70,11 @@ def parse_status(text: str, job_ids: list[str]) -> dict[str, JobInfo]:
             row = rest.split("|")
             if len(row) >= 5 and row[0] in tails and row[0] not in infos:
                 infos[row[0]] = JobInfo(
-                    row[1], _code(row[2].split(":")[0]), row[3], row[4]
+                    row[1], to_int(row[2].split(":")[0]), row[3], row[4]
                 )
         elif kind == "E":
             job_id, _, code = rest.partition(" ")
-            parsed = _code(code)
+            parsed = to_int(code)
             if parsed is not None:
                 exits[job_id] = parsed
         elif kind in ("O", "R"):
@@ -112,16 +107,10 @@ def _squeue_row(row: str) -> tuple[str, JobInfo] | None:
     job_id, state, status, elapsed, reason, nodes = cells
     if not job_id or not state:
         return None
-    raw = _code(status)
+    raw = to_int(status)
     code = None if raw is None or state in ("PENDING", "RUNNING") else raw >> 8
     info = JobInfo(state, code, elapsed, "" if nodes == "(null)" else nodes)
     if state == "PENDING" and reason in NEVER:
         info.reason = reason
     return job_id, info
 
-
-def _code(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
