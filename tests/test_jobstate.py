@@ -117,3 +117,23 @@ def test_pbs_status_is_read_from_qstat_json_then_the_exit_file() -> None:
     assert translate(PBS_STATES, "Q") is JobState.PENDING
     assert translate(PBS_STATES, "E") is JobState.RUNNING
     assert PBS.submitted_id("1234.pbs-server.example.org\n") == "1234.pbs-server.example.org"
+
+
+def test_a_line_break_in_what_becomes_a_directive_is_refused_naming_node_and_property() -> None:
+    """``partition: "debug\\nrm -rf ~"`` would be a command of the job's shell: refused, on
+    every scheduler, before anything is written."""
+    from pathlib import Path
+
+    import pytest
+
+    from orch.executors.base import Artifact, Task
+    from orch.executors.job_settings import JobSettings
+    from orch.executors.schedulers import ScriptError
+
+    for prop, value in (("partition", "debug\nrm -rf ~"), ("job_name", "a\rb"),
+                        ("extra_options", ["--exclusive", "-x\n-y"])):  # fmt: skip
+        task = Task(deployment="d", node="job", instance="job/0", interface="Runnable",
+                    operation="submit", implementation=Artifact("slurm", Path("slurm")),
+                    properties={"command": "true", prop: value})  # fmt: skip
+        with pytest.raises(ScriptError, match=f"job: {prop} .* holds a line break"):
+            JobSettings.of(task)

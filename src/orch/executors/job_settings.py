@@ -18,6 +18,7 @@ from orch.units import to_base_unit
 
 LAUNCHERS = ("none", "auto", "srun", "mpirun")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class JobSettings:
         runtime = str(setting(task, "container_runtime") or "apptainer")
         environment = {str(k): str(v) for k, v in (site_default(task, "environment") or {}).items()}
         environment.update({str(k): str(v) for k, v in (props.get("environment") or {}).items()})
-        return cls(
+        settings = cls(
             node=task.node,
             deployment=task.deployment,
             site=str(getattr(task.site, "name", None) or task.host.name),
@@ -110,6 +111,21 @@ class JobSettings:
             parallel_environment=_text(setting(task, "parallel_environment")),
             execution=task.environment.get(EXECUTION_ENV) or None,
         )
+        settings.check_one_line()
+        return settings
+
+    def check_one_line(self) -> None:
+        """What becomes a directive line of the script (``#SBATCH --partition=...``) holds no
+        line break: one would start a line of its own, a command of the job's shell."""
+        single = {"job_name": self.job_name, "partition": self.partition,
+                  "account": self.account, "qos": self.qos, "reservation": self.reservation,
+                  "parallel_environment": self.parallel_environment, "mpi": self.mpi}  # fmt: skip
+        values = [(name, value) for name, value in single.items() if value is not None]
+        values += [("extra_options", option) for option in self.extra_options]
+        for name, value in values:
+            if _CONTROL.search(value):
+                raise ScriptError(f"{self.node}: {name} {value!r} holds a line break or a "
+                                  "control character: give it on one line")  # fmt: skip
 
 
 def megabytes(value: Any) -> int:
