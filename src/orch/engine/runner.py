@@ -392,12 +392,10 @@ class Engine:
         """The id of this submit's execution, and whether an attempt had it before: the one its
         last attempt had when that attempt did not succeed (it may have reached the scheduler),
         else a new one."""
-        for op in reversed(self.store.operations(self.name)):
-            if op.step == step.id and op.instance == step.instance:
-                previous = op.process.get("execution")
-                if op.status != "ok" and previous:
-                    return str(previous), True
-                break
+        op = self.store.last_operation(self.name, step.id, step.instance)
+        previous = op.process.get("execution") if op is not None else None
+        if op is not None and op.status != "ok" and previous:
+            return str(previous), True
         return secrets.token_hex(8), False
 
     def _submit(self, pool: ThreadPoolExecutor, running: Running) -> None:

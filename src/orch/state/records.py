@@ -268,6 +268,16 @@ class Records(Database):
         rows = self._all(f"SELECT {_OPERATION} FROM operations WHERE {sql} ORDER BY id", params)
         return [_operation(r) for r in rows]
 
+    def last_operation(self, name: str, step: str, instance: str) -> OperationRow | None:
+        """The newest record of a step's operation on an instance (one indexed look-up, not a
+        read of the deployment's whole history)."""
+        row = self._one(
+            f"SELECT {_OPERATION} FROM operations WHERE deployment = ? AND step = ? "
+            "AND instance = ? ORDER BY id DESC LIMIT 1",
+            (name, step, instance),
+        )
+        return None if row is None else _operation(row)
+
     def operation(self, op_id: int) -> OperationRow | None:
         row = self._one(f"SELECT {_OPERATION} FROM operations WHERE id = ?", (op_id,))
         return None if row is None else _operation(row)
