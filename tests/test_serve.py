@@ -278,3 +278,95 @@ def test_a_killed_server_finds_its_executions_again(server: Server):
     assert (server.root / "out.txt").read_text().splitlines().count("line 777") == 1
     executions = json.loads(json.dumps(alice.get(location).json()))
     assert executions["outputs"] == {"greeting": "hello"}
+
+
+def test_a_workflow_describes_its_inputs_for_the_form(server: Server):
+    alice = server.client(server.tokens["alice"])
+    detail = alice.get("/workflows/demo-work")
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert body["workflow"] == "work" and body["application_id"] == "demo"
+    by_name = {i["name"]: i for i in body["inputs"]}
+    assert list(by_name) == ["count", "pause"]
+    assert by_name["count"]["type"] == "integer" and by_name["count"]["required"] is True
+    assert by_name["pause"]["default"] == 0 and by_name["pause"]["required"] is False
+    assert alice.get("/workflows/bob-only").status_code == 404
+    assert server.client(None).get("/workflows/demo-work").status_code == 401
+
+
+def test_executions_are_listed_page_by_page_newest_first(server: Server):
+    alice = server.client(server.tokens["alice"])
+    made = []
+    for count in (1, 2, 3):
+        location = _trigger(alice, {"count": count})
+        _wait(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
+        made.append(location.rsplit("/", 1)[1])
+    first = alice.get("/executions", params={"size": 2}).json()
+    total = first["total_results"]
+    assert total >= 3 and first["from"] == 0
+    assert [e["id"] for e in first["executions"]] == made[::-1][:2]
+    assert all(e["status"] == "SUCCESS" and e["workflow"] == "demo-work"
+               for e in first["executions"])  # fmt: skip
+    rest = alice.get("/executions", params={"from": 2, "size": 200}).json()
+    assert rest["executions"][0]["id"] == made[0]
+    assert len(rest["executions"]) == total - 2
+    bob = server.client(server.tokens["bob"]).get("/executions").json()
+    assert not {e["id"] for e in bob["executions"]} & set(made)
+    assert alice.get("/executions", params={"size": 0}).status_code == 422
+
+
+def test_an_execution_streams_its_progress_as_server_sent_events(server: Server):
+    alice = server.client(server.tokens["alice"])
+    location = _trigger(alice, {"count": 60, "pause": 1})
+    kinds, logs, ids = [], [], []
+    with alice.stream("GET", location + "/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = event_id = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("data: "):
+                kinds.append(kind)
+                if kind == "log":
+                    logs.append(json.loads(line[6:])["content"])
+                    ids.append(event_id)
+    assert kinds[0] == "status" and kinds[-1] == "end", kinds
+    assert kinds[-2] == "status"
+    assert any("working 60" in text for text in logs), logs
+    assert ids == list(range(len(ids)))
+    # a client that reconnects with Last-Event-ID gets what came after, then the end
+    again = alice.get(location + "/events", headers={"Last-Event-ID": str(len(ids) - 2)})
+    assert again.text.count("event: log") == 1 and "event: end" in again.text
+    bob = server.client(server.tokens["bob"])
+    assert bob.get(location + "/events").status_code == 404
+
+
+def test_ssh_keys_are_listed_and_deleted_by_their_owner_only(server: Server):
+    from orch.sites.credentials import CredentialStore
+
+    alice = server.client(server.tokens["alice"])
+    bob = server.client(server.tokens["bob"])
+    made = alice.post("/ssh_keys", json={"metadata": {"site": "hpc1", "login": "al"}}).json()
+    listed = alice.get("/ssh_keys").json()["ssh_keys"]
+    mine = next(k for k in listed if k["id"] == made["id"])
+    assert mine["metadata"] == {"site": "hpc1", "login": "al"}
+    assert "public_key" not in mine and "private" not in json.dumps(listed).lower()
+    assert made["id"] not in {k["id"] for k in bob.get("/ssh_keys").json()["ssh_keys"]}
+    assert bob.delete(f"/ssh_keys/{made['id']}").status_code == 404
+    credentials = CredentialStore(server.root / "data" / "credentials")
+    assert credentials.key_path(made["id"]).exists()
+    assert alice.delete(f"/ssh_keys/{made['id']}").status_code == 204
+    assert not credentials.folder(made["id"]).exists()
+    assert alice.delete(f"/ssh_keys/{made['id']}").status_code == 404
+
+
+def test_tokens_are_listed_without_their_secret(server: Server):
+    listed = server.orch("tokens", "list").stdout
+    users = [line.split("\t")[1] for line in listed.splitlines()]
+    assert {"alice", "bob"} <= set(users)
+    for token in server.tokens.values():
+        assert token.partition(".")[2] not in listed
+        assert token.partition(".")[0] in listed

@@ -165,6 +165,17 @@ def tokens_create(user: str, state_dir: Path) -> None:
                err=True)  # fmt: skip
 
 
+@tokens.command("list")
+@state_dir_option
+def tokens_list(state_dir: Path) -> None:
+    """List the tokens (id, user, created): the tokens themselves are not kept."""
+    import datetime
+
+    for token_id, user, created in _records(state_dir).tokens():
+        when = datetime.datetime.fromtimestamp(created).isoformat(sep=" ", timespec="seconds")
+        click.echo(f"{token_id}\t{user}\t{when}")
+
+
 @tokens.command("revoke")
 @click.argument("token_id")
 @state_dir_option

@@ -2,24 +2,24 @@
 workflows, trigger one, watch, cancel and read the logs of one's own executions, and make an
 SSH key pair whose private key stays in orch's credential store."""
 
+import asyncio
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from orch import __version__
 from orch.serve import inputs as request_inputs
+from orch.serve.context import Service, user_dependency
 from orch.serve.executions import Executions
-from orch.serve.store import ACTIVE, Execution, ServeStore
+from orch.serve.store import ACTIVE, ServeStore
 
-_bearer = HTTPBearer(auto_error=False, description="A token of `orch tokens create USER`.")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 MAX_POLL = 600.0
 
@@ -82,14 +82,13 @@ def parse_duration(text: str) -> float:
 def create_app(state_dir: Path) -> FastAPI:
     state_dir = Path(state_dir).resolve()
     store = ServeStore(state_dir)
-    runner = Executions(store, state_dir)
+    service = Service(store, Executions(store, state_dir), state_dir)
     stop = threading.Event()
-    starting = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
-        runner.refresh_all()  # what ended while no server watched
-        watcher = threading.Thread(target=runner.watch, args=(stop,), daemon=True)
+        service.runner.refresh_all()  # what ended while no server watched
+        watcher = threading.Thread(target=service.runner.watch, args=(stop,), daemon=True)
         watcher.start()
         yield
         stop.set()
@@ -98,37 +97,20 @@ def create_app(state_dir: Path) -> FastAPI:
         title="orch serve", version=__version__, lifespan=lifespan,
         description="HPC Workflows as a Service: the eFlows4HPC hpcwaas-api, on orch.",
     )  # fmt: skip
+    hpcwaas_routes(app, service)
+    from orch.serve import browse, events, web
 
-    def user(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        name = store.user_of(credentials.credentials) if credentials is not None else None
-        if name is None:
-            raise HTTPException(
-                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
-        return name
+    browse.routes(app, service)
+    events.routes(app, service)
+    web.routes(app)
+    return app
 
-    User = Annotated[str, Depends(user)]
 
-    def own_execution(execution_id: str, who: str) -> Execution:
-        execution = store.execution(execution_id)
-        if execution is None or execution.user != who:
-            raise HTTPException(404, f"no execution '{execution_id}'")
-        return runner.refresh(execution)
-
-    @contextmanager
-    def orch_store() -> Iterator[Any]:
-        from orch.state import StateError, Store
-
-        try:
-            opened = Store.open(state_dir, create=False)
-        except StateError as exc:
-            raise HTTPException(503, f"orch's state cannot be read: {exc}") from None
-        try:
-            yield opened
-        finally:
-            opened.close()
+def hpcwaas_routes(app: FastAPI, service: Service) -> None:
+    """The endpoints of eFlows4HPC's hpcwaas-api, with its paths, methods and JSON shapes."""
+    store, runner = service.store, service.runner
+    User = user_dependency(service)
+    starting = threading.Lock()
 
     @app.get("/workflows", response_model=Workflows)
     def list_workflows(who: User) -> dict[str, Any]:
@@ -140,9 +122,7 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @app.post("/workflows/{workflow_name}", status_code=201, response_class=Response,
               responses={201: {"description": "Created; Location: /executions/<id>"}})  # fmt: skip
-    def trigger(
-        workflow_name: str, who: User, request: Request, body: Trigger | None = None
-    ) -> Response:
+    def trigger(workflow_name: str, who: User, body: Trigger | None = None) -> Response:
         publication = store.publication(workflow_name)
         if publication is None or not publication.visible_to(who):
             raise HTTPException(404, f"no workflow '{workflow_name}'")
@@ -150,7 +130,7 @@ def create_app(state_dir: Path) -> FastAPI:
         from orch.deployments import DeploymentError
 
         try:
-            with orch_store() as orch:
+            with service.orch_store() as orch:
                 given, found, secret = request_inputs.check(
                     orch, publication.deployment, publication.workflow, given
                 )
@@ -176,34 +156,35 @@ def create_app(state_dir: Path) -> FastAPI:
 
     @app.get("/executions/{execution_id}", response_model=ExecutionState)
     def execution(execution_id: str, who: User) -> dict[str, Any]:
-        found = own_execution(execution_id, who)
+        found = service.own_execution(execution_id, who)
         return {"id": found.id, "status": found.status, "outputs": found.outputs}
 
     @app.delete("/executions/{execution_id}", status_code=202, response_class=Response)
     def cancel(execution_id: str, who: User) -> Response:
-        found = own_execution(execution_id, who)
+        found = service.own_execution(execution_id, who)
         if found.status in ACTIVE and not found.cancel_requested:
             runner.cancel(found)
         return Response(status_code=202)
 
     @app.get("/executions/{execution_id}/logs", response_model=Logs, response_model_by_alias=True)
-    def logs(
+    async def logs(
         execution_id: str, who: User,
         from_: Annotated[int, Query(alias="from", ge=0)] = 0,
         timeout: str = "1m",
         size: int = -1,
         levels: Annotated[int, Query(ge=0, le=15)] = 0,
     ) -> dict[str, Any]:  # fmt: skip
+        """Long polling: no thread waits, however many clients do."""
         wait = min(parse_duration(timeout), MAX_POLL)
         deadline = time.monotonic() + wait
         while True:
-            found = own_execution(execution_id, who)
-            entries = runner.logs(found, levels)
+            found = await run_in_threadpool(service.own_execution, execution_id, who)
+            entries = await run_in_threadpool(runner.logs, found, levels)
             if len(entries) > from_ or found.status not in ACTIVE:
                 break
             if time.monotonic() >= deadline:
                 break
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         page = entries[from_:] if size < 0 else entries[from_ : from_ + size]
         return {"logs": page, "total_results": len(entries), "from": from_}
 
@@ -218,5 +199,3 @@ def create_app(state_dir: Path) -> FastAPI:
         credential = CredentialStore.default().generate(f"orch serve {who}")
         store.add_ssh_key(credential.token, who, metadata)
         return {"id": credential.token, "public_key": credential.public_key}
-
-    return app

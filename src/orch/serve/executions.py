@@ -27,6 +27,7 @@ from orch.serve.store import (
     Publication,
     ServeStore,
 )
+from orch.sites.config import ACCOUNTS_ENV
 
 INTERRUPTED = 130
 """orch's exit status for a run that was stopped (Ctrl-C, `orch cancel`)."""
@@ -89,9 +90,19 @@ class Executions:
         ]  # fmt: skip
         if inputs:
             command += ["-i", str(folder / "inputs.json")]
+        env = dict(os.environ)
+        accounts = self.store.accounts(user)
+        if accounts:  # the user's own site accounts, not the publisher's
+            fd = os.open(folder / "accounts.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(accounts, out)
+            env[ACCOUNTS_ENV] = str(folder / "accounts.json")
+        else:
+            env.pop(ACCOUNTS_ENV, None)
         child = subprocess.Popen(
             ["sh", "-c", _WRAPPER, "sh", *command],
             cwd=folder,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -21,13 +21,17 @@ def _given(name: str, value: Any) -> GivenInputs:
     return GivenInputs(values={name: value}, places={name: Where(loaded, (name,))})
 
 
-def definitions_for(store: Store, deployment: str, workflow: str) -> tuple[dict, dict, set[str]]:
-    """(the workflow's input definitions, the deployment's, the names of secret inputs)."""
+def definitions_for(
+    store: Store, deployment: str, workflow: str
+) -> tuple[dict, dict, set[str], str]:
+    """(the workflow's input definitions, the deployment's, the names of secret inputs, the
+    workflow's description)."""
     model, _inputs, secrets = stored(store, deployment)
     spec = model.workflows.get(workflow) or {}
     declared = spec.get("inputs") if isinstance(spec, dict) else None
     own = declared if isinstance(declared, dict) else {}
-    return own, model.inputs, secrets | secret_inputs(own)
+    described = spec.get("description") if isinstance(spec, dict) else None
+    return own, model.inputs, secrets | secret_inputs(own), str(described or "")
 
 
 def _coerced(definition: Any, value: Any) -> Any:
@@ -50,7 +54,7 @@ def check(
     The inputs may run when there is no problem. Only primitive types and constraints are
     checked here (a data type of the blueprint's is left to the run); a secret's value is
     never quoted in a problem."""
-    own, blueprint, secrets = definitions_for(store, deployment, workflow)
+    own, blueprint, secrets, _about = definitions_for(store, deployment, workflow)
     registry = TypeRegistry(Reporter())
     found: dict[str, list[str]] = {}
     coerced: dict[str, Any] = {}

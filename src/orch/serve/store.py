@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS executions (
   deployment TEXT NOT NULL, workflow TEXT NOT NULL, pid INTEGER, process_start TEXT,
   created REAL NOT NULL, status TEXT NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0,
   outputs TEXT NOT NULL DEFAULT '{}', ended REAL);
+CREATE INDEX IF NOT EXISTS executions_by_user ON executions (user, created);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
 """
 
 USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
@@ -72,6 +74,15 @@ class Execution:
     cancel_requested: bool
     outputs: dict[str, Any]
     ended: float | None
+
+
+@dataclass(frozen=True)
+class SshKey:
+    id: str
+    """The credential token of orch's credential store."""
+    user: str
+    metadata: dict[str, Any]
+    created: float
 
 
 def serve_dir(state_dir: Path) -> Path:
@@ -152,6 +163,12 @@ class ServeStore:
             )
         return token_id, f"{token_id}.{secret}"
 
+    def tokens(self) -> list[tuple[str, str, float]]:
+        """Every token as (id, user, created): never the secret, which is not kept."""
+        with self._db() as db:
+            rows = db.execute("SELECT id, user, created FROM tokens ORDER BY user, created")
+            return [(r["id"], r["user"], r["created"]) for r in rows.fetchall()]
+
     def revoke_token(self, token_id: str) -> None:
         with self._db() as db:
             if db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
@@ -208,6 +225,31 @@ class ServeStore:
                 (token, user, json.dumps(metadata), time.time()),
             )
 
+    def ssh_keys(self, user: str) -> list[SshKey]:
+        """The keys made for ``user``, oldest first."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM ssh_keys WHERE user = ? ORDER BY created", (user,)
+            ).fetchall()
+        return [SshKey(r["id"], r["user"], json.loads(r["metadata"]), r["created"]) for r in rows]
+
+    def remove_ssh_key(self, key_id: str, user: str) -> bool:
+        """Forget ``user``'s key ``key_id``; False when they have no such key."""
+        with self._db() as db:
+            removed = db.execute("DELETE FROM ssh_keys WHERE id = ? AND user = ?",
+                                 (key_id, user)).rowcount  # fmt: skip
+        return removed > 0
+
+    def accounts(self, user: str) -> dict[str, dict[str, str]]:
+        """``{site: {"user": login, "credentials": key id}}``: the site accounts ``user``
+        made keys for (metadata ``site`` and ``login``); the newest key of a site wins."""
+        found: dict[str, dict[str, str]] = {}
+        for key in self.ssh_keys(user):
+            site, login = key.metadata.get("site"), key.metadata.get("login")
+            if isinstance(site, str) and isinstance(login, str) and site and login:
+                found[site] = {"user": login, "credentials": key.id}
+        return found
+
     # -- executions --------------------------------------------------------------------------
     def add_execution(self, execution_id: str, user: str, publication: Publication) -> None:
         with self._db() as db:
@@ -239,6 +281,17 @@ class ServeStore:
                 "UPDATE executions SET status = ?, outputs = ?, ended = ? WHERE id = ?",
                 (status, json.dumps(outputs, default=str), time.time(), execution_id),
             )
+
+    def executions_of(self, user: str, offset: int, limit: int) -> tuple[list[Execution], int]:
+        """A page of ``user``'s executions, newest first, and how many they have."""
+        with self._db() as db:
+            total = db.execute("SELECT COUNT(*) FROM executions WHERE user = ?",
+                               (user,)).fetchone()[0]  # fmt: skip
+            rows = db.execute(
+                "SELECT * FROM executions WHERE user = ? ORDER BY created DESC, id "
+                "LIMIT ? OFFSET ?", (user, limit, offset),
+            ).fetchall()  # fmt: skip
+        return [_execution(row) for row in rows], total
 
     def executions(self, *, active: bool = False) -> list[Execution]:
         query = "SELECT * FROM executions"

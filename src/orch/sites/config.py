@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -150,18 +150,51 @@ def candidates(cwd: Path | None = None, env: Mapping[str, str] = os.environ) -> 
     return [cwd / FILE_NAME, config / "orch" / FILE_NAME]
 
 
-_LOADED: dict[tuple[str, int], SiteBook] = {}
+_LOADED: dict[tuple[str, int, str], SiteBook] = {}
+
+
+ACCOUNTS_ENV = "ORCH_SITE_ACCOUNTS"
+"""Names a JSON file ``{site: {"user": login, "credentials": token}}``: the account each of
+those sites is logged into instead of sites.yaml's (``orch serve`` runs a user's execution
+with that user's own accounts)."""
 
 
 def current_sites() -> SiteBook:
     """``load_sites()`` for the engine, which asks once per operation: the file is read again
-    only when it changed."""
+    only when it changed. The accounts of ``$ORCH_SITE_ACCOUNTS`` replace the file's."""
     chosen = find_sites_file()
-    key = (str(chosen.resolve()), chosen.stat().st_mtime_ns)
+    accounts = os.environ.get(ACCOUNTS_ENV) or ""
+    key = (str(chosen.resolve()), chosen.stat().st_mtime_ns, accounts)
     book = _LOADED.get(key)
     if book is None:
-        book = _LOADED[key] = load_sites(chosen)
+        book = load_sites(chosen)
+        if accounts:
+            book = with_accounts(book, Path(accounts))
+        _LOADED[key] = book
     return book
+
+
+def with_accounts(book: SiteBook, path: Path) -> SiteBook:
+    """``book`` with the sites of the accounts file ``path`` logged into as it says (its
+    credential token instead of any key file)."""
+    try:
+        accounts = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        message = f"{ACCOUNTS_ENV} names {path}, which cannot be read: {exc}"
+        raise _file_error(path, message) from None
+    if not isinstance(accounts, dict):
+        raise _file_error(path, f"{path} is not a JSON object of site accounts")
+    sites = dict(book.sites)
+    for name, account in accounts.items():
+        site = sites.get(name)
+        if site is None or not isinstance(account, dict):
+            continue  # an account of a site this file does not have: not used
+        user, token = account.get("user"), account.get("credentials")
+        if not isinstance(user, str) or not isinstance(token, str):
+            raise _file_error(path, f"{path}: the account of site '{name}' needs a 'user' "
+                              "and a 'credentials' token")  # fmt: skip
+        sites[name] = replace(site, user=user, credentials=token, identity_file=None)
+    return SiteBook(book.path, sites)
 
 
 def find_sites_file(
