@@ -37,6 +37,11 @@ command -v /usr/lib/gridengine/sge_execd >/dev/null || need+=(gridengine-exec)
 command -v /usr/lib/gridengine/qsub >/dev/null || need+=(gridengine-client)
 # Open MPI's mpirun: an MPI job's ranks on the SGE site (SGE has no srun)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
+# the browser test of orch serve's web page: Debian's Chromium and its matching chromedriver
+# (Selenium drives it; nothing is downloaded at test time)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+dpkg -s fonts-liberation >/dev/null 2>&1 || need+=(fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     # keep apt from starting the stock daemons: the tests start their own

@@ -31,9 +31,12 @@ from orch.sites.config import ACCOUNTS_ENV
 
 INTERRUPTED = 130
 """orch's exit status for a run that was stopped (Ctrl-C, `orch cancel`)."""
-_WRAPPER = '"$@" >events.jsonl 2>stderr.log; echo $? >rc.tmp; mv rc.tmp rc; rm -f inputs.json'
-"""Runs orch in the execution's folder; its exit status is written when it ends, whoever
-watches (the inputs file, which may hold secrets, goes with it)."""
+_WRAPPER = (
+    'd=$1; shift; "$@" >"$d/events.jsonl" 2>"$d/stderr.log"; echo $? >"$d/rc.tmp"; '
+    'mv "$d/rc.tmp" "$d/rc"; rm -f "$d/inputs.json"'
+)
+"""Runs orch with its output in the execution's folder ($1); its exit status is written when
+it ends, whoever watches (the inputs file, which may hold secrets, goes with it)."""
 MASK = "<secret: hidden>"
 DEBUG, INFO, WARN, ERROR = 1, 2, 4, 8
 LEVELS = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
@@ -67,6 +70,9 @@ class Executions:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._secrets: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self.cwd = Path.cwd()
+        """Where executions run: the server's folder, as `orch run` typed there would (its
+        sites.yaml, relative paths)."""
 
     def folder(self, execution_id: str) -> Path:
         return self.root / execution_id
@@ -100,8 +106,8 @@ class Executions:
         else:
             env.pop(ACCOUNTS_ENV, None)
         child = subprocess.Popen(
-            ["sh", "-c", _WRAPPER, "sh", *command],
-            cwd=folder,
+            ["sh", "-c", _WRAPPER, "sh", str(folder), *command],
+            cwd=self.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -183,7 +189,7 @@ class Executions:
         ]  # fmt: skip
         for _ in range(100):
             subprocess.run(
-                command, cwd=self.folder(execution.id), stdin=subprocess.DEVNULL,
+                command, cwd=self.cwd, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                 start_new_session=True,
             )  # fmt: skip
