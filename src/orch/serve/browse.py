@@ -96,6 +96,11 @@ def routes(app: FastAPI, service: Service) -> None:
     store, runner = service.store, service.runner
     User = user_dependency(service)
 
+    @app.get("/user")
+    def whoami(who: User) -> dict[str, str]:
+        """The user the token belongs to."""
+        return {"name": who}
+
     @app.get("/workflows/{workflow_name}", response_model=WorkflowDetail)
     def workflow(workflow_name: str, who: User) -> dict[str, Any]:
         """A published workflow and its input definitions (types, defaults, descriptions,

@@ -79,7 +79,8 @@ async function show() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("who").hidden = false;
-  $("who-name").textContent = "Signed in";
+  const me = await (await api("GET", "/user")).json();
+  $("who-name").textContent = "Signed in as " + me.name;
   await Promise.all([loadWorkflows(), loadExecutions()]);
   clearInterval(refresher);
   refresher = setInterval(() => loadExecutions().catch(() => {}), 2000);
@@ -178,6 +179,9 @@ function formValues() {
 async function start(event) {
   event.preventDefault();
   for (const error of $("fields").querySelectorAll(".error")) error.textContent = "";
+  for (const control of $("fields").querySelectorAll("[aria-invalid]")) {
+    control.removeAttribute("aria-invalid");
+  }
   $("run-error").textContent = "";
   const name = $("run").dataset.workflow;
   const response = await api("POST", "/workflows/" + encodeURIComponent(name),
@@ -197,6 +201,7 @@ async function start(event) {
       const target = $("input-" + input + "-error");
       if (target) {
         target.textContent += problem.msg + " ";
+        $("input-" + input).setAttribute("aria-invalid", "true");
         first = first || $("input-" + input);
       } else {
         $("run-error").textContent += problem.msg + " ";
