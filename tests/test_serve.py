@@ -370,3 +370,20 @@ def test_tokens_are_listed_without_their_secret(server: Server):
     for token in server.tokens.values():
         assert token.partition(".")[2] not in listed
         assert token.partition(".")[0] in listed
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server: Server):
+    alice = server.client(server.tokens["alice"])
+    huge = {"inputs": {"count": 1, "greeting": "x" * (2 * 1024 * 1024)}}
+    assert alice.post("/workflows/demo-work", json=huge).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"inputs": {"greeting": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}}'
+
+    streamed = alice.post("/workflows/demo-work", content=chunks(),
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    assert streamed.status_code == 413
+    assert alice.get("/workflows").status_code == 200

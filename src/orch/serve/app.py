@@ -97,6 +97,9 @@ def create_app(state_dir: Path) -> FastAPI:
         title="orch serve", version=__version__, lifespan=lifespan,
         description="HPC Workflows as a Service: the eFlows4HPC hpcwaas-api, on orch.",
     )  # fmt: skip
+    from orch.serve.limits import LimitBody
+
+    app.add_middleware(LimitBody)
     hpcwaas_routes(app, service)
     from orch.serve import browse, events, web
 
