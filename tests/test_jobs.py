@@ -289,7 +289,7 @@ def test_failed_job_fails_its_step_and_resume_submits_it_again(site):
 
 
 def test_orch_cancel_cancels_a_running_job_and_stops_the_deploy(site):
-    deploy = site.start(*_deploy_args(site, "-i", "seconds=120"))
+    deploy = site.start(*_deploy_args(site, "-i", "seconds=15"))
     try:
         pid = _wait_running(site, "sim_0")
         assert pid_alive(pid)
@@ -308,6 +308,11 @@ def test_orch_cancel_cancels_a_running_job_and_stops_the_deploy(site):
     assert {i["id"]: i["state"] for i in status["instances"]}["sim/0"] == "cancelled"
     again = site("cancel", "jobs", "--known-hosts", site.known_hosts)
     assert "no job of it is running" in again.stderr
+    # deploying again submits a new job: it does not watch the cancelled one
+    resumed = site(*_deploy_args(site), timeout=120)
+    assert f"job {job['id']} of sim/0 was cancelled: it is submitted again" in resumed.stderr
+    jobs = [(j["instance"], j["status"]) for j in _status(site)["jobs"]]
+    assert jobs == [("sim/0", "cancelled"), ("sim/0", "completed"), ("post/0", "completed")]
     site("undeploy", "jobs", "--known-hosts", site.known_hosts)
 
 

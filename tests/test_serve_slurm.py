@@ -444,8 +444,6 @@ def _cancel_running(slurm: Slurm, client: httpx.Client, workflow: str) -> str:
     return job_id
 
 
-@pytest.mark.xfail(strict=True, reason="a new execution after a cancelled one resumes it: it "
-                   "watches the cancelled job again instead of submitting one, and FAILS")
 def test_an_execution_after_a_cancelled_one_submits_a_new_job(slurm: Slurm) -> None:
     alice = slurm.server.client(slurm.server.tokens["alice"])
     cancelled = _cancel_running(slurm, alice, "again")

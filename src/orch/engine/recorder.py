@@ -60,6 +60,7 @@ class Recorder:
             self.store, self.name, self.model, plan.instances, inputs, rows.values()
         )
         done = self.store.done_steps(self.name, plan.kind)
+        done -= self._dead_submits(plan, done)
         interrupted = self.store.interrupt_stale(self.name)
         for op in interrupted:
             self.emit(
@@ -75,6 +76,25 @@ class Recorder:
             )
             self.close_records(op)
         return done
+
+    def _dead_submits(self, plan: Plan, done: set[str]) -> set[str]:
+        """The done submit steps whose job was cancelled (`orch cancel`) or failed since:
+        a resumed run submits them again rather than watching a job that is no more."""
+        dead = set()
+        for step_id in done:
+            step = plan.steps.get(step_id)
+            if step is None or step.job != "submit":
+                continue
+            job = self.store.last_job(self.name, step.instance)
+            if job is not None and job.status in ("cancelled", "failed"):
+                self.store.unmark_step_done(self.name, plan.kind, step_id)
+                dead.add(step_id)
+                self.emit(Event(
+                    "message", self.name, node=step.node, instance=step.instance, step=step_id,
+                    message=f"job {job.job_id} of {step.instance} was {job.status}: "
+                    "it is submitted again",
+                ))  # fmt: skip
+        return dead
 
     # ------------------------------------------------------------------ events
     def event(self, kind: Any, step: Step, message: str, data: dict[str, Any]) -> Event:

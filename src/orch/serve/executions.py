@@ -147,6 +147,8 @@ class Executions:
             status = FAILED
         self.store.finish(execution.id, status, self._outputs(execution.id))
         self._secrets.pop(execution.id, None)
+        # killed before its wrapper could: the inputs, which may hold secrets, go now
+        (self.folder(execution.id) / "inputs.json").unlink(missing_ok=True)
         found = self.store.execution(execution.id)
         assert found is not None
         return found

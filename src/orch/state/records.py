@@ -240,13 +240,17 @@ class Records(Database):
 
     def active_job(self, name: str, instance: str) -> JobRow | None:
         """The instance's newest job, when it is still running."""
+        job = self.last_job(name, instance)
+        return job if job is not None and job.active else None
+
+    def last_job(self, name: str, instance: str) -> JobRow | None:
+        """The instance's newest job, whatever its status."""
         row = self._one(
             f"SELECT {_JOB} FROM jobs WHERE deployment = ? AND instance = ? ORDER BY id DESC "
             "LIMIT 1",
             (name, instance),
         )
-        job = None if row is None else JobRow(*row)
-        return job if job is not None and job.active else None
+        return None if row is None else JobRow(*row)
 
     def update_job(self, job: int, *, status: str | None = None, detail: str | None = None) -> None:
         if status is not None and status != JOB_RUNNING and status not in JOB_ENDS:
