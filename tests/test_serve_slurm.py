@@ -7,6 +7,7 @@ read from the cluster itself (squeue of every state: this cluster has no slurmdb
 from __future__ import annotations
 
 import json
+import pwd
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-DEPLOYMENTS = ("solo", "cancel", "busy", "again", "fails", "k0", "k1", "k2")
+DEPLOYMENTS = ("solo", "cancel", "busy", "again", "fails", "mine", "k0", "k1", "k2")
 """One deployment per concern (a deployment runs one execution at a time), each published
 under its own name to every user; k0..k2 (job names serve-k0...) for three at once."""
 BLUEPRINT = """\
@@ -169,7 +170,7 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         for name, proc in procs.items():
             _out, err = proc.communicate(timeout=180)
             assert proc.returncode == 0, f"deploy {name}: {err}"
-        for name in ("solo", "cancel", "busy", "again", "fails"):
+        for name in ("solo", "cancel", "busy", "again", "fails", "mine"):
             server.orch("publish", name, "compute", "--name", name)
         for user in ("alice", "bob"):
             server.orch("users", "add", user)
@@ -474,3 +475,38 @@ def test_a_failed_job_fails_its_execution_and_the_next_one_submits_again(slurm: 
     [second] = slurm.jobs("serve-fails").keys() - before.keys() - {first}
     assert state["outputs"] == {"job_id": second}
     assert slurm.jobs("serve-fails") == {**before, first: "FAILED", second: "COMPLETED"}
+
+
+def test_an_execution_logs_into_the_site_with_the_invoking_users_own_account(
+    slurm: Slurm,
+) -> None:
+    """alice made a key for her account on hpc1 (here: root, while sites.yaml logs in as
+    orchtest): her executions' jobs are hers; bob, who made none, runs as sites.yaml says."""
+    alice = slurm.server.client(slurm.server.tokens["alice"])
+    bob = slurm.server.client(slurm.server.tokens["bob"])
+    ssh = slurm.hpc.ssh
+    made = alice.post("/ssh_keys", json={"metadata": {"site": "hpc1", "login": ssh.user}})
+    assert made.status_code == 201, made.text
+    keys = authorized_keys_file(ssh, ssh.user)
+    before = keys.read_text() if keys.exists() else ""
+    keys.write_text(before + made.json()["public_key"] + "\n")
+    try:
+        owners = {}
+        for name, client in (("alice", alice), ("bob", bob)):
+            location = _trigger(client, "mine", {"label": f"as {name}"})
+            state = _wait(client, location, ENDED)
+            assert state["status"] == "SUCCESS", (state, _contents(client, location))
+            status = json.loads(slurm.server.orch("status", "mine", "-f", "json").stdout)
+            [work] = [i for i in status["instances"] if i["node"] == "work"]
+            output = Path(work["attributes"]["output"])
+            owners[name] = pwd.getpwuid(output.stat().st_uid).pw_name
+            if name == "alice":
+                execution = location.rsplit("/", 1)[1]
+                accounts = slurm.server.root / "state" / "serve" / "executions" / execution
+                accounts /= "accounts.json"
+                assert json.loads(accounts.read_text()) == {
+                    "hpc1": {"user": ssh.user, "credentials": made.json()["id"]}}
+                assert accounts.stat().st_mode & 0o077 == 0
+        assert owners == {"alice": ssh.user, "bob": ssh.unprivileged_user}
+    finally:
+        keys.write_text(before)
