@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+
+from sites.serve import Server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -69,57 +67,6 @@ echo done
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = {
-            **os.environ,
-            "ORCH_STATE_DIR": str(root / "state"),
-            "ORCH_DATA_HOME": str(root / "data"),
-            "OUT_FILE": str(root / "out.txt"),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def orch(self, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "orch", *args], env=self.env,
-                              cwd=self.root, capture_output=True, text=True)  # fmt: skip
-        assert done.returncode == check, done.stderr
-        return done
-
-    def start(self) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orch", "serve", "--listen", f"127.0.0.1:{port}"],
-            env=self.env, cwd=self.root, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/workflows", timeout=1)
-                return
-            except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read()  # type: ignore[union-attr]
-                time.sleep(0.1)
-        raise AssertionError("orch serve did not start")
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(10)
-
-    def client(self, token: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("serve")
@@ -127,17 +74,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "w" / "blueprint.yaml").write_text(BLUEPRINT)
     (root / "w" / "scripts" / "noop.sh").write_text("#!/bin/sh\necho noop\n")
     (root / "w" / "scripts" / "work.sh").write_text(WORK)
-    srv = Server(root)
+    srv = Server(root, {
+        **os.environ,
+        "ORCH_STATE_DIR": str(root / "state"),
+        "ORCH_DATA_HOME": str(root / "data"),
+        "OUT_FILE": str(root / "out.txt"),
+    })  # fmt: skip
     srv.orch("deploy", "w/blueprint.yaml", "-n", "demo")
     srv.orch("publish", "demo", "work", "--name", "demo-work")
     srv.orch("publish", "demo", "work", "--name", "bob-only", "--users", "bob")
-    for user in ("alice", "bob"):
-        srv.orch("users", "add", user)
-    srv.tokens = {u: srv.orch("tokens", "create", u).stdout.strip() for u in ("alice", "bob")}
+    srv.add_users("alice", "bob")
     srv.start()
     yield srv
-    if srv.proc is not None and srv.proc.poll() is None:
-        srv.kill()
+    srv.stop()
 
 
 def _trigger(client: httpx.Client, inputs: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import pwd
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import pytest
 
 from sites.cli import Orch, authorized_keys_file, wait_until
 from sites.hpc import HpcSite, authorize, make_hpc_site
+from sites.serve import Server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -74,56 +74,6 @@ topology_template:
 ENDED = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A real ``orch serve`` process in ``root`` (state, data folder, sites.yaml), started
-    again at will, and the orch CLI with the same environment."""
-
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root = root
-        self.env = {**env, "ORCH_STATE_DIR": str(root / "state")}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.tokens: dict[str, str] = {}
-
-    def orch(self, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "orch", *args], env=self.env, cwd=self.root,
-                              capture_output=True, text=True, timeout=180)  # fmt: skip
-        assert done.returncode == check, done.stderr
-        return done
-
-    def start(self) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orch", "serve", "--listen", f"127.0.0.1:{port}"],
-            env=self.env, cwd=self.root, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/workflows", timeout=1)
-                return
-            except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read()  # type: ignore[union-attr]
-                time.sleep(0.1)
-        raise AssertionError("orch serve did not start")
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(10)
-
-    def client(self, token: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
 @dataclass
 class Slurm:
     """The site as the tests see it: the server, and the cluster's own view of the jobs."""
@@ -154,15 +104,17 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     server: Server | None = None
     try:
         (root / "sites.yaml").write_text("sites:\n" + hpc.yaml(token))
-        # the executions run in their own folders: they find sites.yaml through ORCH_SITES
-        server = Server(root, runner.env(ORCH_SITES=str(root / "sites.yaml")))
+        server = Server(root, {**runner.env(), "ORCH_STATE_DIR": str(root / "state")})
         for name in DEPLOYMENTS:
             (root / f"{name}.yaml").write_text(BLUEPRINT.format(job=f"serve-{name}"))
         # all at once (deploy submits no job: the workflow 'compute' does)
         procs = {
             name: subprocess.Popen(
                 [sys.executable, "-m", "orch", "deploy", f"{name}.yaml", "-n", name],
-                env=server.env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=server.env,
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
             )
             for name in DEPLOYMENTS
@@ -172,19 +124,16 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             assert proc.returncode == 0, f"deploy {name}: {err}"
         for name in ("solo", "cancel", "busy", "again", "fails", "mine"):
             server.orch("publish", name, "compute", "--name", name)
-        for user in ("alice", "bob"):
-            server.orch("users", "add", user)
+        server.add_users("alice", "bob")
         for i in range(3):
             server.orch("publish", f"k{i}", "compute", "--name", f"kill-{i}", "--users", "alice")
         server.orch("publish", "k0", "compute", "--name", "for-alice", "--users", "alice")
         server.orch("publish", "k1", "compute", "--name", "for-bob", "--users", "bob")
-        server.tokens = {u: server.orch("tokens", "create", u).stdout.strip()
-                         for u in ("alice", "bob")}  # fmt: skip
         server.start()
         yield Slurm(server, hpc)
     finally:
-        if server is not None and server.proc is not None and server.proc.poll() is None:
-            server.kill()
+        if server is not None:
+            server.stop()
         for name in DEPLOYMENTS:  # a failed test's job must not hold the node's CPUs
             hpc.site.cluster.run("scancel", "-n", f"serve-{name}", check=False)
         keys.close()
@@ -251,8 +200,10 @@ def _new_job(slurm: Slurm, name: str, before: dict[str, str], client: httpx.Clie
             return next(iter(found))
         time.sleep(0.2)
     state = client.get(location).json()
-    raise AssertionError(f"no job {name} in {states} (jobs: {found}); the execution: "
-                         f"{state}, its logs: {_contents(client, location)}")
+    raise AssertionError(
+        f"no job {name} in {states} (jobs: {found}); the execution: "
+        f"{state}, its logs: {_contents(client, location)}"
+    )
 
 
 def test_delete_cancels_the_running_slurm_job(slurm: Slurm) -> None:
@@ -371,8 +322,10 @@ def test_a_killed_server_sees_its_three_slurm_executions_to_their_end(slurm: Slu
     names = [f"serve-k{i}" for i in range(3)]
     before = {name: slurm.jobs(name) for name in names}
     locations = [_trigger(alice, f"kill-{i}", {"label": f"k{i}", "pause": 5}) for i in range(3)]
-    jobs = [_new_job(slurm, name, before[name], alice, loc)
-            for name, loc in zip(names, locations, strict=True)]
+    jobs = [
+        _new_job(slurm, name, before[name], alice, loc)
+        for name, loc in zip(names, locations, strict=True)
+    ]
     server.kill(signal.SIGKILL)
     assert all(slurm.state(job) in ("PENDING", "RUNNING") for job in jobs)  # still to finish
     server.start()
@@ -395,7 +348,7 @@ def test_two_users_at_once_see_only_their_own(slurm: Slurm) -> None:
     clients = {u: server.client(server.tokens[u]) for u in ("alice", "bob")}
     listed = {u: [w["name"] for w in c.get("/workflows").json()["workflows"]]
               for u, c in clients.items()}  # fmt: skip
-    shared = ["again", "busy", "cancel", "fails", "solo"]
+    shared = ["again", "busy", "cancel", "fails", "mine", "solo"]
     assert listed == {"alice": sorted([*shared, "for-alice", "kill-0", "kill-1", "kill-2"]),
                       "bob": sorted([*shared, "for-bob"])}, listed  # fmt: skip
     workflows = {"alice": "for-alice", "bob": "for-bob"}
@@ -505,7 +458,8 @@ def test_an_execution_logs_into_the_site_with_the_invoking_users_own_account(
                 accounts = slurm.server.root / "state" / "serve" / "executions" / execution
                 accounts /= "accounts.json"
                 assert json.loads(accounts.read_text()) == {
-                    "hpc1": {"user": ssh.user, "credentials": made.json()["id"]}}
+                    "hpc1": {"user": ssh.user, "credentials": made.json()["id"]}
+                }
                 assert accounts.stat().st_mode & 0o077 == 0
         assert owners == {"alice": ssh.user, "bob": ssh.unprivileged_user}
     finally:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from sites.cli import Orch
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
+from sites.serve import Server
 from sites.web import Files, b2share_record
 
 pytest.importorskip("fastapi", reason="orch serve needs the serve extra")
@@ -56,12 +55,6 @@ def browser(request: pytest.FixtureRequest) -> Iterator[object]:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / f"{request.node.name}-last.png"))
         driver.quit()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(driver: object, condition: object, seconds: float = 30, what: str = "") -> object:
@@ -102,7 +95,9 @@ def test_a_scientist_runs_the_minimal_workflow_from_the_page(
     orch("users", "add", "ada")
     token = orch("tokens", "create", "ada").stdout.strip()
     driver = browser
-    with _serve_in(orch) as url:
+    server = Server(orch.root, orch.env())
+    url = server.start()
+    try:
         # a wrong token first: the page says so and keeps the focus on the field
         _sign_in(driver, url, "nope.nope")
         _wait(driver, lambda d: "not valid" in _text(d, "login-error"))
@@ -155,32 +150,5 @@ def test_a_scientist_runs_the_minimal_workflow_from_the_page(
         assert "CANCELLED" in statuses[0] and "SUCCESS" in statuses[1], statuses
         for path in (target, target + "-2"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-class _serve_in:
-    """``orch serve`` in the test's folder, as a context manager (see ``serve``)."""
-
-    def __init__(self, orch: Orch):
-        self.orch = orch
-        self.proc: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> str:
-        import httpx
-
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        self.proc = self.orch.start("serve", "--listen", f"127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/workflows", timeout=1)
-                return url
-            except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "orch serve did not start"
-                time.sleep(0.1)
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(10)
+    finally:
+        server.stop()
