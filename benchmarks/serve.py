@@ -26,15 +26,16 @@ idle; after the trigger row: the peak, while the executions ran, of the summed R
 processes (each an ``orch run`` under ``sh``, in its own session, not counted in the server's
 RSS).
 
-Goals (the issue): no errors; p99 of status requests under 50 ms; the server's RSS under
-150 MB. They are printed under the table with what was measured. The client runs on the same
-machine as the server (and, during the trigger row, as the executions): the latencies include
-the client's own share of the CPUs, and whatever else the machine runs: its load average is
-printed above the table, and under it, per row, the CPU time used by the server, by this
-client and by every other process.
+Goals (the issue): no errors; p99 of status requests (``--concurrency`` at a time) under
+50 ms; the server's RSS under 150 MB. They are printed under the table with what was
+measured. The client runs on the same machine as the server (and, during the trigger row, as
+the executions): the latencies include the client's own share of the CPUs, and whatever else
+the machine runs: its load average is printed above the table, and under it, per row, the CPU
+time used by the server, by this client and by every other process.
 
 Usage: benchmarks/serve.py [--executions 50] [--status-requests 1000] [--concurrency 10]
        [--deploy-workers 4] [--pause 0.2]
+Runs the orch of the checkout it is in (its src/ first on PYTHONPATH), as whole processes.
 Needs the serve extra (fastapi, uvicorn). Progress goes to stderr, the table to stdout.
 """
 
