@@ -26,6 +26,7 @@ from sites.web import Files, b2share_record
 pytest.importorskip("fastapi", reason="orch serve needs the serve extra")
 pytest.importorskip("httpx", reason="orch serve's tests need the serve extra")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the test extra has selenium")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -58,7 +59,17 @@ def browser(request: pytest.FixtureRequest) -> Iterator[object]:
 
 
 def _wait(driver: object, condition: object, seconds: float = 30, what: str = "") -> object:
-    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(condition, what)
+    """``condition`` true within ``seconds``; elements the page has just redrawn (the
+    executions table every 2 s, the form) are looked up again."""
+    stale = [StaleElementReferenceException]
+    wait = WebDriverWait(driver, seconds, poll_frequency=0.2, ignored_exceptions=stale)
+    return wait.until(condition, what)
+
+
+def _rows(driver: object) -> list[str]:
+    """The executions table's rows, as text."""
+    found = driver.find_elements(By.CSS_SELECTOR, "#executions tbody tr")  # type: ignore[attr-defined]
+    return [row.text for row in found]
 
 
 def _text(driver: object, element_id: str) -> str:
@@ -128,8 +139,8 @@ def test_a_scientist_runs_the_minimal_workflow_from_the_page(
         assert status == "SUCCESS", logs
         assert "PyCOMPSJob" in logs and "DLSDAGStageInData" in logs, logs
         assert Path(target, "data.txt").read_text() == text
-        rows = driver.find_elements(By.CSS_SELECTOR, "#executions tbody tr")
-        assert len(rows) == 1 and "SUCCESS" in rows[0].text
+        rows = _wait(driver, lambda d: _rows(d) if "SUCCESS" in "".join(_rows(d)) else None)
+        assert len(rows) == 1, rows
 
         # another execution, cancelled from the page
         run.send_keys(Keys.ENTER)
@@ -145,8 +156,7 @@ def test_a_scientist_runs_the_minimal_workflow_from_the_page(
         status = _wait(driver, _status_is("CANCELLED", "SUCCESS", "FAILED"), 120, "cancelled")
         _shot(driver, "4-cancelled")
         assert status == "CANCELLED", _text(driver, "logs")
-        _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#executions tbody tr")) == 2)
-        statuses = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#executions tbody tr")]
+        statuses = _wait(driver, lambda d: len(_rows(d)) == 2 and _rows(d))
         assert "CANCELLED" in statuses[0] and "SUCCESS" in statuses[1], statuses
         for path in (target, target + "-2"):
             shutil.rmtree(path, ignore_errors=True)

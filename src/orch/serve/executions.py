@@ -38,6 +38,7 @@ _WRAPPER = (
 """Runs orch with its output in the execution's folder ($1); its exit status is written when
 it ends, whoever watches (the inputs file, which may hold secrets, goes with it)."""
 MASK = "<secret: hidden>"
+NICENESS = 5
 DEBUG, INFO, WARN, ERROR = 1, 2, 4, 8
 LEVELS = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
 
@@ -106,7 +107,9 @@ class Executions:
         else:
             env.pop(ACCOUNTS_ENV, None)
         child = subprocess.Popen(
-            ["sh", "-c", _WRAPPER, "sh", str(folder), *command],
+            # below the server's priority: 50 executions starting at once (each some CPU to
+            # start) do not keep the API from answering
+            ["nice", "-n", str(NICENESS), "sh", "-c", _WRAPPER, "sh", str(folder), *command],
             cwd=self.cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,21 +108,25 @@ class ServeStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
         os.chmod(self.path, 0o600)
+        self._local = threading.local()
+        """Each thread's own connection, kept: opening one costs more than a query."""
 
     @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
+    def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction on this thread's connection: a write takes the write lock at once
+        (BEGIN IMMEDIATE), a read does not, so that concurrent reads never queue on it."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+            self._local.conn = conn
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- users and tokens --------------------------------------------------------------------
     def add_user(self, name: str) -> None:
@@ -136,7 +141,7 @@ class ServeStore:
 
     def users(self) -> list[tuple[str, int]]:
         """Every user with how many tokens they have."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(
                 "SELECT u.name, COUNT(t.id) FROM users u LEFT JOIN tokens t ON t.user = u.name "
                 "GROUP BY u.name ORDER BY u.name"
@@ -165,7 +170,7 @@ class ServeStore:
 
     def tokens(self) -> list[tuple[str, str, float]]:
         """Every token as (id, user, created): never the secret, which is not kept."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute("SELECT id, user, created FROM tokens ORDER BY user, created")
             return [(r["id"], r["user"], r["created"]) for r in rows.fetchall()]
 
@@ -180,7 +185,7 @@ class ServeStore:
         token_id, _, secret = token.partition(".")
         if not token_id or not secret:
             return None
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 "SELECT user, hash FROM tokens WHERE id = ?", (token_id,)
             ).fetchone()
@@ -207,7 +212,7 @@ class ServeStore:
                 raise ServeError(f"no published workflow '{name}'")
 
     def publications(self) -> list[Publication]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute("SELECT * FROM publications ORDER BY name").fetchall()
         return [
             Publication(r["name"], r["deployment"], r["workflow"], tuple(json.loads(r["users"])))
@@ -227,7 +232,7 @@ class ServeStore:
 
     def ssh_keys(self, user: str) -> list[SshKey]:
         """The keys made for ``user``, oldest first."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(
                 "SELECT * FROM ssh_keys WHERE user = ? ORDER BY created", (user,)
             ).fetchall()
@@ -284,7 +289,7 @@ class ServeStore:
 
     def executions_of(self, user: str, offset: int, limit: int) -> tuple[list[Execution], int]:
         """A page of ``user``'s executions, newest first, and how many they have."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             total = db.execute("SELECT COUNT(*) FROM executions WHERE user = ?",
                                (user,)).fetchone()[0]  # fmt: skip
             rows = db.execute(
@@ -297,12 +302,12 @@ class ServeStore:
         query = "SELECT * FROM executions"
         if active:
             query += f" WHERE status IN {ACTIVE}"
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(query + " ORDER BY created").fetchall()
         return [_execution(row) for row in rows]
 
     def execution(self, execution_id: str) -> Execution | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
         return _execution(row) if row is not None else None
 
