@@ -18,7 +18,7 @@ from orch import __version__
 from orch.serve import inputs as request_inputs
 from orch.serve.context import Service, user_dependency
 from orch.serve.executions import Executions
-from orch.serve.store import ACTIVE, ServeStore
+from orch.serve.store import ACTIVE, FAILED, ServeStore
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 MAX_POLL = 600.0
@@ -146,15 +146,20 @@ def hpcwaas_routes(app: FastAPI, service: Service) -> None:
             ])  # fmt: skip
         with starting:  # one execution per deployment at a time: orch runs it locked
             busy = [
-                e for e in store.executions(active=True)
-                if e.deployment == publication.deployment and runner.refresh(e).status in ACTIVE
+                e for e in store.executions(active=True, deployment=publication.deployment)
+                if runner.refresh(e).status in ACTIVE
             ]  # fmt: skip
             if busy:
                 raise HTTPException(
                     409, f"workflow '{workflow_name}' cannot start now: its deployment is busy "
                     "with another execution; try again when it has ended",
                 )
-            execution_id = runner.start(who, publication, given, secret)
+            execution_id = runner.create(who, publication)
+        try:
+            runner.launch(execution_id, who, publication, given, secret)
+        except OSError as exc:  # no process could start: the execution has failed
+            store.finish(execution_id, FAILED, {})
+            raise HTTPException(503, f"the execution could not start: {exc}") from None
         return Response(status_code=201, headers={"Location": f"/executions/{execution_id}"})
 
     @app.get("/executions/{execution_id}", response_model=ExecutionState)

@@ -38,7 +38,7 @@ _WRAPPER = (
 """Runs orch with its output in the execution's folder ($1); its exit status is written when
 it ends, whoever watches (the inputs file, which may hold secrets, goes with it)."""
 MASK = "<secret: hidden>"
-NICENESS = 5
+NICENESS = 10
 DEBUG, INFO, WARN, ERROR = 1, 2, 4, 8
 LEVELS = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
 
@@ -79,18 +79,25 @@ class Executions:
         return self.root / execution_id
 
     # -- starting ----------------------------------------------------------------------------
-    def start(
-        self, user: str, publication: Publication, inputs: dict[str, Any], secret_names: set[str]
-    ) -> str:
+    def create(self, user: str, publication: Publication) -> str:
+        """Record a new execution (RUNNING, no process yet): from now on its deployment is
+        busy. Quick, so that callers may hold a lock around it."""
         execution_id = secrets.token_hex(8)
+        self.folder(execution_id).mkdir(mode=0o700)
+        self.store.add_execution(execution_id, user, publication)
+        return execution_id
+
+    def launch(
+        self, execution_id: str, user: str, publication: Publication, inputs: dict[str, Any],
+        secret_names: set[str],
+    ) -> None:  # fmt: skip
+        """Start the ``orch run`` of a created execution."""
         folder = self.folder(execution_id)
-        folder.mkdir(mode=0o700)
         fd = os.open(folder / "inputs.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(inputs, out)
         hidden = [str(v) for n, v in inputs.items() if n in secret_names and str(v)]
         self._secrets[execution_id] = hidden
-        self.store.add_execution(execution_id, user, publication)
         command = [
             *orch_command(), "run", publication.workflow, "-n", publication.deployment,
             "--format", "json", "--state-dir", str(self.state_dir),
@@ -120,7 +127,6 @@ class Executions:
         with self._lock:
             self._children[execution_id] = child
         self.store.set_process(execution_id, child.pid, process_start(child.pid) or "")
-        return execution_id
 
     # -- watching ----------------------------------------------------------------------------
     def refresh(self, execution: Execution) -> Execution:

@@ -298,12 +298,19 @@ class ServeStore:
             ).fetchall()  # fmt: skip
         return [_execution(row) for row in rows], total
 
-    def executions(self, *, active: bool = False) -> list[Execution]:
-        query = "SELECT * FROM executions"
+    def executions(
+        self, *, active: bool = False, deployment: str | None = None
+    ) -> list[Execution]:
+        """Executions, oldest first: only active ones, only those of ``deployment``."""
+        where, params = [], []
         if active:
-            query += f" WHERE status IN {ACTIVE}"
+            where.append(f"status IN {ACTIVE}")
+        if deployment is not None:
+            where.append("deployment = ?")
+            params.append(deployment)
+        query = "SELECT * FROM executions" + (" WHERE " + " AND ".join(where) if where else "")
         with self._db(write=False) as db:
-            rows = db.execute(query + " ORDER BY created").fetchall()
+            rows = db.execute(query + " ORDER BY created", params).fetchall()
         return [_execution(row) for row in rows]
 
     def execution(self, execution_id: str) -> Execution | None:
