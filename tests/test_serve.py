@@ -266,7 +266,7 @@ def test_executions_are_listed_page_by_page_newest_first(server: Server):
 
 def test_an_execution_streams_its_progress_as_server_sent_events(server: Server):
     alice = server.client(server.tokens["alice"])
-    location = _trigger(alice, {"count": 60, "pause": 1})
+    location = _trigger(alice, {"count": 60, "pause": 1, "password": "sse-secret-pw"})
     kinds, logs, ids = [], [], []
     with alice.stream("GET", location + "/events") as response:
         assert response.status_code == 200
@@ -285,6 +285,7 @@ def test_an_execution_streams_its_progress_as_server_sent_events(server: Server)
     assert kinds[0] == "status" and kinds[-1] == "end", kinds
     assert kinds[-2] == "status"
     assert any("working 60" in text for text in logs), logs
+    assert not any("sse-secret-pw" in text for text in logs), logs  # masked as everywhere
     assert ids == list(range(len(ids)))
     # a client that reconnects with Last-Event-ID gets what came after, then the end
     again = alice.get(location + "/events", headers={"Last-Event-ID": str(len(ids) - 2)})

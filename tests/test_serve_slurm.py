@@ -52,6 +52,7 @@ topology_template:
           PAUSE: {{get_input: pause}}
         script: |
           echo "job {job} says $GREETING"
+          echo "job {job} label: $label"
           [ "$GREETING" != fail ] || exit 3
           sleep "$PAUSE"
           echo "job {job} done"
@@ -184,7 +185,9 @@ def test_trigger_watch_and_logs_of_a_slurm_job(slurm: Slurm) -> None:
     assert work["attributes"]["job_status"] == "COMPLETED"
     # what the job itself wrote, in its output file on the site
     output = Path(work["attributes"]["output"]).read_text()
-    assert output == "job serve-solo says bonjour-42\njob serve-solo done\n", output
+    # the workflow's own input reached the job's environment too
+    assert output == ("job serve-solo says bonjour-42\njob serve-solo label: first\n"
+                      "job serve-solo done\n"), output  # fmt: skip
 
 
 def _new_job(slurm: Slurm, name: str, before: dict[str, str], client: httpx.Client,

@@ -58,10 +58,11 @@ class TaskBuilder:
             "HOST": host.name.rsplit("/", 1)[0] if not host.is_local else "localhost",
             "DEPLOYMENT_ID": self.name,
         }
+        exported = {}
         for input_name, value in workflow_inputs.items():
             # a workflow's inputs reach its operations' environment, as Yorc exports them
             if _SHELL_NAME.fullmatch(str(input_name)) and input_name not in environment:
-                environment[str(input_name)] = as_text(value)
+                environment[str(input_name)] = exported[str(input_name)] = as_text(value)
         if job is not None:
             environment[jobs.JOB_ID] = job.job_id
         if instance.host is not None:
@@ -103,6 +104,7 @@ class TaskBuilder:
             dependencies=tuple(dependencies),
             inputs=inputs,
             environment=environment,
+            workflow_inputs=exported,
             host=host,
             timeout=operation.timeout or self.options.default_timeout,
             secret_values=(*secrets, *getattr(self.evaluator, "secret_values", ())),

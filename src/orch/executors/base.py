@@ -58,6 +58,9 @@ class Task:
     them for its medium (``as_text`` for environment variables, JSON for Ansible extra vars)."""
     environment: dict[str, str] = field(default_factory=dict)
     """orch's own variables: NODE, INSTANCE, HOST, DEPLOYMENT_ID, SOURCE_*, TARGET_*."""
+    workflow_inputs: dict[str, str] = field(default_factory=dict)
+    """The inputs of the workflow running the operation, as text (those with a shell
+    variable's name; also in ``environment``): what a batch job exports."""
     host: Host = Host("localhost")  # noqa: RUF009 (a frozen dataclass: shared safely)
     timeout: float | None = None
     """Seconds; None = no limit."""

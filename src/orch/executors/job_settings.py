@@ -47,7 +47,8 @@ class JobSettings:
     reservation: str | None = None
     extra_options: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
-    """The site's environment, then the node's own over it (valid names only)."""
+    """The site's environment, the running workflow's inputs, then the node's own over them
+    (valid names only)."""
     modules: tuple[str, ...] = ()
     container: bool = False
     """An Apptainer job: the command runs in ``image``."""
@@ -77,6 +78,10 @@ class JobSettings:
         image = props.get("image") or task.related.get("image", {}).get("image_path")
         runtime = str(setting(task, "container_runtime") or "apptainer")
         environment = {str(k): str(v) for k, v in (site_default(task, "environment") or {}).items()}
+        # the running workflow's inputs, as its scripts get them (a secret stays out of the
+        # batch script, a file on the site)
+        hidden = set(task.secret_values)
+        environment.update({k: v for k, v in task.workflow_inputs.items() if v not in hidden})
         environment.update({str(k): str(v) for k, v in (props.get("environment") or {}).items()})
         settings = cls(
             node=task.node,
