@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sites.serve import Server
+from sites.serve import Server, trigger, wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -89,23 +89,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def _trigger(client: httpx.Client, inputs: dict) -> str:
-    response = client.post("/workflows/demo-work", json={"inputs": inputs})
-    assert response.status_code == 201, response.text
-    location = response.headers["Location"]
-    assert location.startswith("/executions/")
-    return location
-
-
-def _wait(client: httpx.Client, location: str, until: set[str], seconds: float = 30) -> dict:
-    deadline = time.monotonic() + seconds
-    while True:
-        state = client.get(location).json()
-        if state["status"] in until or time.monotonic() > deadline:
-            return state
-        time.sleep(0.2)
-
-
 def test_tokens_are_required_and_revocable(server: Server):
     assert server.client(None).get("/workflows").status_code == 401
     assert server.client("nope.bad").get("/workflows").status_code == 401
@@ -128,8 +111,9 @@ def test_list_trigger_watch_and_logs(server: Server):
     bob_sees = [w["name"] for w in server.client(server.tokens["bob"]).get("/workflows").json()
                 ["workflows"]]  # fmt: skip
     assert bob_sees == ["bob-only", "demo-work"]
-    location = _trigger(alice, {"count": 41, "greeting": "bonjour", "password": "hunter2-pw"})
-    state = _wait(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
+    inputs = {"count": 41, "greeting": "bonjour", "password": "hunter2-pw"}
+    location = trigger(alice, "demo-work", inputs)
+    state = wait_for(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
     assert state["status"] == "SUCCESS", state
     assert state["outputs"] == {"greeting": "bonjour"}
     assert state["id"] == location.rsplit("/", 1)[1]
@@ -170,7 +154,7 @@ def test_bad_inputs_and_unknown_workflow(server: Server):
 def test_users_see_and_cancel_only_their_own(server: Server):
     alice = server.client(server.tokens["alice"])
     bob = server.client(server.tokens["bob"])
-    location = _trigger(alice, {"count": 50, "pause": 30})
+    location = trigger(alice, "demo-work", {"count": 50, "pause": 30})
     assert bob.get(location).status_code == 404
     # one execution of a deployment at a time (a cancel must reach that one only)
     assert bob.post("/workflows/demo-work", json={"inputs": {"count": 2}}).status_code == 409
@@ -180,7 +164,7 @@ def test_users_see_and_cancel_only_their_own(server: Server):
     _wait_for_line(alice, location, "Custom.work started")
     assert alice.delete(location).status_code == 202
     assert alice.get(location).json()["status"] in ("CANCELLING", "CANCELLED")
-    state = _wait(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
+    state = wait_for(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
     assert state["status"] == "CANCELLED", state
     assert "line 50" not in (server.root / "out.txt").read_text()
 
@@ -213,13 +197,14 @@ def test_ssh_keys_keep_the_private_key(server: Server):
 
 def test_a_killed_server_finds_its_executions_again(server: Server):
     alice = server.client(server.tokens["alice"])
-    location = _trigger(alice, {"count": "777", "pause": "3"})  # strings, as hpcwaas sends
+    # strings, as hpcwaas-api clients send them
+    location = trigger(alice, "demo-work", {"count": "777", "pause": "3"})
     _wait_for_line(alice, location, "Custom.work started")
     server.kill(signal.SIGKILL)
     server.start()
     alice = server.client(server.tokens["alice"])
     assert alice.get(location).json()["status"] == "RUNNING"
-    state = _wait(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
+    state = wait_for(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
     assert state["status"] == "SUCCESS", state
     lines = (server.root / "out.txt").read_text().splitlines()
     assert lines.count("line 777") == 1
@@ -247,8 +232,8 @@ def test_executions_are_listed_page_by_page_newest_first(server: Server):
     alice = server.client(server.tokens["alice"])
     made = []
     for count in (1, 2, 3):
-        location = _trigger(alice, {"count": count})
-        _wait(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
+        location = trigger(alice, "demo-work", {"count": count})
+        wait_for(alice, location, {"SUCCESS", "FAILED", "CANCELLED"})
         made.append(location.rsplit("/", 1)[1])
     first = alice.get("/executions", params={"size": 2}).json()
     total = first["total_results"]
@@ -266,7 +251,7 @@ def test_executions_are_listed_page_by_page_newest_first(server: Server):
 
 def test_an_execution_streams_its_progress_as_server_sent_events(server: Server):
     alice = server.client(server.tokens["alice"])
-    location = _trigger(alice, {"count": 60, "pause": 1, "password": "sse-secret-pw"})
+    location = trigger(alice, "demo-work", {"count": 60, "pause": 1, "password": "sse-secret-pw"})
     kinds, logs, ids = [], [], []
     with alice.stream("GET", location + "/events") as response:
         assert response.status_code == 200

@@ -16,13 +16,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sites.cli import Orch, authorized_keys_file, wait_until
 from sites.hpc import HpcSite, authorize, make_hpc_site
-from sites.serve import Server
+from sites.serve import ENDED, Server, trigger, wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -72,7 +71,6 @@ topology_template:
           target: work
           activities: [{{call_operation: Runnable.run}}]
 """
-ENDED = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
 @dataclass
@@ -140,23 +138,6 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         keys.close()
 
 
-def _trigger(client: httpx.Client, workflow: str, inputs: dict[str, Any]) -> str:
-    response = client.post(f"/workflows/{workflow}", json={"inputs": inputs})
-    assert response.status_code == 201, response.text
-    location = response.headers["Location"]
-    assert location.startswith("/executions/")
-    return location
-
-
-def _wait(client: httpx.Client, location: str, until: set[str], seconds: float = 60) -> dict:
-    deadline = time.monotonic() + seconds
-    while True:
-        state = client.get(location).json()
-        if state["status"] in until or time.monotonic() > deadline:
-            return state
-        time.sleep(0.2)
-
-
 def _contents(client: httpx.Client, location: str) -> list[str]:
     logs = client.get(location + "/logs", params={"timeout": "1s"}).json()
     return [entry["content"] for entry in logs["logs"]]
@@ -165,8 +146,8 @@ def _contents(client: httpx.Client, location: str) -> list[str]:
 def test_trigger_watch_and_logs_of_a_slurm_job(slurm: Slurm) -> None:
     alice = slurm.server.client(slurm.server.tokens["alice"])
     before = slurm.jobs("serve-solo")
-    location = _trigger(alice, "solo", {"label": "first", "greeting": "bonjour-42"})
-    state = _wait(alice, location, ENDED)
+    location = trigger(alice, "solo", {"label": "first", "greeting": "bonjour-42"})
+    state = wait_for(alice, location, ENDED)
     assert state["status"] == "SUCCESS", (state, _contents(alice, location))
     new = {k: v for k, v in slurm.jobs("serve-solo").items() if k not in before}
     assert list(new.values()) == ["COMPLETED"], new  # one job, submitted by this execution
@@ -212,12 +193,12 @@ def _new_job(slurm: Slurm, name: str, before: dict[str, str], client: httpx.Clie
 def test_delete_cancels_the_running_slurm_job(slurm: Slurm) -> None:
     alice = slurm.server.client(slurm.server.tokens["alice"])
     before = slurm.jobs("serve-cancel")
-    location = _trigger(alice, "cancel", {"label": "to cancel", "pause": 120})
+    location = trigger(alice, "cancel", {"label": "to cancel", "pause": 120})
     job_id = _new_job(slurm, "serve-cancel", before, alice, location, ("RUNNING",))
     assert alice.get(location).json()["status"] == "RUNNING"
     assert alice.delete(location).status_code == 202
     assert alice.get(location).json()["status"] in ("CANCELLING", "CANCELLED")
-    state = _wait(alice, location, ENDED)
+    state = wait_for(alice, location, ENDED)
     assert state["status"] == "CANCELLED", (state, _contents(alice, location))
     wait_until(lambda: slurm.state(job_id) == "CANCELLED", "Slurm to show the job cancelled",
                timeout=30, every=0.2)  # fmt: skip
@@ -297,7 +278,7 @@ def test_error_statuses(slurm: Slurm) -> None:
     assert far.status_code == 422 and [p["loc"][-1] for p in far.json()["detail"]] == ["pause"]
     assert slurm.jobs("serve-busy") == before  # nothing above reached the site
     # a running execution: another user's is a 404 (GET, DELETE, logs), the deployment is busy
-    location = _trigger(alice, "busy", {"label": "busy", "pause": 4})
+    location = trigger(alice, "busy", {"label": "busy", "pause": 4})
     job_id = _new_job(slurm, "serve-busy", before, alice, location, ("RUNNING",))
     for client in nobody:
         assert client.get(location).status_code == 401
@@ -311,11 +292,11 @@ def test_error_statuses(slurm: Slurm) -> None:
         assert busy.status_code == 409, busy.text
     assert alice.get(location).json()["status"] == "RUNNING"
     # bob's DELETE cancelled nothing: the job and the execution go on to their end
-    assert _wait(alice, location, ENDED)["status"] == "SUCCESS"
+    assert wait_for(alice, location, ENDED)["status"] == "SUCCESS"
     assert slurm.jobs("serve-busy") == {**before, job_id: "COMPLETED"}
     # once it ended, the deployment takes the next one
-    after = _trigger(bob, "busy", {"label": "next"})
-    assert _wait(bob, after, ENDED)["status"] == "SUCCESS"
+    after = trigger(bob, "busy", {"label": "next"})
+    assert wait_for(bob, after, ENDED)["status"] == "SUCCESS"
     assert len(slurm.jobs("serve-busy")) == len(before) + 2
 
 
@@ -324,7 +305,7 @@ def test_a_killed_server_sees_its_three_slurm_executions_to_their_end(slurm: Slu
     alice = server.client(server.tokens["alice"])
     names = [f"serve-k{i}" for i in range(3)]
     before = {name: slurm.jobs(name) for name in names}
-    locations = [_trigger(alice, f"kill-{i}", {"label": f"k{i}", "pause": 5}) for i in range(3)]
+    locations = [trigger(alice, f"kill-{i}", {"label": f"k{i}", "pause": 5}) for i in range(3)]
     jobs = [
         _new_job(slurm, name, before[name], alice, loc)
         for name, loc in zip(names, locations, strict=True)
@@ -334,7 +315,7 @@ def test_a_killed_server_sees_its_three_slurm_executions_to_their_end(slurm: Slu
     server.start()
     alice = server.client(server.tokens["alice"])
     assert [alice.get(loc).json()["status"] for loc in locations] == ["RUNNING"] * 3
-    states = [_wait(alice, loc, ENDED) for loc in locations]
+    states = [wait_for(alice, loc, ENDED) for loc in locations]
     assert [s["status"] for s in states] == ["SUCCESS"] * 3, states
     assert [s["outputs"] for s in states] == [{"job_id": job} for job in jobs]
     time.sleep(1)  # nothing starts them again
@@ -361,16 +342,16 @@ def test_two_users_at_once_see_only_their_own(slurm: Slurm) -> None:
     errors: list[BaseException] = []
     start = threading.Barrier(2)
 
-    def trigger(user: str) -> None:
+    def start_as(user: str) -> None:
         try:
             start.wait(10)
-            locations[user] = _trigger(
+            locations[user] = trigger(
                 clients[user], workflows[user], {"label": user, "greeting": f"hi-{user}",
                                                  "pause": 2})  # fmt: skip
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=trigger, args=(u,)) for u in clients]
+    threads = [threading.Thread(target=start_as, args=(u,)) for u in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -384,7 +365,7 @@ def test_two_users_at_once_see_only_their_own(slurm: Slurm) -> None:
         assert mine.get(theirs + "/logs", params={"timeout": "1s"}).status_code == 404
         assert mine.delete(theirs).status_code == 404
     for user, other in (("alice", "bob"), ("bob", "alice")):
-        state = _wait(clients[user], locations[user], ENDED)
+        state = wait_for(clients[user], locations[user], ENDED)
         assert state == {"id": locations[user].rsplit("/", 1)[1], "status": "SUCCESS",
                          "outputs": {"job_id": ran[user]}}, state  # fmt: skip
         text = "\n".join(_contents(clients[user], locations[user]))
@@ -394,10 +375,10 @@ def test_two_users_at_once_see_only_their_own(slurm: Slurm) -> None:
 def _cancel_running(slurm: Slurm, client: httpx.Client, workflow: str) -> str:
     """An execution of ``workflow`` cancelled through the API once its job runs; its job."""
     before = slurm.jobs(f"serve-{workflow}")
-    location = _trigger(client, workflow, {"label": "to cancel", "pause": 120})
+    location = trigger(client, workflow, {"label": "to cancel", "pause": 120})
     job_id = _new_job(slurm, f"serve-{workflow}", before, client, location, ("RUNNING",))
     assert client.delete(location).status_code == 202
-    assert _wait(client, location, ENDED)["status"] == "CANCELLED"
+    assert wait_for(client, location, ENDED)["status"] == "CANCELLED"
     return job_id
 
 
@@ -405,8 +386,8 @@ def test_an_execution_after_a_cancelled_one_submits_a_new_job(slurm: Slurm) -> N
     alice = slurm.server.client(slurm.server.tokens["alice"])
     cancelled = _cancel_running(slurm, alice, "again")
     before = slurm.jobs("serve-again")
-    location = _trigger(alice, "again", {"label": "after the cancel"})
-    state = _wait(alice, location, ENDED)
+    location = trigger(alice, "again", {"label": "after the cancel"})
+    state = wait_for(alice, location, ENDED)
     # it FAILS at once: "no running job of work/0 to watch: submit it first", outputs
     # {"job_id": <the cancelled job>}; and so does every later execution of the workflow
     assert state["status"] == "SUCCESS", (state, _contents(alice, location))
@@ -417,16 +398,16 @@ def test_an_execution_after_a_cancelled_one_submits_a_new_job(slurm: Slurm) -> N
 def test_a_failed_job_fails_its_execution_and_the_next_one_submits_again(slurm: Slurm) -> None:
     alice = slurm.server.client(slurm.server.tokens["alice"])
     before = slurm.jobs("serve-fails")
-    failed = _trigger(alice, "fails", {"label": "failing", "greeting": "fail"})
-    state = _wait(alice, failed, ENDED)
+    failed = trigger(alice, "fails", {"label": "failing", "greeting": "fail"})
+    state = wait_for(alice, failed, ENDED)
     assert state["status"] == "FAILED", state
     contents = _contents(alice, failed)
     assert any("exit code 3" in c for c in contents), contents
     assert any(entry["level"] == "ERROR" for entry in alice.get(
         failed + "/logs", params={"timeout": "1s"}).json()["logs"])  # fmt: skip
     [first] = slurm.jobs("serve-fails").keys() - before.keys()
-    location = _trigger(alice, "fails", {"label": "after the failure"})
-    state = _wait(alice, location, ENDED)
+    location = trigger(alice, "fails", {"label": "after the failure"})
+    state = wait_for(alice, location, ENDED)
     assert state["status"] == "SUCCESS", (state, _contents(alice, location))
     [second] = slurm.jobs("serve-fails").keys() - before.keys() - {first}
     assert state["outputs"] == {"job_id": second}
@@ -449,8 +430,8 @@ def test_an_execution_logs_into_the_site_with_the_invoking_users_own_account(
     try:
         owners = {}
         for name, client in (("alice", alice), ("bob", bob)):
-            location = _trigger(client, "mine", {"label": f"as {name}"})
-            state = _wait(client, location, ENDED)
+            location = trigger(client, "mine", {"label": f"as {name}"})
+            state = wait_for(client, location, ENDED)
             assert state["status"] == "SUCCESS", (state, _contents(client, location))
             status = json.loads(slurm.server.orch("status", "mine", "-f", "json").stdout)
             [work] = [i for i in status["instances"] if i["node"] == "work"]

@@ -76,3 +76,25 @@ class Server:
         for name in names:
             self.orch("users", "add", name)
             self.tokens[name] = self.orch("tokens", "create", name).stdout.strip()
+
+
+ENDED = {"SUCCESS", "FAILED", "CANCELLED"}
+
+
+def trigger(client: Any, workflow: str, inputs: dict[str, Any]) -> str:
+    """POST an execution of ``workflow``: its location, once the server said 201."""
+    response = client.post(f"/workflows/{workflow}", json={"inputs": inputs})
+    assert response.status_code == 201, response.text
+    location = response.headers["Location"]
+    assert location.startswith("/executions/")
+    return location
+
+
+def wait_for(client: Any, location: str, until: set[str] = ENDED, seconds: float = 60) -> dict:
+    """The execution's state once its status is one of ``until`` (or ``seconds`` passed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state = client.get(location).json()
+        if state["status"] in until or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
