@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -79,6 +81,8 @@ class Slurm:
 
     server: Server
     hpc: HpcSite
+    squeue_log: Path
+    """Every squeue the site's sessions ran: "<epoch seconds> <arguments>" a line."""
 
     def squeue(self, *args: str) -> str:
         return self.hpc.site.cluster.run("squeue", "-h", *args).stdout
@@ -101,8 +105,19 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     keys = authorize(runner, hpc.ssh)
     token = next(keys)
     server: Server | None = None
+    tools = Path()
     try:
-        (root / "sites.yaml").write_text("sites:\n" + hpc.yaml(token))
+        # squeue as the site's sessions find it: the real one, each call logged
+        tools = Path(tempfile.mkdtemp(prefix="orch-serve-tools-"))
+        tools.chmod(0o755)
+        log = tools / "squeue.log"
+        log.touch(mode=0o666)
+        log.chmod(0o666)
+        (tools / "squeue").write_text(
+            f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {log}\nexec /usr/bin/squeue "$@"\n'
+        )
+        (tools / "squeue").chmod(0o755)
+        (root / "sites.yaml").write_text("sites:\n" + hpc.yaml(token, "hpc1", tools))
         server = Server(root, {**runner.env(), "ORCH_STATE_DIR": str(root / "state")})
         for name in DEPLOYMENTS:
             (root / f"{name}.yaml").write_text(BLUEPRINT.format(job=f"serve-{name}"))
@@ -129,13 +144,14 @@ def slurm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         server.orch("publish", "k0", "compute", "--name", "for-alice", "--users", "alice")
         server.orch("publish", "k1", "compute", "--name", "for-bob", "--users", "bob")
         server.start()
-        yield Slurm(server, hpc)
+        yield Slurm(server, hpc, log)
     finally:
         if server is not None:
             server.stop()
         for name in DEPLOYMENTS:  # a failed test's job must not hold the node's CPUs
             hpc.site.cluster.run("scancel", "-n", f"serve-{name}", check=False)
         keys.close()
+        shutil.rmtree(tools, ignore_errors=True)
 
 
 def _contents(client: httpx.Client, location: str) -> list[str]:
@@ -448,3 +464,32 @@ def test_an_execution_logs_into_the_site_with_the_invoking_users_own_account(
         assert owners == {"alice": ssh.user, "bob": ssh.unprivileged_user}
     finally:
         keys.write_text(before)
+        # her key gone, her executions log in as sites.yaml says again
+        assert alice.delete(f"/ssh_keys/{made.json()['id']}").status_code == 204
+
+
+def test_executions_on_one_site_share_one_status_command_a_round(slurm: Slurm) -> None:
+    """Three executions (three `orch run` processes) watching their jobs at once ask the site
+    about all three jobs in one squeue a round, not one each."""
+    alice = slurm.server.client(slurm.server.tokens["alice"])
+    names = [f"serve-k{i}" for i in range(3)]
+    before = {name: slurm.jobs(name) for name in names}
+    start = time.time()
+    locations = [trigger(alice, f"kill-{i}", {"label": f"s{i}", "pause": 4}) for i in range(3)]
+    jobs = [_new_job(slurm, name, before[name], alice, location)
+            for name, location in zip(names, locations, strict=True)]  # fmt: skip
+    states = [wait_for(alice, location, ENDED) for location in locations]
+    assert [s["status"] for s in states] == ["SUCCESS"] * 3, states
+    calls = []  # (when, the jobs it asked about)
+    for line in slurm.squeue_log.read_text().splitlines():
+        when, *arguments = line.split()
+        asked = arguments[arguments.index("-j") + 1].split(",") if "-j" in arguments else []
+        if float(when) >= start and set(asked) & set(jobs):
+            calls.append((float(when), asked))
+    assert calls, "no status command asked about the jobs"
+    together = [asked for _, asked in calls if len(set(asked) & set(jobs)) >= 2]
+    assert together, f"no status command asked about two jobs at once: {calls}"
+    # polled every 0.5 s: one command a round (a few more when a job starts or ends), where
+    # each process asking for its own would be three
+    span = calls[-1][0] - calls[0][0]
+    assert len(calls) <= span / 0.5 * 1.5 + 6, (len(calls), span, calls)

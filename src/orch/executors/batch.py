@@ -91,7 +91,13 @@ class BatchJobExecutor:
         with self._lock:
             key = (*host.key, scheduler.name)
             if key not in self._monitors:
-                self._monitors[key] = SiteMonitor(scheduler)
+                from orch.executors.shared_monitor import SharedSiteMonitor, shared_folder
+
+                folder = shared_folder()  # orch serve's executions share their rounds
+                self._monitors[key] = (
+                    SiteMonitor(scheduler) if folder is None
+                    else SharedSiteMonitor(scheduler, folder, key)
+                )  # fmt: skip
             return self._monitors[key]
 
     def status_rounds(self) -> int:

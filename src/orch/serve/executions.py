@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from orch.executors.shared_monitor import MONITOR_DIR_ENV
 from orch.serve.store import (
     ACTIVE,
     CANCELLED,
@@ -113,6 +114,8 @@ class Executions:
             env[ACCOUNTS_ENV] = str(folder / "accounts.json")
         else:
             env.pop(ACCOUNTS_ENV, None)
+        # every execution's jobs on a site login are watched by one status command a round
+        env[MONITOR_DIR_ENV] = str(self.store.folder / "monitor")
         child = subprocess.Popen(
             # below the server's priority: 50 executions starting at once (each some CPU to
             # start) do not keep the API from answering
