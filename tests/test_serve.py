@@ -322,3 +322,17 @@ def test_an_oversized_body_is_refused_before_it_is_read(server: Server):
                           headers={"Content-Type": "application/json"})  # fmt: skip
     assert streamed.status_code == 413
     assert alice.get("/workflows").status_code == 200
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(server: Server):
+    anyone = server.client(None)
+    for path in ("/", "/auth/login"):
+        response = anyone.get(path)
+        assert response.status_code == 307 and response.headers["location"] == "/ui/index.html"
+    page = anyone.get("/ui/index.html")
+    assert page.status_code == 200 and "<form id=\"login-form\">" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from elsewhere
+    assert anyone.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert anyone.get("/ui/../store.py").status_code == 404
+    assert anyone.get("/ui/secret.txt").status_code == 404

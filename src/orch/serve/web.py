@@ -25,6 +25,11 @@ def routes(app: FastAPI) -> None:
     def home() -> RedirectResponse:
         return RedirectResponse("/ui/index.html")
 
+    @app.get("/auth/login", include_in_schema=False)
+    def login() -> RedirectResponse:
+        """hpcwaas-api's sign-in page: here the page's own (tokens come from `orch tokens`)."""
+        return RedirectResponse("/ui/index.html")
+
     @app.get("/ui/{name}", include_in_schema=False)
     def page(name: str) -> FileResponse:
         if name not in FILES:
