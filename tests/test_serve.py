@@ -336,3 +336,16 @@ def test_the_page_is_served_with_a_strict_content_security_policy(server: Server
     assert anyone.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
     assert anyone.get("/ui/../store.py").status_code == 404
     assert anyone.get("/ui/secret.txt").status_code == 404
+
+
+def test_a_keys_account_must_be_a_site_and_a_login_name(server: Server):
+    alice = server.client(server.tokens["alice"])
+    for metadata, field in (({"site": "hpc1", "login": "-oProxyCommand=x"}, "login"),
+                            ({"site": "hpc1", "login": "a b"}, "login"),
+                            ({"site": "../x", "login": "al"}, "site"),
+                            ({"login": "al"}, "site"),
+                            ({"site": "hpc1", "login": 7}, "login")):  # fmt: skip
+        refused = alice.post("/ssh_keys", json={"metadata": metadata})
+        assert refused.status_code == 422, (metadata, refused.text)
+        assert refused.json()["detail"][0]["loc"] == ["body", "metadata", field]
+    assert alice.post("/ssh_keys", json={"metadata": {"project": "x y z"}}).status_code == 201

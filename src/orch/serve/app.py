@@ -67,6 +67,25 @@ class KeyPair(BaseModel):
     public_key: str
 
 
+LOGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+SITE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def account_problems(metadata: dict[str, Any]) -> dict[str, str]:
+    """What is wrong with a key's ``site`` and ``login`` (the account it logs into): a login
+    name as sites accept them, a site name as sites.yaml has them."""
+    problems = {}
+    if "login" in metadata and "site" not in metadata:
+        problems["site"] = "a key with a 'login' names its 'site' too"
+    rules = (("site", SITE, "a site name of sites.yaml"),
+             ("login", LOGIN, "a login name (letters, digits, _ . -)"))  # fmt: skip
+    for name, pattern, what in rules:
+        value = metadata.get(name)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            problems[name] = f"{name} must be {what}"
+    return problems
+
+
 def parse_duration(text: str) -> float:
     """A Go duration as hpcwaas-api takes them (``1m``, ``30s``, ``1m30s``, ``500ms``)."""
     text = text.strip()
@@ -204,6 +223,12 @@ def hpcwaas_routes(app: FastAPI, service: Service) -> None:
             k: v for k, v in (body.metadata if body else {}).items()
             if k not in ("privateKey", "publicKey")
         }  # fmt: skip
+        problems = account_problems(metadata)
+        if problems:
+            raise HTTPException(422, [
+                {"loc": ["body", "metadata", name], "msg": message, "type": "value_error"}
+                for name, message in problems.items()
+            ])  # fmt: skip
         credential = CredentialStore.default().generate(f"orch serve {who}")
         store.add_ssh_key(credential.token, who, metadata)
         return {"id": credential.token, "public_key": credential.public_key}
