@@ -462,6 +462,15 @@ def test_an_execution_logs_into_the_site_with_the_invoking_users_own_account(
                 }
                 assert accounts.stat().st_mode & 0o077 == 0
         assert owners == {"alice": ssh.user, "bob": ssh.unprivileged_user}
+        # published for its invokers' own accounts only: bob, who has none, is refused
+        slurm.server.orch("publish", "mine", "compute", "--name", "mine-own", "--own-accounts")
+        refused = trigger(bob, "mine-own", {"label": "bob again"})
+        assert wait_for(bob, refused, ENDED)["status"] == "FAILED"
+        text = "\n".join(_contents(bob, refused))
+        assert "used with its invoker's own account only, and they have none there" in text
+        assert not any("Submitted batch job" in line for line in _contents(bob, refused))
+        allowed = trigger(alice, "mine-own", {"label": "alice again"})
+        assert wait_for(alice, allowed, ENDED)["status"] == "SUCCESS"
     finally:
         keys.write_text(before)
         # her key gone, her executions log in as sites.yaml says again

@@ -78,10 +78,13 @@ def serve(listen: str, state_dir: Path) -> None:
 @click.option("--name", help="The name users see and trigger (default: WORKFLOW).")
 @click.option("--users", default="", metavar="U1,U2",
               help="Only these users see it (default: every user).")  # fmt: skip
+@click.option("--own-accounts", is_flag=True,
+              help="Its executions log into sites with their invoker's own account only (a "
+              "key made with metadata site and login), never with sites.yaml's.")  # fmt: skip
 @state_dir_option
 @_handle_errors
 @_serve_errors
-def publish(deployment: str, workflow: str, name: str | None, users: str,
+def publish(deployment: str, workflow: str, name: str | None, users: str, own_accounts: bool,
             state_dir: Path) -> None:  # fmt: skip
     """Offer DEPLOYMENT's imperative WORKFLOW to the users of orch serve."""
     from orch.deployments import DeploymentError, stored
@@ -99,7 +102,7 @@ def publish(deployment: str, workflow: str, name: str | None, users: str,
     unknown = [u for u in allowed if u not in known_users]
     if unknown:
         click.echo(f"orch: warning: no user {', '.join(unknown)} yet", err=True)
-    records.publish(name or workflow, deployment, workflow, allowed)
+    records.publish(name or workflow, deployment, workflow, allowed, own_accounts)
     who = ", ".join(allowed) if allowed else "every user"
     click.echo(f"orch: published '{name or workflow}' ({deployment} {workflow}) to {who}",
                err=True)  # fmt: skip

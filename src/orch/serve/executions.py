@@ -28,7 +28,7 @@ from orch.serve.store import (
     Publication,
     ServeStore,
 )
-from orch.sites.config import ACCOUNTS_ENV
+from orch.sites.config import ACCOUNTS_ENV, ACCOUNTS_ONLY_ENV
 
 INTERRUPTED = 130
 """orch's exit status for a run that was stopped (Ctrl-C, `orch cancel`)."""
@@ -114,6 +114,10 @@ class Executions:
             env[ACCOUNTS_ENV] = str(folder / "accounts.json")
         else:
             env.pop(ACCOUNTS_ENV, None)
+        if publication.own_accounts:  # never with sites.yaml's account (the publisher's)
+            env[ACCOUNTS_ONLY_ENV] = "1"
+        else:
+            env.pop(ACCOUNTS_ONLY_ENV, None)
         # every execution's jobs on a site login are watched by one status command a round
         env[MONITOR_DIR_ENV] = str(self.store.folder / "monitor")
         child = subprocess.Popen(

@@ -56,6 +56,9 @@ class Publication:
     workflow: str
     users: tuple[str, ...]
     """Who may see and run it; empty: every user."""
+    own_accounts: bool = False
+    """Its executions log into sites with their invoker's own accounts only, never with
+    sites.yaml's (the publisher's)."""
 
     def visible_to(self, user: str) -> bool:
         return not self.users or user in self.users
@@ -107,6 +110,11 @@ class ServeStore:
         with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(publications)")}
+            if "own_accounts" not in columns:  # records of an earlier orch
+                db.execute("ALTER TABLE publications ADD COLUMN own_accounts INTEGER "
+                           "NOT NULL DEFAULT 0")  # fmt: skip
+                db.commit()
         os.chmod(self.path, 0o600)
         self._local = threading.local()
         """Each thread's own connection, kept: opening one costs more than a query."""
@@ -186,24 +194,33 @@ class ServeStore:
         if not token_id or not secret:
             return None
         with self._db(write=False) as db:
-            row = db.execute(
-                "SELECT user, hash FROM tokens WHERE id = ?", (token_id,)
-            ).fetchone()
+            row = db.execute("SELECT user, hash FROM tokens WHERE id = ?", (token_id,)).fetchone()
         if row is None:
             hmac.compare_digest(_hash(secret), _hash(""))  # about the same time either way
             return None
         return row["user"] if hmac.compare_digest(_hash(secret), row["hash"]) else None
 
     # -- publications ------------------------------------------------------------------------
-    def publish(self, name: str, deployment: str, workflow: str, users: list[str]) -> None:
+    def publish(
+        self, name: str, deployment: str, workflow: str, users: list[str],
+        own_accounts: bool = False,
+    ) -> None:  # fmt: skip
         if not PUBLICATION_NAME.fullmatch(name):
             raise ServeError(
                 f"invalid workflow name {name!r}: 1 to 128 letters, digits, '_', '.' or '-'"
             )
         with self._db() as db:
             db.execute(
-                "INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?)",
-                (name, deployment, workflow, json.dumps(sorted(set(users))), time.time()),
+                "INSERT OR REPLACE INTO publications (name, deployment, workflow, users, "
+                "created, own_accounts) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    deployment,
+                    workflow,
+                    json.dumps(sorted(set(users))),
+                    time.time(),
+                    int(own_accounts),
+                ),
             )
 
     def unpublish(self, name: str) -> None:
@@ -215,7 +232,13 @@ class ServeStore:
         with self._db(write=False) as db:
             rows = db.execute("SELECT * FROM publications ORDER BY name").fetchall()
         return [
-            Publication(r["name"], r["deployment"], r["workflow"], tuple(json.loads(r["users"])))
+            Publication(
+                r["name"],
+                r["deployment"],
+                r["workflow"],
+                tuple(json.loads(r["users"])),
+                bool(r["own_accounts"]),
+            )
             for r in rows
         ]
 
@@ -298,9 +321,7 @@ class ServeStore:
             ).fetchall()  # fmt: skip
         return [_execution(row) for row in rows], total
 
-    def executions(
-        self, *, active: bool = False, deployment: str | None = None
-    ) -> list[Execution]:
+    def executions(self, *, active: bool = False, deployment: str | None = None) -> list[Execution]:
         """Executions, oldest first: only active ones, only those of ``deployment``."""
         where, params = [], []
         if active:

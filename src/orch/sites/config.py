@@ -109,6 +109,8 @@ class SiteBook:
 
     path: Path
     sites: dict[str, Site]
+    refused: dict[str, str] = field(default_factory=dict)
+    """Sites of the file this run may not use, and why (``ORCH_SITE_ACCOUNTS_ONLY``)."""
 
     def __iter__(self) -> Iterator[Site]:
         return iter(self.sites.values())
@@ -121,6 +123,9 @@ class SiteBook:
         site = self.sites.get(name)
         if site is not None:
             return site
+        if name in self.refused:
+            raise SitesError([Diagnostic("sites.no-account", Severity.ERROR, self.refused[name],
+                                         Location(str(self.path)))])  # fmt: skip
         known = ", ".join(sorted(self.sites)) or "none"
         hint = did_you_mean(name, self.sites) if self.sites else f"add it to {self.path}"
         raise SitesError(
@@ -153,6 +158,8 @@ def candidates(cwd: Path | None = None, env: Mapping[str, str] = os.environ) -> 
 _LOADED: dict[tuple[str, int, str], SiteBook] = {}
 
 
+ACCOUNTS_ONLY_ENV = "ORCH_SITE_ACCOUNTS_ONLY"
+"""When set: the sites without an account in ``$ORCH_SITE_ACCOUNTS`` may not be used."""
 ACCOUNTS_ENV = "ORCH_SITE_ACCOUNTS"
 """Names a JSON file ``{site: {"user": login, "credentials": token}}``: the account each of
 those sites is logged into instead of sites.yaml's (``orch serve`` runs a user's execution
@@ -164,26 +171,30 @@ def current_sites() -> SiteBook:
     only when it changed. The accounts of ``$ORCH_SITE_ACCOUNTS`` replace the file's."""
     chosen = find_sites_file()
     accounts = os.environ.get(ACCOUNTS_ENV) or ""
-    key = (str(chosen.resolve()), chosen.stat().st_mtime_ns, accounts)
+    only = bool(os.environ.get(ACCOUNTS_ONLY_ENV))
+    key = (str(chosen.resolve()), chosen.stat().st_mtime_ns, accounts + "|" * only)
     book = _LOADED.get(key)
     if book is None:
         book = load_sites(chosen)
-        if accounts:
-            book = with_accounts(book, Path(accounts))
+        if accounts or only:
+            book = with_accounts(book, Path(accounts) if accounts else None, only=only)
         _LOADED[key] = book
     return book
 
 
-def with_accounts(book: SiteBook, path: Path) -> SiteBook:
+def with_accounts(book: SiteBook, path: Path | None, *, only: bool = False) -> SiteBook:
     """``book`` with the sites of the accounts file ``path`` logged into as it says (its
-    credential token instead of any key file)."""
-    try:
-        accounts = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        message = f"{ACCOUNTS_ENV} names {path}, which cannot be read: {exc}"
-        raise _file_error(path, message) from None
+    credential token instead of any key file); with ``only``, without the others."""
+    if path is None:
+        accounts: Any = {}
+    else:
+        try:
+            accounts = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            message = f"{ACCOUNTS_ENV} names {path}, which cannot be read: {exc}"
+            raise _file_error(path, message) from None
     if not isinstance(accounts, dict):
-        raise _file_error(path, f"{path} is not a JSON object of site accounts")
+        raise _file_error(book.path, f"{path} is not a JSON object of site accounts")
     sites = dict(book.sites)
     for name, account in accounts.items():
         site = sites.get(name)
@@ -194,7 +205,16 @@ def with_accounts(book: SiteBook, path: Path) -> SiteBook:
             raise _file_error(path, f"{path}: the account of site '{name}' needs a 'user' "
                               "and a 'credentials' token")  # fmt: skip
         sites[name] = replace(site, user=user, credentials=token, identity_file=None)
-    return SiteBook(book.path, sites)
+    refused = {}
+    if only:
+        for name in [n for n in sites if not isinstance(accounts.get(n), dict)]:
+            del sites[name]
+            refused[name] = (
+                f"site '{name}' is used with its invoker's own account only, and they have "
+                f"none there: make a key for it (POST /ssh_keys with metadata site: {name} "
+                "and login), then put its public key in ~/.ssh/authorized_keys on the site"
+            )
+    return SiteBook(book.path, sites, refused)
 
 
 def find_sites_file(
