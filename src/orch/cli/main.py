@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("orch.cli.deploy", "cancel", "Cancel a deployment's running jobs."),
     "list": ("orch.cli.inspect", "list_deployments", "List the deployments."),
     "status": ("orch.cli.inspect", "status", "Show a deployment's instances and operations."),
+    "connect": ("orch.cli.connect", "connect", "Forward a local port to a running application."),
     "outputs": ("orch.cli.inspect", "outputs", "Print a deployment's outputs."),
     "logs": ("orch.cli.inspect", "logs", "Print (or follow) a deployment's operation logs."),
     "sites": ("orch.cli.sites", "sites", "List the HPC sites of sites.yaml; check them."),
