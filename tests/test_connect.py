@@ -80,6 +80,9 @@ def test_connect_refuses_a_local_port_in_use_and_a_node_without_a_job(
     port = free_port()
     _blueprint(orch, port, 1)
     orch("deploy", "job.yaml", "-n", "viewer", "--poll-interval", "0.5", timeout=120)
+    # the port is listed where the application is
+    assert json.loads(orch("status", "viewer", "-f", "json").stdout)["ports"] == {"work": port}
+    assert f"ports (orch connect viewer NODE):\n  work: {port}\n" in orch("status", "viewer").stdout
     done = orch("connect", "viewer", "work", check=1)
     assert "work/0 has no running job" in done.stderr
     unknown = orch("connect", "viewer", "nope", check=3)

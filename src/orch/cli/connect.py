@@ -149,3 +149,28 @@ def _node_address(site: Any, scheduler: Any, node_list: str, env: dict[str, str]
     result = site.run(command, env=env, timeout=30)
     lines = [line.strip() for line in (result.stdout or "").splitlines() if line.strip()]
     return lines[1] if len(lines) > 1 else lines[0] if lines else node_list
+
+
+def declared_ports(store: Any, deployment: str) -> dict[str, int]:
+    """``{node: port}`` of the nodes that declare the port their application listens on (what
+    ``orch connect`` reaches); empty when the deployment's model cannot be read."""
+    from orch.deployments import DeploymentError, stored
+    from orch.engine.evaluate import Scope, stored_evaluator
+    from orch.plan.instances import make_instances
+
+    try:
+        model, inputs, _secrets = stored(store, deployment)
+    except DeploymentError:
+        return {}
+    wanted = {n: node for n, node in model.nodes.items() if node.properties.get("port") is not None}
+    if not wanted:
+        return {}
+    evaluator = stored_evaluator(store, deployment, model, make_instances(model), inputs)
+    ports = {}
+    for name, node in wanted.items():
+        instance = (evaluator.by_node.get(name) or [f"{name}/0"])[0]
+        try:
+            ports[name] = int(evaluator.value(node.properties["port"], Scope(instance)))
+        except Exception:  # a value not known yet (a secret input...): not listed
+            continue
+    return ports

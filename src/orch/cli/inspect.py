@@ -103,16 +103,20 @@ def list_deployments(fmt: str, state_dir: Path) -> None:
 @state_dir_option
 def status(name: str, fmt: str, state_dir: Path) -> None:
     """Show deployment NAME: its status, each instance's state, failed operations."""
+    from orch.cli.connect import declared_ports
     from orch.cli.views import status_view
 
     store = _store(state_dir)
     deployment = _deployment(store, name)
+    jobs = store.jobs(name)
+    # only jobs listen on ports orch connect reaches: no model read for the others
+    ports = declared_ports(store, name) if jobs else {}
     click.echo(
         status_view(
-            deployment, store.instances(name), _operations(store, name), fmt, store.jobs(name)
+            deployment, store.instances(name), _operations(store, name), fmt, jobs, ports,
         ),
         nl=False,
-    )
+    )  # fmt: skip
 
 
 @click.command()

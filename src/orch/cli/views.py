@@ -167,10 +167,12 @@ def status_view(
     operations: Sequence[OperationRow],
     fmt: str = "text",
     jobs: Sequence[JobRow] = (),
+    ports: dict[str, int] | None = None,
 ) -> str:
     """``orch status NAME``: the deployment, each instance's state and last operation, the jobs
-    it ran (one row per execution), and the operations that failed and were not run again
-    since."""
+    it ran (one row per execution), the ports its applications listen on (``orch connect``),
+    and the operations that failed and were not run again since."""
+    ports = ports or {}
     _check(fmt, ("text", "json"))
     last: dict[str, OperationRow] = {}
     for op in operations:
@@ -196,6 +198,7 @@ def status_view(
                     for i in instances
                 ],
                 "jobs": [_job_dict(job) for job in jobs],
+                "ports": ports,
                 "failures": [{**_op_dict(op), "tail": _tail(op)} for op in failures],
             }
         )
@@ -239,6 +242,9 @@ def status_view(
                 for job in jobs
             ],
         )
+    if ports:
+        text += "\nports (orch connect " + deployment.name + " NODE):\n"
+        text += "".join(f"  {node}: {port}\n" for node, port in sorted(ports.items()))
     if failures:
         text += f"\n{len(failures)} failed operation{'s' if len(failures) != 1 else ''}:\n"
         for op in failures:
