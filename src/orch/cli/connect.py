@@ -47,12 +47,10 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
 
     Prints the local URL, then stays up while the job runs; it ends when the job ends, or on
     Ctrl-C."""
-    from orch.deployments import stored
-    from orch.engine.evaluate import Scope, stored_evaluator
+    from orch.engine.evaluate import Scope
     from orch.engine.hosts import host_for, site_for
     from orch.executors.schedulers import scheduler_named
     from orch.forward import PortInUse, listen
-    from orch.plan.instances import make_instances
     from orch.transport.base import HostKeyPolicy
 
     try:  # first: a port in use is known before anything is asked of the site
@@ -60,12 +58,11 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
     except PortInUse as exc:
         _fail(f"{exc}: choose another with --local")
     store = _open_store(state_dir, create=False)
-    model, inputs, _secrets = stored(store, deployment)
+    model, evaluator = _evaluated(store, deployment)
     if node not in model.nodes:
         _fail(f"deployment '{deployment}' has no node '{node}' (nodes: "
               f"{', '.join(sorted(model.nodes))})")  # fmt: skip
-    evaluator = stored_evaluator(store, deployment, model, make_instances(model), inputs)
-    instance = (evaluator.by_node.get(node) or [f"{node}/0"])[0]
+    instance = _first_instance(evaluator, node)
     if remote_port is None:
         declared = evaluator.value(model.nodes[node].properties.get("port"), Scope(instance))
         if declared in (None, ""):
@@ -78,9 +75,7 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
     site = site_for(evaluator, instance)
     env = dict(getattr(site, "environment", None) or {}) or None
     scheduler = scheduler_named(getattr(site, "scheduler", None) or "slurm")
-    files = [str(p) for p in known_hosts]
-    policy = HostKeyPolicy(known_hosts_files=files, accept_new=accept_new_host_keys,
-                           known_hosts_file=files[0] if files else None)  # fmt: skip
+    policy = HostKeyPolicy.of(known_hosts, accept_new_host_keys)
     with server:
         _forward(server, host, policy, scheduler, env, job.job_id, instance, remote_port)
 
@@ -154,23 +149,34 @@ def _node_address(site: Any, scheduler: Any, node_list: str, env: dict[str, str]
 def declared_ports(store: Any, deployment: str) -> dict[str, int]:
     """``{node: port}`` of the nodes that declare the port their application listens on (what
     ``orch connect`` reaches); empty when the deployment's model cannot be read."""
-    from orch.deployments import DeploymentError, stored
-    from orch.engine.evaluate import Scope, stored_evaluator
-    from orch.plan.instances import make_instances
+    from orch.deployments import DeploymentError
+    from orch.engine.evaluate import Scope
 
     try:
-        model, inputs, _secrets = stored(store, deployment)
+        model, evaluator = _evaluated(store, deployment)
     except DeploymentError:
         return {}
-    wanted = {n: node for n, node in model.nodes.items() if node.properties.get("port") is not None}
-    if not wanted:
-        return {}
-    evaluator = stored_evaluator(store, deployment, model, make_instances(model), inputs)
     ports = {}
-    for name, node in wanted.items():
-        instance = (evaluator.by_node.get(name) or [f"{name}/0"])[0]
+    for name, node in model.nodes.items():
+        if node.properties.get("port") is None:
+            continue
         try:
-            ports[name] = int(evaluator.value(node.properties["port"], Scope(instance)))
+            scope = Scope(_first_instance(evaluator, name))
+            ports[name] = int(evaluator.value(node.properties["port"], scope))
         except Exception:  # a value not known yet (a secret input...): not listed
             continue
     return ports
+
+
+def _evaluated(store: Any, deployment: str) -> tuple[Any, Any]:
+    """The deployment's model, and an evaluator of its values on its stored state."""
+    from orch.deployments import stored
+    from orch.engine.evaluate import stored_evaluator
+    from orch.plan.instances import make_instances
+
+    model, inputs, _secrets = stored(store, deployment)
+    return model, stored_evaluator(store, deployment, model, make_instances(model), inputs)
+
+
+def _first_instance(evaluator: Any, node: str) -> str:
+    return (evaluator.by_node.get(node) or [f"{node}/0"])[0]

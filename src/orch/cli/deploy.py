@@ -123,12 +123,7 @@ def _engine_options(
     from orch.engine.runner import EngineOptions
     from orch.transport.base import HostKeyPolicy
 
-    files = [str(p) for p in known_hosts]
-    policy = HostKeyPolicy(
-        known_hosts_files=files,
-        accept_new=accept_new_host_keys,
-        known_hosts_file=files[0] if files else None,
-    )
+    policy = HostKeyPolicy.of(known_hosts, accept_new_host_keys)
     return EngineOptions(
         workers=workers,
         fail_fast=fail_fast,

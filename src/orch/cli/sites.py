@@ -281,12 +281,7 @@ def check(
     local = check_local(needs) if needs is not None else None
     if local is not None and fmt == "text":
         click.echo(_local_text(local, needs), nl=False)
-    files = [str(p) for p in known_hosts]
-    policy = HostKeyPolicy(
-        known_hosts_files=files,
-        accept_new=accept_new_host_keys,
-        known_hosts_file=files[0] if files else None,
-    )
+    policy = HostKeyPolicy.of(known_hosts, accept_new_host_keys)
     reports = []
     options = {"connect_timeout": connect_timeout, "timeout": timeout, "needs": needs}
     for report in check_sites(chosen, policy, **options):

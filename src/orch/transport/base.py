@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,13 @@ class HostKeyPolicy:
     accept_new: bool = False
     known_hosts_file: str | None = None
     """Where newly accepted keys are written (default ~/.ssh/known_hosts)."""
+
+    @classmethod
+    def of(cls, known_hosts: Sequence[Any], accept_new: bool) -> HostKeyPolicy:
+        """As the CLI's ``--known-hosts`` (repeatable) and ``--accept-new-host-keys`` say:
+        new keys go to the first file named."""
+        files = [str(p) for p in known_hosts]
+        return cls(files, accept_new, files[0] if files else None)
 
 
 class Transport(Protocol):
