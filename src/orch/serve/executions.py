@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ _WRAPPER = (
 it ends, whoever watches (the inputs file, which may hold secrets, goes with it)."""
 MASK = "<secret: hidden>"
 NICENESS = 10
+CACHED = 64
 DEBUG, INFO, WARN, ERROR = 1, 2, 4, 8
 LEVELS = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
 
@@ -72,6 +74,8 @@ class Executions:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._secrets: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._read: OrderedDict[str, tuple[int, list[dict[str, Any]]]] = OrderedDict()
+        """Per execution: how far its events file was read, and the events in it."""
         self.cwd = Path.cwd()
         """Where executions run: the server's folder, as `orch run` typed there would (its
         sites.yaml, relative paths)."""
@@ -217,17 +221,31 @@ class Executions:
 
     # -- logs --------------------------------------------------------------------------------
     def _events(self, execution_id: str) -> list[dict[str, Any]]:
+        """The execution's JSON events so far. Read on from where the last call stopped (a
+        status request, a long poll and an event stream each ask every few tenths of a
+        second): only complete lines, kept for the ``CACHED`` executions asked last."""
         path = self.folder(execution_id) / "events.jsonl"
-        events = []
+        with self._lock:
+            offset, events = self._read.pop(execution_id, (0, []))
         try:
-            text = path.read_text("utf-8", errors="replace")
+            with path.open("rb") as stream:
+                if stream.seek(0, 2) < offset:  # not the file read before: from the start
+                    offset, events = 0, []
+                stream.seek(offset)
+                chunk = stream.read()
         except OSError:
             return []
-        for line in text.splitlines():
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        events = list(events)
+        for line in complete.decode("utf-8", errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 event = json.loads(line)
                 if isinstance(event, dict):
                     events.append(event)
+        with self._lock:
+            self._read[execution_id] = (offset + len(complete), events)
+            while len(self._read) > CACHED:
+                self._read.popitem(last=False)
         return events
 
     def logs(self, execution: Execution, levels: int) -> list[dict[str, str]]:
