@@ -106,7 +106,7 @@ class SlurmSite:
         return HostKeyPolicy(known_hosts_files=[str(self.ssh.known_hosts)])
 
 
-def _slurm_cluster(name: str) -> Iterator[SlurmCluster]:
+def _slurm_cluster(name: str, nodes: int = 1, gather: bool = False) -> Iterator[SlurmCluster]:
     missing = missing_binaries()
     if missing:
         reason = (f"Slurm not installed (missing {', '.join(missing)}): apt-get install "
@@ -118,7 +118,7 @@ def _slurm_cluster(name: str) -> Iterator[SlurmCluster]:
                     "(run tests/run.sh as root, e.g. in a container)")
     # not under pytest's 0700 tmp dirs: users that submit read slurm.conf and the munge socket
     root = Path(tempfile.mkdtemp(prefix=f"orch-slurm-{name}-"))
-    cluster = SlurmCluster(root, name)
+    cluster = SlurmCluster(root, name, nodes=nodes, gather=gather)
     try:
         cluster.start()
         yield cluster
@@ -151,6 +151,20 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 def second_slurm_cluster() -> Iterator[SlurmCluster]:
     """Another cluster, 'hpc2', with its own ports, munge key and state: a second site."""
     yield from _slurm_cluster("hpc2")
+
+
+@pytest.fixture(scope="session")
+def multi_node_slurm_cluster() -> Iterator[SlurmCluster]:
+    """'hpc3': three nodes on 127.0.0.1 (one per heterogeneous job component) whose backfill
+    scheduler looks every second (it alone starts heterogeneous jobs), and whose slurmd samples
+    the steps' CPU and memory every second (sstat)."""
+    yield from _slurm_cluster("hpc3", nodes=3, gather=True)
+
+
+@pytest.fixture(scope="session")
+def multi_node_slurm_site(multi_node_slurm_cluster: SlurmCluster) -> Iterator[SlurmSite]:
+    """The login node of ``multi_node_slurm_cluster``."""
+    yield from _slurm_site(multi_node_slurm_cluster)
 
 
 @pytest.fixture(scope="session")

@@ -78,10 +78,19 @@ class SlurmCluster:
         cpus: int | None = None,
         min_job_age: int = 3600,
         accounting: bool = False,
+        nodes: int = 1,
+        gather: bool = False,
     ):
         self.root = Path(root)
         self.name = name
-        self.node = f"{name}-n1"
+        self.nodes = [f"{name}-n{i}" for i in range(1, nodes + 1)]
+        """With more than one (heterogeneous jobs need one node per component here), each
+        slurmd has its own port, spool folder and log, and the backfill scheduler, which
+        alone starts heterogeneous jobs, looks every second."""
+        self.node = self.nodes[0]
+        self.gather = gather
+        """Whether slurmd samples each step's CPU and memory every second (what sstat
+        reports)."""
         self.partitions = tuple(partitions)
         self.cpus = cpus or os.cpu_count() or 1
         self.min_job_age = min_job_age
@@ -95,6 +104,7 @@ class SlurmCluster:
         self.munge_socket = self.munge_dir / "munge.socket"
         self.ctld_port = 0
         self.slurmd_port = 0
+        self.node_ports: list[int] = []
         self.env = {"SLURM_CONF": str(self.conf), "PATH": PATH}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.startup_seconds: float | None = None
@@ -106,6 +116,11 @@ class SlurmCluster:
         self.slurmd_port = free_port()
         while self.slurmd_port == self.ctld_port:
             self.slurmd_port = free_port()
+        self.node_ports = [self.slurmd_port]
+        while len(self.node_ports) < len(self.nodes):
+            port = free_port()
+            if port not in (self.ctld_port, *self.node_ports):
+                self.node_ports.append(port)
         if self.accounting:
             taken = {self.ctld_port, self.slurmd_port}
             self.dbd_port = self.db_port = 0  # fresh ones on every start
@@ -115,6 +130,8 @@ class SlurmCluster:
             while self.db_port in taken | {0}:
                 self.db_port = free_port()
         root = self.root
+        many = len(self.nodes) > 1
+        node_tag = "%n" if many else ""
         lines = [
             f"ClusterName={self.name}",
             # slurmctld accepts 'localhost' as its own name whatever the machine's host name is
@@ -128,11 +145,11 @@ class SlurmCluster:
             "CredType=cred/munge",
             f"AuthInfo=socket={self.munge_socket}",
             f"StateSaveLocation={root / 'ctld'}",
-            f"SlurmdSpoolDir={root / 'spool'}",
+            f"SlurmdSpoolDir={root / 'spool'}{node_tag}",
             f"SlurmctldPidFile={root / 'slurmctld.pid'}",
-            f"SlurmdPidFile={root / 'slurmd.pid'}",
+            f"SlurmdPidFile={root / 'slurmd'}{node_tag}.pid",
             f"SlurmctldLogFile={root / 'slurmctld.log'}",
-            f"SlurmdLogFile={root / 'slurmd.log'}",
+            f"SlurmdLogFile={root / 'slurmd'}{node_tag}.log",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
             "ProctrackType=proctrack/linuxproc",
@@ -141,7 +158,7 @@ class SlurmCluster:
             "SelectTypeParameters=CR_Core",
             "SchedulerType=sched/backfill",
             # try to start a batch job when it is submitted, not up to 3 s later (the default)
-            "SchedulerParameters=batch_sched_delay=0",
+            "SchedulerParameters=batch_sched_delay=0" + (",bf_interval=1" if many else ""),
             "MpiDefault=none",
             "MailProg=/bin/true",
             *self._accounting_lines(),
@@ -154,30 +171,35 @@ class SlurmCluster:
             "InactiveLimit=0",
             "KillWait=2",
             "Waittime=0",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname=localhost "
-            f"CPUs={self.cpus} RealMemory={_memory_mb()} State=UNKNOWN",
         ]
+        for node, port in zip(self.nodes, self.node_ports, strict=True):
+            lines.append(
+                f"NodeName={node} NodeAddr=127.0.0.1 NodeHostname=localhost "
+                + (f"Port={port} " if many else "")
+                + f"CPUs={self.cpus} RealMemory={_memory_mb()} State=UNKNOWN"
+            )
         for index, partition in enumerate(self.partitions):
             default = "YES" if index == 0 else "NO"
             max_time = "30:00" if index == 0 else "INFINITE"
             lines.append(
-                f"PartitionName={partition} Nodes={self.node} Default={default} "
+                f"PartitionName={partition} Nodes={','.join(self.nodes)} Default={default} "
                 f"MaxTime={max_time} State=UP"
             )
         self.conf.write_text("\n".join(lines) + "\n")
         self.conf.chmod(0o644)
 
     def _accounting_lines(self) -> list[str]:
+        gather = (["JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=task=1"]
+                  if self.gather else ["JobAcctGatherType=jobacct_gather/none"])  # fmt: skip
         if not self.accounting:
-            return ["AccountingStorageType=accounting_storage/none",
-                    "JobAcctGatherType=jobacct_gather/none"]  # fmt: skip
+            return ["AccountingStorageType=accounting_storage/none", *gather]
         return [
             "AccountingStorageType=accounting_storage/slurmdbd",
             "AccountingStorageHost=127.0.0.1",
             f"AccountingStoragePort={self.dbd_port}",
             # the connection to slurmdbd uses the munge socket named here, not AuthInfo's
             f"AccountingStoragePass={self.munge_socket}",
-            "JobAcctGatherType=jobacct_gather/none",
+            *gather,
         ]
 
     def _mariadb(self, sql: str) -> subprocess.CompletedProcess[str]:
@@ -298,7 +320,7 @@ class SlurmCluster:
         began = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
-        for sub in ("ctld", "spool"):
+        for sub in ("ctld", "spool", *(f"spool{n}" for n in self.nodes)):
             (self.root / sub).mkdir(exist_ok=True)
         try:
             self._start_munge()
@@ -307,10 +329,11 @@ class SlurmCluster:
                 self._start_accounting()
             # -c: no state from an earlier run, so job ids restart at 1
             self._spawn("slurmctld", [SLURMCTLD, "-D", "-c", "-f", str(self.conf)])
-            self._spawn(
-                "slurmd", [SLURMD, "-D", "-N", self.node, "-f", str(self.conf)], self.root / "spool"
-            )
-            self._wait(lambda: self.node_state() == "idle", timeout, "node idle")
+            for node in self.nodes:
+                spool = self.root / (f"spool{node}" if len(self.nodes) > 1 else "spool")
+                self._spawn("slurmd" if node == self.node else f"slurmd-{node}",
+                            [SLURMD, "-D", "-N", node, "-f", str(self.conf)], spool)  # fmt: skip
+            self._wait(lambda: self.node_state() == "idle", timeout, "nodes idle")
         except BaseException:
             self.stop()
             raise
@@ -336,7 +359,7 @@ class SlurmCluster:
         parts = []
         for path in (
             self.root / "slurmctld.log",
-            self.root / "slurmd.log",
+            *sorted(self.root.glob("slurmd*.log")),
             self.root / "slurmdbd.log",
             self.db_dir / "mariadbd.err",
             *sorted(self.root.glob("*.out")),
@@ -363,8 +386,10 @@ class SlurmCluster:
 
     def node_state(self) -> str:
         """The node's state as sinfo prints it ('idle', 'alloc', 'down*', ...); '' if unknown."""
-        result = self.run("sinfo", "-h", "-n", self.node, "-o", "%t", check=False, timeout=10)
-        return result.stdout.strip() if result.returncode == 0 else ""
+        result = self.run("sinfo", "-h", "-n", ",".join(self.nodes), "-o", "%t", check=False,
+                          timeout=10)  # fmt: skip
+        states = set(result.stdout.split()) if result.returncode == 0 else set()
+        return states.pop() if len(states) == 1 else ""
 
     def job_ids(self) -> list[str]:
         """Ids of the jobs slurmctld knows that have not ended."""
@@ -413,7 +438,7 @@ class SlurmCluster:
 
     def _kill_steps(self) -> None:
         """SIGKILL every session led by one of this cluster's slurmstepd processes."""
-        spool = str(self.root / "spool")
+        spools = {str(self.root / "spool"), *(str(self.root / f"spool{n}") for n in self.nodes)}
         sessions = set()
         by_session: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
@@ -427,7 +452,7 @@ class SlurmCluster:
                 if (
                     stat.split(" (", 1)[1].startswith("slurmstepd)")
                     and fields[0] != "Z"
-                    and os.readlink(f"/proc/{entry}/cwd") == spool
+                    and os.readlink(f"/proc/{entry}/cwd") in spools
                 ):
                     sessions.add(int(fields[3]))
             except (OSError, IndexError, ValueError):

@@ -100,14 +100,30 @@ def list_deployments(fmt: str, state_dir: Path) -> None:
 @click.command()
 @click.argument("name", shell_complete=deployment_names)
 @_format_option(["text", "json"], "text")
+@click.option("--watch", is_flag=True,
+              help="Follow the running applications live, as their sites' schedulers see them "
+              "(job or step, state, elapsed and remaining time, nodes, CPU and memory, "
+              "progress) until none runs; with -f json one line per round.")  # fmt: skip
+@click.option("--every", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds between two rounds of --watch.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="known_hosts file for SSH host keys, for --watch (default ~/.ssh/known_hosts).")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="For --watch: trust SSH hosts seen for the first time.")
 @state_dir_option
-def status(name: str, fmt: str, state_dir: Path) -> None:
+def status(name: str, fmt: str, watch: bool, every: float, known_hosts: tuple[Path, ...],
+           accept_new_host_keys: bool, state_dir: Path) -> None:  # fmt: skip
     """Show deployment NAME: its status, each instance's state, failed operations."""
     from orch.cli.connect import declared_ports
     from orch.cli.views import status_view
 
     store = _store(state_dir)
     deployment = _deployment(store, name)
+    if watch:
+        from orch.cli.watch import watch as follow
+
+        follow(store, name, fmt, every, known_hosts, accept_new_host_keys)
+        return
     jobs = store.jobs(name)
     # only jobs listen on ports orch connect reaches: no model read for the others
     ports = declared_ports(store, name) if jobs else {}

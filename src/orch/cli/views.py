@@ -199,6 +199,7 @@ def status_view(
                 ],
                 "jobs": [_job_dict(job) for job in jobs],
                 "ports": ports,
+                "allocations": held_allocations(instances),
                 "failures": [{**_op_dict(op), "tail": _tail(op)} for op in failures],
             }
         )
@@ -242,6 +243,16 @@ def status_view(
                 for job in jobs
             ],
         )
+    allocations = held_allocations(instances)
+    if allocations:
+        text += "\nallocations (held until orch undeploy):\n"
+        for held in allocations:
+            left = held["left_seconds"]
+            remaining = (" (time limit reached)" if left == 0 else
+                         f", {_duration(left)} left of {held['time_limit']}" if left is not None
+                         else ", no time limit")  # fmt: skip
+            text += (f"  {held['instance']}: allocation {held['id']} on "
+                     f"{held['nodes'] or '?'}{remaining}\n")
     if ports:
         text += "\nports (orch connect " + deployment.name + " NODE):\n"
         text += "".join(f"  {node}: {port}\n" for node, port in sorted(ports.items()))
@@ -253,6 +264,41 @@ def status_view(
             text += f": {op.message}\n" if op.message else "\n"
             text += "".join(f"      {line}\n" for line in _tail(op))
     return text
+
+
+def held_allocations(instances: Sequence[InstanceRow],
+                     now: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The Slurm allocations the deployment holds (instances with an ``allocation_id``) and
+    the seconds each has left, from the end Slurm told when it granted it (no site asked)."""
+    import datetime
+
+    now = time.time() if now is None else now
+    held = []
+    for instance in instances:
+        attributes = instance.attributes or {}
+        allocation = str(attributes.get("allocation_id") or "")
+        if not allocation:
+            continue
+        left = None
+        try:
+            end = datetime.datetime.strptime(str(attributes.get("ends_at")), "%Y-%m-%dT%H:%M:%SZ")
+            left = max(0, round(end.replace(tzinfo=datetime.timezone.utc).timestamp() - now))
+        except ValueError:
+            pass
+        held.append({"instance": instance.id, "id": allocation,
+                     "nodes": str(attributes.get("node_list") or ""),
+                     "time_limit": str(attributes.get("time_limit") or ""),
+                     "ends_at": str(attributes.get("ends_at") or ""), "left_seconds": left})
+    return held
+
+
+def _duration(seconds: int) -> str:
+    """``1 h 05 min``, ``9 min 58 s``, ``40 s``: a time left, for people."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _job_dict(job: JobRow) -> dict[str, Any]:

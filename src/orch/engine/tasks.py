@@ -88,6 +88,7 @@ class TaskBuilder:
                 ),
                 "related": self.related(step.node),
                 "site": site_for(self.evaluator, step.instance),
+                "group": self.co_scheduled(step.node, step.instance),
                 "base_dir": str(Path(self.model.entry).resolve().parent),
             }
             # what built-ins chosen by type tell types apart by: the type, its ancestors
@@ -132,6 +133,41 @@ class TaskBuilder:
             if requirement.kind:  # Alien4Cloud names it; its definition says what it is
                 related.setdefault(requirement.kind, values)
         return related
+
+    def co_scheduled(self, node_name: str, instance_id: str) -> Any:
+        """The co-scheduled group (``orch.groups.CoScheduled``) the node is a member of, with
+        what each member's job is made of, its leader and the leader's newest job; None for a
+        node in no such group."""
+        from orch.executors.coscheduled import CoScheduled
+        from orch.plan.lifecycle import co_scheduled
+        from orch.tosca.model import GROUP_TYPE
+
+        for name, group in self.model.groups.items():
+            if GROUP_TYPE not in group.get("types", ()) or node_name not in group["members"]:
+                continue
+            index = instance_id.rsplit("/", 1)[1]
+            members = []
+            for member in group["members"]:
+                node = self.model.nodes.get(member)
+                if node is None:
+                    continue
+                instance = f"{member}/{index}"
+                if instance not in self.evaluator.instances:
+                    instance = self.evaluator.by_node.get(member, [instance])[0]
+                members.append({
+                    "node": member,
+                    "instance": instance,
+                    "properties": self.evaluator.value(node.properties, Scope(instance=instance)),
+                    "related": self.related(member),
+                    "host": host_for(self.evaluator, instance),
+                    "site": site_for(self.evaluator, instance),
+                })  # fmt: skip
+            leader = co_scheduled(self.model)[1].get(node_name, node_name)
+            job = self.store.last_job(self.name, f"{leader}/{index}")
+            properties = self.evaluator.value(group.get("properties") or {}, Scope())
+            return CoScheduled(name, properties, tuple(members), leader,
+                               job.job_id if job is not None else None)  # fmt: skip
+        return None
 
     def artifact(self, ref: FileRef) -> Artifact:
         """A file an operation needs: its snapshot in the store (never the user's file)."""

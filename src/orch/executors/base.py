@@ -77,6 +77,9 @@ class Task:
     site: Any = None
     """The ``orch.sites.config.Site`` the operation's host is, when it is a site of sites.yaml
     (its partition, account, modules, work folder, environment are the jobs' defaults)."""
+    group: Any = None
+    """Built-in implementations only: the ``executors.coscheduled.CoScheduled`` group the node
+    is a member of, if any (its members start together, in one job)."""
 
     @property
     def label(self) -> str:

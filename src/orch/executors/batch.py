@@ -46,6 +46,7 @@ from orch.executors.builtin import (
     remove_if_empty,
     safe_segment,
 )
+from orch.executors.coscheduled_submit import component_of, endpoint_outputs, submit_group
 from orch.executors.job_monitor import SiteMonitor
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JOB_ID, JOB_STATUS, JobState, UnknownStates, translate
@@ -56,6 +57,14 @@ from orch.executors.schedulers import (
     ScriptError,
     StatusError,
     scheduler_of,
+)
+from orch.executors.slurm_steps import (
+    SLURM_STEPS,
+    STEP_START_LIMIT,
+    allocation_of,
+    is_step,
+    step_script,
+    step_submission,
 )
 from orch.transport.base import Transport, TransportError
 
@@ -111,7 +120,7 @@ class BatchJobExecutor:
         job_id = _job_id(task)
         if task.operation == "run" and job_id is not None:
             with contextlib.suppress(ScriptError):  # the watch itself says why
-                self.monitor(task.host, scheduler_of(task)).expect(job_id)
+                self.monitor(task.host, self.scheduler(task)).expect(job_id)
 
     def run(self, task: Task, context: RunContext) -> OperationResult:
         """One Runnable (or Standard.delete) operation: the engine masks what it logs and
@@ -141,13 +150,27 @@ class BatchJobExecutor:
         return {str(_job_id(task)): self.run(task, context) for task in tasks}
 
     # ------------------------------------------------------------------ submit
-    def files(self, task: Task, transport: Transport) -> JobFiles:
-        suffix = scheduler_of(task).script_suffix
+    def files(self, task: Task, transport: Transport,
+              scheduler: Scheduler | None = None) -> JobFiles:  # fmt: skip
+        suffix = (scheduler or self.scheduler(task)).script_suffix
         return JobFiles(node_dir(task, transport), safe_segment(task.node), suffix)
+
+    def scheduler(self, task: Task, submitting: bool = False) -> Scheduler:
+        """The site's scheduler; Slurm's steps for a job in a held allocation (its step's
+        id says so once submitted, even after the allocation is gone)."""
+        job_id = None if submitting else _job_id(task)
+        if (job_id is not None and is_step(job_id)) or allocation_of(task) is not None:
+            return SLURM_STEPS
+        return scheduler_of(task)
 
     def submission(self, task: Task, files: JobFiles) -> tuple[str, bytes | None]:
         """The command that submits the job from its folder, and what it reads on stdin."""
-        scheduler = scheduler_of(task)
+        allocation = allocation_of(task)
+        if allocation is not None:
+            job = JobSettings.of(task)
+            wait = min(STEP_START_LIMIT, max(5.0, (task.timeout or 300) - 10))
+            return (step_submission(job, files, allocation, wait), step_script(job).encode())
+        scheduler = self.scheduler(task)
         script = batch_script(JobSettings.of(task), files, scheduler).encode()
         name = quote_path(files.script)
         # 0600 (a new file: an old one keeps its mode): its exports may hold secrets
@@ -155,9 +178,11 @@ class BatchJobExecutor:
                 f"{scheduler.submit_command(name)}", script)  # fmt: skip
 
     def submit(self, task: Task, context: RunContext) -> OperationResult:
+        if task.group is not None and self.names_job_files:
+            return self._member(task, context, task.group)
         transport = context.transport(task.host)
-        scheduler = scheduler_of(task)
-        files = self.files(task, transport)
+        scheduler = self.scheduler(task, submitting=True)
+        files = self.files(task, transport, scheduler)
         folder = quote_path(files.folder)
         execution = task.environment.get(EXECUTION_ENV, "")
         record = ""
@@ -195,6 +220,20 @@ class BatchJobExecutor:
             )  # fmt: skip
         return self._submitted(job_id, files, out, err)
 
+    def _member(self, task: Task, context: RunContext, group: Any) -> OperationResult:
+        """A co-scheduled member's submit: the leader's submits the group's one job, the
+        others' (which the plan runs after it) take their component of that job."""
+        if task.node == group.leader:
+            found = submit_group(self, task, context, group)
+        else:
+            found = component_of(self, task, context, group)
+        if isinstance(found, OperationResult):
+            return found
+        job_id, files = found[task.node]
+        context.log("stdout", f"{task.node} is job {job_id}, a component of group "
+                    f"{group.name}'s job on {task.host.describe()}")  # fmt: skip
+        return self._submitted(job_id, files, [], [])
+
     def _find(self, task: Task, context: RunContext, scheduler: Scheduler, files: JobFiles,
               record: str, execution: str) -> OperationResult | None:  # fmt: skip
         """The job an earlier, interrupted attempt of this submit started, if any."""
@@ -228,9 +267,9 @@ class BatchJobExecutor:
             return OperationResult(
                 "failed", message=f"{task.node}: no valid {JOB_ID} to watch", started=False
             )
-        scheduler = scheduler_of(task)
+        scheduler = self.scheduler(task)
         transport = context.transport(task.host)
-        files = self.files(task, transport)
+        files = self.files(task, transport, scheduler)
         monitor = self.monitor(task.host, scheduler)
         site = (*task.host.key, scheduler.name)
         try:
@@ -265,14 +304,15 @@ class BatchJobExecutor:
             else:
                 self._unknown.known(job_id)
             return OperationResult(
-                "ok", outputs={JOB_STATUS: word, "node_list": info.node_list}, started=True
-            )
+                "ok", outputs={JOB_STATUS: word, "node_list": info.node_list,
+                               **endpoint_outputs(info)}, started=True,
+            )  # fmt: skip
         monitor.forget(job_id)
         for line in info.stdout_tail:
             context.log("stdout", line)
         for line in info.stderr_tail:
             context.log("stderr", line)
-        if info.reason and info.state.startswith("FAILED"):
+        if info.reason and info.state.startswith("FAILED") and scheduler is not SLURM_STEPS:
             self._clean_up_failed(task, context, scheduler, job_id)
         return self._ended(task, scheduler, job_id, files, info)
 
@@ -303,13 +343,18 @@ class BatchJobExecutor:
     def _clean_up_failed(self, task: Task, context: RunContext, scheduler: Scheduler,
                          job_id: str) -> None:  # fmt: skip
         """A job that can never run (SGE's Eqw, a Slurm reason that never clears) is deleted:
-        it would wait for ever, holding its place in the queue."""
+        it would wait for ever, holding its place in the queue. A co-scheduled member's
+        takes its whole group's job with it (the others would never start either)."""
+        ids = [job_id]
+        leader_job = getattr(task.group, "leader_job", None) or ""
+        if task.node != getattr(task.group, "leader", task.node):
+            ids += [leader_job] if JOB_ID_FORM.match(leader_job) else []
         result = context.transport(task.host).run(
-            scheduler.cancel_command([job_id]), env=site_environment(task), timeout=60
+            scheduler.cancel_command(ids), env=site_environment(task), timeout=60
         )
         if result.rc == 0:
-            context.log("stderr", f"cancelled job {job_id}, which {scheduler.title} would "
-                        "never run")  # fmt: skip
+            context.log("stderr", f"cancelled job {' '.join(ids)}, which {scheduler.title} "
+                        "would never run")  # fmt: skip
 
     def _ended(self, task: Task, scheduler: Scheduler, job_id: str, files: JobFiles,
                info: JobInfo) -> OperationResult:  # fmt: skip
@@ -323,6 +368,7 @@ class BatchJobExecutor:
             outputs["exit_code"] = info.exit_code
         if info.usage:
             outputs["usage"] = dict(info.usage)
+        outputs.update(endpoint_outputs(info))
         where = f"output in {files.output(job_id)}"
         if state == "UNKNOWN":
             message = (
@@ -348,7 +394,7 @@ class BatchJobExecutor:
         job_id = _job_id(task)
         if job_id is None:
             return OperationResult("ok", message="no job to cancel")
-        scheduler = scheduler_of(task)
+        scheduler = self.scheduler(task)
         transport = context.transport(task.host)
         result = transport.run(scheduler.cancel_command([job_id]), env=site_environment(task),
                                timeout=task.timeout or 120)  # fmt: skip

@@ -23,8 +23,8 @@ from typing import Any
 
 from orch.executors.base import Task
 from orch.executors.builtin import environment_lines, module_lines, setting
+from orch.executors.schedulers import JobFiles, Scheduler, ScriptError
 from orch.executors.slurm import SlurmExecutor
-from orch.executors.slurm_script import JobFiles, ScriptError
 from orch.transport.base import Transport
 
 YORC_ARTIFACT = "org.eflows4hpc.pycompss.plugin.artifacts.Deployment"
@@ -41,8 +41,9 @@ class PyCOMPSsExecutor(SlurmExecutor):
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
         return artifact_type == YORC_ARTIFACT or super().accepts(implementation, artifact_type)
 
-    def files(self, task: Task, transport: Transport) -> JobFiles:
-        return JobFiles(super().files(task, transport).folder, "compss")
+    def files(self, task: Task, transport: Transport,
+              scheduler: Scheduler | None = None) -> JobFiles:  # fmt: skip
+        return JobFiles(super().files(task, transport, scheduler).folder, "compss")
 
     def submission(self, task: Task, files: JobFiles) -> tuple[str, bytes | None]:
         props = _yorc_properties(task.properties, task.inputs)

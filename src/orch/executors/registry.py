@@ -24,6 +24,7 @@ def load_executors() -> list[Any]:
     executors.append(__import__("orch.executors.dls", fromlist=["DlsExecutor"]).DlsExecutor())
     executors += __import__("orch.executors.eflows_images", fromlist=["x"]).all_executors()
     executors.append(__import__("orch.executors.easybuild", fromlist=["x"]).EasyBuildExecutor())
+    executors.append(__import__("orch.executors.allocation", fromlist=["x"]).AllocationExecutor())
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         executors.append(entry.load()())
     return executors

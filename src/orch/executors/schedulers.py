@@ -68,6 +68,9 @@ class JobInfo:
     """Why a pending job waits, when the scheduler says it can never run as asked."""
     usage: dict[str, str] = field(default_factory=dict)
     """Resource usage the scheduler reports once the job ended (maxvmem, cpu...)."""
+    endpoint: str = ""
+    """host:port where the job's application listens, when orch gave it one (co-scheduled
+    jobs: the ``.endpoint`` file beside the job's exit file)."""
 
 
 class StatusError(Exception):
@@ -158,6 +161,13 @@ def scheduler_of(task: Task) -> Scheduler:
             "set scheduler: slurm, sge or pbs there, or run the command as a script"
         )
     return scheduler_named(str(name))
+
+
+ENDPOINT_LINE = (
+    '[ -n "$ex" ] && [ -f "${ex%.exit}.endpoint" ] && '
+    'echo "H $id $(head -c 300 "${ex%.exit}.endpoint")"'
+)
+"""A status loop's line for a job's endpoint file (``H id host:port``), running or not."""
 
 
 def job_records(jobs: dict[str, JobFiles | None]) -> str:

@@ -9,7 +9,7 @@ from orch.executors.base import TAIL_LINES
 from orch.executors.job_monitor import SiteMonitor as SiteMonitor  # re-exported: former home
 from orch.executors.job_monitor import query as query
 from orch.executors.jobstate import SLURM, translate
-from orch.executors.schedulers import JobFiles, job_records, to_int
+from orch.executors.schedulers import ENDPOINT_LINE, JobFiles, job_records, to_int
 from orch.executors.schedulers import JobInfo as JobInfo
 from orch.executors.schedulers import StatusError as StatusError
 
@@ -42,6 +42,7 @@ printf '%s\\n' "$S" | sed -n 's/^/Q /p'
 A=$(printf '%s\\n' "$S" | awk '{{printf " %s ", $1}}')
 W=$(printf '%s\\n' "$S" | awk '$2 ~ /^({_ACTIVE})$/ {{printf " %s ", $1}}')
 while IFS='|' read -r id out err ex; do
+  {ENDPOINT_LINE}
   case "$W" in *" $id "*) continue;; esac
   if case "$A" in *" $id "*) false;; esac && command -v sacct >/dev/null 2>&1; then
     sacct -n -P -X -j "$id" -o JobID,State,ExitCode,Elapsed,NodeList 2>/dev/null | sed 's/^/A /'
@@ -59,6 +60,7 @@ def parse_status(text: str, job_ids: list[str]) -> dict[str, JobInfo]:
     """The jobs' states from ``status_command``'s output."""
     infos: dict[str, JobInfo] = {}
     exits: dict[str, int] = {}
+    endpoints: dict[str, str] = {}
     tails: dict[str, tuple[list[str], list[str]]] = {j: ([], []) for j in job_ids}
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
@@ -77,6 +79,9 @@ def parse_status(text: str, job_ids: list[str]) -> dict[str, JobInfo]:
             parsed = to_int(code)
             if parsed is not None:
                 exits[job_id] = parsed
+        elif kind == "H":
+            job_id, _, endpoint = rest.partition(" ")
+            endpoints[job_id] = endpoint.strip()
         elif kind in ("O", "R"):
             job_id, _, content = rest.partition(" ")
             if job_id in tails:
@@ -92,6 +97,10 @@ def parse_status(text: str, job_ids: list[str]) -> dict[str, JobInfo]:
             infos[job_id] = info
         elif info.exit_code is None and job_id in exits:
             info.exit_code = exits[job_id]
+        elif exits.get(job_id) and info.state == "COMPLETED":
+            # a co-scheduled member failed in a job that ended well: its exit file says so
+            info.state, info.exit_code = "FAILED", exits[job_id]
+        info.endpoint = endpoints.get(job_id, "")
         info.stdout_tail, info.stderr_tail = tails[job_id]
         info.ended = info.state == "UNKNOWN" or translate(SLURM, info.state).ended
     return {job_id: infos[job_id] for job_id in job_ids}

@@ -30,6 +30,13 @@ def sbatch_options(job: JobSettings, files: JobFiles) -> list[str]:
         f"--output={files.output()}",
         f"--error={files.error()}",
     ]
+    return options + resource_options(job)
+
+
+def resource_options(job: JobSettings) -> list[str]:
+    """What a job asks Slurm for (and the execution it carries): sbatch's and salloc's own
+    long options alike."""
+    options = []
     if job.execution:
         options.append(f"--comment=orch:{job.execution}")
     for value, flag in (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from orch.plan.instances import links, make_instances, node_order
 from orch.plan.steps import Instance, Link, Plan, Step
-from orch.tosca.model import JOB_STATES, NODE_STATES, RUNNABLE, STANDARD, Model
+from orch.tosca.model import GROUP_TYPE, JOB_STATES, NODE_STATES, RUNNABLE, STANDARD, Model
 
 # (operation, state while it runs, state after it)
 DEPLOY_STAGES = (
@@ -173,8 +173,57 @@ def jobs_of_workflows(model: Model) -> frozenset[str]:
     return frozenset(called)
 
 
+def co_scheduled(model: Model) -> tuple[frozenset[tuple[str, str]], dict[str, str]]:
+    """Members of co-scheduled groups (``orch.groups.CoScheduled``), which start together in
+    one job: the (node, node) pairs of one group (one waits for the other's submit, never for
+    its end), and each member's leader (the member that comes first in the plan's order: its
+    submit submits the group's job; the others' submits wait for it and take their part)."""
+    pairs: set[tuple[str, str]] = set()
+    leaders: dict[str, str] = {}
+    order = {name: i for i, name in enumerate(node_order(model))}
+    for group in model.groups.values():
+        if GROUP_TYPE not in group.get("types", ()):
+            continue
+        members = [m for m in group.get("members", ()) if m in model.nodes]
+        pairs.update((a, b) for a in members for b in members if a != b)
+        if members:
+            leader = min(members, key=lambda m: order.get(m, 0))
+            leaders.update({m: leader for m in members if m != leader})
+    return frozenset(pairs), leaders
+
+
+def _waits_for(link: Link, final: dict[str, str], steps: dict[str, Step],
+               together: frozenset[tuple[str, str]]) -> str | None:  # fmt: skip
+    """The step a link's source waits for: the target's submit when both start together,
+    else the target's last step."""
+    pair = (link.source.rsplit("/", 1)[0], link.target.rsplit("/", 1)[0])
+    submit = f"{link.target}:Runnable.submit"
+    if pair in together and submit in steps:
+        return submit
+    return final.get(link.target)
+
+
+def _run_waits_for(link: Link, final: dict[str, list[str]], steps: dict[str, Step],
+                   together: frozenset[tuple[str, str]]) -> list[str]:  # fmt: skip
+    """``_waits_for`` in the run workflow, where a plain node stands for the jobs behind it."""
+    pair = (link.source.rsplit("/", 1)[0], link.target.rsplit("/", 1)[0])
+    submit = f"{link.target}:Runnable.submit"
+    return [submit] if pair in together and submit in steps else final[link.target]
+
+
+def _leader_submit(instance: Instance, leaders: dict[str, str],
+                   steps: dict[str, Step]) -> list[str]:  # fmt: skip
+    """A co-scheduled member waits for its leader's submit (of the same index)."""
+    leader = leaders.get(instance.node)
+    if leader is None:
+        return []
+    submit = f"{leader}/{instance.id.rsplit('/', 1)[1]}:Runnable.submit"
+    return [submit] if submit in steps else []
+
+
 def deploy_plan(model: Model) -> Plan:
     with_jobs = jobs_in_deploy(model)
+    together, leaders = co_scheduled(model)
     workflow_jobs = jobs_of_workflows(model)
     instances = make_instances(model)
     all_links = links(model, instances)
@@ -185,7 +234,9 @@ def deploy_plan(model: Model) -> Plan:
     final: dict[str, str] = {}
     for instance in _ordered(model, instances):
         mine = outgoing.get(instance.id, [])
-        deps = sorted({final[link.target] for link in mine if link.target in final})
+        waited = [_waits_for(link, final, steps, together) for link in mine]
+        waited += _leader_submit(instance, leaders, steps)
+        deps = sorted({step for step in waited if step is not None})
         chain = _Chain(steps, instance, deps)
         for operation, before, after in DEPLOY_STAGES:
             chain.stage(
@@ -206,13 +257,16 @@ def jobs_plan(model: Model) -> Plan:
     """orch's ``run`` workflow when the blueprint declares none: every job submitted and watched
     again, each after the jobs it requires (directly or through other nodes) have ended."""
     instances = make_instances(model)
+    together, leaders = co_scheduled(model)
     outgoing: dict[str, list[Link]] = {}
     for link in links(model, instances):
         outgoing.setdefault(link.source, []).append(link)
     steps: dict[str, Step] = {}
     final: dict[str, list[str]] = {}
     for instance in _ordered(model, instances):
-        before = sorted({s for link in outgoing.get(instance.id, []) for s in final[link.target]})
+        before = sorted({s for link in outgoing.get(instance.id, [])
+                         for s in _run_waits_for(link, final, steps, together)}
+                        | set(_leader_submit(instance, leaders, steps)))  # fmt: skip
         if not model.nodes[instance.node].is_job:
             final[instance.id] = before  # jobs behind a plain node are still waited for
             continue

@@ -29,6 +29,8 @@ from orch.tosca.types import (
 STANDARD = "tosca.interfaces.node.lifecycle.Standard"
 CONFIGURE = "tosca.interfaces.relationship.Configure"
 RUNNABLE = "tosca.interfaces.node.lifecycle.Runnable"
+GROUP_TYPE = "orch.groups.CoScheduled"
+"""orch's group of jobs that start together (one heterogeneous job)."""
 """Alien4Cloud/Yorc's job interface (submit, run, cancel); orch's own job types use an interface
 type of the same short name, which Node.operation matches too."""
 HOSTED_ON = "tosca.relationships.HostedOn"
@@ -163,6 +165,8 @@ class Model:
     them, used by a requirement or not."""
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Policies: name -> {type, types, properties, targets}; get_property reads them."""
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Groups: name -> {type, types, properties, members} (co-scheduled jobs are one)."""
     dialect: str = ""
     """The entry's ``tosca_definitions_version`` (``alien_dsl_3_0_0`` runs as Yorc would)."""
 
@@ -189,6 +193,7 @@ class Model:
             version=data.get("version", MODEL_VERSION),
             relationships=data.get("relationships", {}),
             policies=data.get("policies", {}),
+            groups=data.get("groups", {}),
             dialect=data.get("dialect", ""),
         )
 
@@ -293,6 +298,7 @@ class ModelBuilder:
                 if isinstance(body, dict)
             },
             policies=self._policies(self.topology.get("policies")),
+            groups=self._groups(self.topology.get("groups")),
             dialect=str(self.data.get("tosca_definitions_version") or ""),
         )
 
@@ -617,6 +623,25 @@ class ModelBuilder:
                 else [],
                 "properties": self._values(policy_type, "properties", body.get("properties")),
                 "targets": [str(t) for t in targets] if isinstance(targets, list) else [],
+            }
+        return result
+
+
+    def _groups(self, groups: Any) -> dict[str, dict[str, Any]]:
+        """Groups as data: what the planner and the executors read of them (members)."""
+        result: dict[str, dict[str, Any]] = {}
+        for name, body in entries(groups):
+            if not isinstance(body, dict):
+                continue
+            group_type = self.registry.get("group_types", body.get("type"))
+            members = body.get("members")
+            result[str(name)] = {
+                "type": group_type.name if group_type else _str(body.get("type")),
+                "types": [t.name for t in self.registry.ancestry(group_type)]
+                if group_type
+                else [],
+                "properties": self._values(group_type, "properties", body.get("properties")),
+                "members": [str(m) for m in members] if isinstance(members, list) else [],
             }
         return result
 
