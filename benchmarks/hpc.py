@@ -681,6 +681,82 @@ def image_rows(site: Site, recorder: Recorder, scratch: Path) -> None:
               f"{attributes.get('transferred')} | {commands} | {recorder.sftp} |")
 
 
+HELD_BLUEPRINT = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [orch-hpc:1.0.0]
+topology_template:
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties: {site: hpc1}
+    held:
+      type: orch.nodes.SlurmAllocation
+      properties: {tasks: 1, time: 30 m}
+      requirements: [{host: login}]
+    app:
+      type: orch.nodes.SlurmJob
+      properties: {command: date +%s.%N, poll_interval: POLL}
+      requirements: [{host: HOST}]
+"""
+
+
+class StartListener:
+    """The time each run's application printed first (``date +%s.%N``, its first line)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "output":
+            with contextlib.suppress(ValueError):
+                self.stamps.append(float(event.message.strip()))
+
+
+def held_rows(site: Site, scratch: Path, runs: int, poll: float) -> None:
+    """``orch run run`` of one job, ``runs`` times: a fresh batch job each time (sbatch, then
+    Slurm's scheduler starts it), against a step of an allocation held since deploy (srun
+    --jobid). Measured: from the run's start to the application's first line (its start
+    time), and the run's wall time."""
+    from orch import deployments
+    from orch.engine.runner import EngineOptions
+    from orch.state import Store
+    from orch.transport.base import HostKeyPolicy
+
+    policy = HostKeyPolicy(known_hosts_files=[str(site.ssh.known_hosts)])
+    print(f"\nHeld allocation against fresh submission: orch run run of one job, {runs} runs "
+          f"each, poll interval {poll} s\n")
+    print("| job | run -> application started: median | min | max | run wall: median |")
+    print("|---|---|---|---|---|")
+    for label, host in (("fresh batch job (sbatch)", "login"),
+                        ("step of a held allocation (srun --jobid)", "held")):
+        path = scratch / f"held-{host}.yaml"
+        text = HELD_BLUEPRINT.replace("HOST", host).replace("POLL", f"{poll} s")
+        if host == "login":  # no allocation to hold
+            text = text.replace(text[text.index("    held:"):text.index("    app:")], "")
+        path.write_text(text)
+        options = EngineOptions(host_keys=policy, poll_interval=poll)
+        store = Store.open(scratch / f"state-held-{host}")
+        name = f"held-{host}"
+        starts, walls = [], []
+        try:
+            outcome = deployments.deploy(store, deployments.prepare(str(path), []), name, options)
+            if outcome.summary.status != "ok":
+                raise SystemExit(f"deploy {name}: {outcome.summary.status}")
+            for _ in range(runs):
+                listener = StartListener()
+                began = time.time()
+                outcome = deployments.run_workflow(store, name, "run", options, listener)
+                walls.append(time.time() - began)
+                if outcome.summary.status != "ok" or not listener.stamps:
+                    raise SystemExit(f"run of {name}: {outcome.summary.status}")
+                starts.append(listener.stamps[0] - began)
+            deployments.undeploy(store, name, options)
+        finally:
+            store.close()
+        print(f"| {label} | {statistics.median(starts):.2f} s | {min(starts):.2f} s | "
+              f"{max(starts):.2f} s | {statistics.median(walls):.2f} s |")
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -706,6 +782,8 @@ def main() -> None:
                         help="the one-site rows on these schedulers (slurm, sge)")
     parser.add_argument("--no-image", dest="image", action="store_false",
                         help="skip the unchanged-image scenario")
+    parser.add_argument("--held-runs", type=int, default=10,
+                        help="runs of the held-allocation scenario (0: no)")
     args = parser.parse_args()
     counts = [int(n) for n in args.jobs.split(",") if n.strip()]
     if os.geteuid() != 0:
@@ -740,7 +818,7 @@ def main() -> None:
             jobs = {"hpc1": args.two_sites, "sge1": args.two_sites}
             rows.append(Row(f"slurm + sge: two sites, {args.two_sites} jobs each", jobs,
                             args.workers))  # fmt: skip
-    if not rows and not args.image:
+    if not rows and not args.image and not args.held_runs:
         raise SystemExit("nothing to run: give --jobs or --two-sites")
 
     recorder = Recorder()
@@ -760,6 +838,8 @@ def main() -> None:
         os.environ["ORCH_SITES"] = str(sites_file)
         if args.image:
             image_rows(sites["hpc1"], recorder, scratch)
+        if args.held_runs:
+            held_rows(sites["hpc1"], scratch, args.held_runs, args.poll_interval)
         for index, row in enumerate(rows):
             for attempt in range(args.repeat):
                 name = f"bench{index}-{row.total}-w{row.workers}-r{attempt}"

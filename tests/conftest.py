@@ -13,7 +13,7 @@ from orch.tosca.diagnostics import Diagnostic
 from orch.tosca.validator import ValidationResult, validate
 
 pytest_plugins = ["sites.fixtures", "sites.cli", "sites.sge", "sites.hpc", "sites.eflows",
-                  "sites.pbs"]
+                  "sites.pbs", "sites.browser"]
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "tosca_definitions_version: tosca_simple_yaml_1_3\n"

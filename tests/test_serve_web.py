@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sites.browser import ARTIFACTS
 from sites.cli import Orch
 from sites.eflows import set_secrets
 from sites.fixtures import SlurmSite
@@ -32,30 +32,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = Path(os.environ.get("ORCH_TEST_ARTIFACTS") or REPO / "test-artifacts")
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 MINIMAL = REPO / "blueprints" / "eflows4hpc" / "minimal" / "topology.yml"
-
-
-@pytest.fixture
-def browser(request: pytest.FixtureRequest) -> Iterator[object]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.skip(f"no {' nor '.join(missing)} (apt install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1200,1000"):  # fmt: skip
-        options.add_argument(argument)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    driver = webdriver.Chrome(options=options, service=service)
-    driver.implicitly_wait(0)
-    try:
-        yield driver
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / f"{request.node.name}-last.png"))
-        driver.quit()
 
 
 def _wait(driver: object, condition: object, seconds: float = 30, what: str = "") -> object:

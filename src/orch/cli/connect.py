@@ -50,6 +50,7 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
     from orch.engine.evaluate import Scope
     from orch.engine.hosts import host_for, site_for
     from orch.executors.schedulers import scheduler_named
+    from orch.executors.slurm_steps import SLURM_STEPS, is_step
     from orch.forward import PortInUse, listen
     from orch.transport.base import HostKeyPolicy
 
@@ -75,6 +76,8 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
     site = site_for(evaluator, instance)
     env = dict(getattr(site, "environment", None) or {}) or None
     scheduler = scheduler_named(getattr(site, "scheduler", None) or "slurm")
+    if is_step(job.job_id):  # a step of a held allocation
+        scheduler = SLURM_STEPS
     policy = HostKeyPolicy.of(known_hosts, accept_new_host_keys)
     with server:
         _forward(server, host, policy, scheduler, env, job.job_id, instance, remote_port)
@@ -137,7 +140,7 @@ def _forward(server: Any, host: Any, policy: Any, scheduler: Any, env: dict[str,
 def _node_address(site: Any, scheduler: Any, node_list: str, env: dict[str, str] | None) -> str:
     """The first node of the job as the login node reaches it: Slurm's NodeAddr of it (node
     names need not resolve), else its name."""
-    if scheduler.name != "slurm":
+    if not scheduler.name.startswith("slurm"):
         return node_list.split(",")[0].split()[0]
     command = (f"n=$(scontrol show hostnames {shlex.quote(node_list)} | head -n 1); "
                'echo "$n"; scontrol show node "$n" -o | tr " " "\\n" | sed -n "s/^NodeAddr=//p"')

@@ -39,8 +39,9 @@ def batch_script(job: JobSettings, files: JobFiles, scheduler: Scheduler) -> str
     return "\n".join(lines) + "\n"
 
 
-def body(job: JobSettings, scheduler: Scheduler) -> str:
-    """What the job runs: the script property as written, else the command line."""
+def body(job: JobSettings, scheduler: Scheduler | None) -> str:
+    """What the job runs: the script property as written, else the command line (through the
+    scheduler's launcher; ``exec`` of it when the tasks are started already: no scheduler)."""
     if job.script and job.command:
         raise ScriptError(f"{job.node}: give command or script, not both")
     if job.script:
@@ -48,8 +49,8 @@ def body(job: JobSettings, scheduler: Scheduler) -> str:
         return text.split("\n", 1)[1] if text.startswith("#!") and "\n" in text else text
     if not job.command:
         raise ScriptError(f"{job.node}: give command (a command line) or script (a script body)")
-    launch = scheduler.launcher(job)
-    if launch:
+    launch = scheduler.launcher(job) if scheduler is not None else ["exec"]
+    if launch and scheduler is not None:
         launch = [*launch, RANK_WRAPPER]
     arguments = [shlex.quote(a) for a in job.arguments]
     return " ".join([*launch, *container(job), job.command, *arguments])
@@ -72,3 +73,16 @@ def container(job: JobSettings) -> list[str]:
     words += [shlex.quote(o) for o in job.apptainer_options]
     words.append(shlex.quote(job.image))
     return words
+
+
+def task_script(job: JobSettings, kind: str, preamble: list[str] | None = None) -> str:
+    """The script each task of a step runs (a held allocation's step, a co-scheduled member):
+    the step started the tasks, so the command runs as is (no launcher), after the
+    environment and modules; a script body runs as written."""
+    lines = ["#!/bin/bash", f"# written by orch: deployment {job.deployment}, node {job.node} "
+             f"({kind})", *(preamble or []),
+             'export ORCH_RANK="${SLURM_PROCID:-0}" ORCH_RANKS="${SLURM_NTASKS:-1}"']  # fmt: skip
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in job.environment.items()]
+    lines += module_lines(job.modules)
+    lines.append(body(job, None))
+    return "\n".join(lines) + "\n"

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from orch.executors.base import Task
-from orch.executors.batch_script import container
+from orch.executors.batch_script import task_script
 from orch.executors.job_settings import JobSettings
 from orch.executors.schedulers import JobFiles, ScriptError
 from orch.executors.slurm_script import resource_options
-from orch.remote import module_lines, quote_path
+from orch.remote import quote_path
 
 GROUP_TYPE = "orch.groups.CoScheduled"
 COMPONENT = re.compile(r"ORCH-COMPONENT (\d+) (\d+)\+(\d+)")
@@ -100,12 +100,16 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
                  script_folder: str) -> str:  # fmt: skip
     """The one batch script of the group's heterogeneous job."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", group.name)
+    job_name = str(group.properties.get("job_name") or group.name)
+    if re.search(r"[\x00-\x1f\x7f]", job_name):
+        raise ScriptError(f"group {group.name!r}: its job name {job_name!r} holds a line break or "
+                          "a control character: give it on one line")  # fmt: skip
     lines = ["#!/bin/bash"]
     for k, job in enumerate(jobs):
         if k:
             lines.append("#SBATCH hetjob")
         else:
-            lines += [f"#SBATCH --job-name={group.properties.get('job_name') or group.name}",
+            lines += [f"#SBATCH --job-name={job_name}",
                       f"#SBATCH --chdir={script_folder}",
                       f"#SBATCH --output={script_folder}/{stem}-%j.out",
                       f"#SBATCH --error={script_folder}/{stem}-%j.err"]  # fmt: skip
@@ -153,24 +157,7 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
 def member_script(job: JobSettings) -> str:
     """What each task of a member runs: its environment, modules, then its command (started
     once per task by srun), or its script."""
-    lines = [
-        "#!/bin/bash",
-        f"# written by orch: deployment {job.deployment}, node {job.node} (co-scheduled)",
-        'export ORCH_RANK="${SLURM_PROCID:-0}" ORCH_RANKS="${SLURM_NTASKS:-1}"',
-    ]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in job.environment.items()]
-    lines += module_lines(job.modules)
-    if job.script and job.command:
-        raise ScriptError(f"{job.node}: give command or script, not both")
-    if job.script:
-        text = job.script
-        lines.append(text.split("\n", 1)[1] if text.startswith("#!") and "\n" in text else text)
-    elif job.command:
-        arguments = [shlex.quote(a) for a in job.arguments]
-        lines.append(" ".join(["exec", *container(job), job.command, *arguments]))
-    else:
-        raise ScriptError(f"{job.node}: give command (a command line) or script (a script body)")
-    return "\n".join(lines) + "\n"
+    return task_script(job, "co-scheduled")
 
 
 def job_port(member: dict[str, Any]) -> int | None:

@@ -36,9 +36,19 @@ def sbatch_options(job: JobSettings, files: JobFiles) -> list[str]:
 def resource_options(job: JobSettings) -> list[str]:
     """What a job asks Slurm for (and the execution it carries): sbatch's and salloc's own
     long options alike."""
+    options = [f"--comment=orch:{job.execution}"] if job.execution else []
+    options += task_options(job)
+    for value, flag in ((job.partition, "partition"), (job.account, "account"),
+                        (job.qos, "qos"), (job.reservation, "reservation")):  # fmt: skip
+        if value:
+            options.append(f"--{flag}={value}")
+    options.extend(job.extra_options)
+    return options
+
+
+def task_options(job: JobSettings) -> list[str]:
+    """Nodes, tasks, CPUs, memory and time: what sbatch, salloc and srun (a step) share."""
     options = []
-    if job.execution:
-        options.append(f"--comment=orch:{job.execution}")
     for value, flag in (
         (job.nodes, "nodes"), (job.tasks, "ntasks"), (job.tasks_per_node, "ntasks-per-node"),
         (job.cpus_per_task, "cpus-per-task"),
@@ -49,11 +59,6 @@ def resource_options(job: JobSettings) -> list[str]:
         options.append(f"--mem={job.memory_mb}M")
     if job.time_seconds:
         options.append(f"--time={_slurm_time(job.time_seconds)}")
-    for value, flag in ((job.partition, "partition"), (job.account, "account"),
-                        (job.qos, "qos"), (job.reservation, "reservation")):  # fmt: skip
-        if value:
-            options.append(f"--{flag}={value}")
-    options.extend(job.extra_options)
     return options
 
 

@@ -21,12 +21,12 @@ import re
 import shlex
 
 from orch.executors.base import TAIL_LINES, Task
-from orch.executors.batch_script import container
+from orch.executors.batch_script import task_script
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import SLURM, SLURM_DOC, JobState, translate
 from orch.executors.schedulers import JobFiles, JobInfo, ScriptError, job_records, to_int
-from orch.executors.slurm_script import _slurm_time
-from orch.remote import module_lines, quote_path
+from orch.executors.slurm_script import task_options
+from orch.remote import quote_path
 
 ALLOCATION_ATTRIBUTE = "allocation_id"
 """The attribute of an ``orch.nodes.SlurmAllocation`` that holds its Slurm job id: a job whose
@@ -69,17 +69,7 @@ def is_step(job_id: str) -> bool:
 
 def step_options(job: JobSettings) -> list[str]:
     """srun's options for the step: what it takes of the allocation's resources."""
-    options = [f"--job-name={job.job_name}"]
-    for value, flag in (
-        (job.nodes, "nodes"), (job.tasks, "ntasks"), (job.tasks_per_node, "ntasks-per-node"),
-        (job.cpus_per_task, "cpus-per-task"),
-    ):  # fmt: skip
-        if value is not None:
-            options.append(f"--{flag}={value}")
-    if job.memory_mb:
-        options.append(f"--mem={job.memory_mb}M")
-    if job.time_seconds:
-        options.append(f"--time={_slurm_time(job.time_seconds)}")
+    options = [f"--job-name={job.job_name}", *task_options(job)]
     if job.mpi:
         options.append(f"--mpi={job.mpi}")
     return [*options, *job.launcher_options, *job.extra_options]
@@ -88,28 +78,12 @@ def step_options(job: JobSettings) -> list[str]:
 def step_script(job: JobSettings) -> str:
     """The script each task of the step runs: it reports the step's id (first task only),
     then the environment, modules and the command, or the script body."""
-    lines = [
-        "#!/bin/bash",
-        f"# written by orch: deployment {job.deployment}, node {job.node} (an allocation's step)",
+    return task_script(job, "an allocation's step", [
         'orch_token="$1"; shift',
         'if [ "${SLURM_PROCID:-0}" = 0 ]; then',
         '  echo "$SLURM_STEP_ID" > "$orch_token.id"; echo "$SLURM_STEP_ID" > "$orch_token.step"',
         "fi",
-        'export ORCH_RANK="${SLURM_PROCID:-0}" ORCH_RANKS="${SLURM_NTASKS:-1}"',
-    ]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in job.environment.items()]
-    lines += module_lines(job.modules)
-    if job.script and job.command:
-        raise ScriptError(f"{job.node}: give command or script, not both")
-    if job.script:
-        text = job.script
-        lines.append(text.split("\n", 1)[1] if text.startswith("#!") and "\n" in text else text)
-    elif job.command:
-        arguments = [shlex.quote(a) for a in job.arguments]
-        lines.append(" ".join(["exec", *container(job), job.command, *arguments]))
-    else:
-        raise ScriptError(f"{job.node}: give command (a command line) or script (a script body)")
-    return "\n".join(lines) + "\n"
+    ])  # fmt: skip
 
 
 def step_submission(job: JobSettings, files: JobFiles, allocation: str,
@@ -120,7 +94,7 @@ def step_submission(job: JobSettings, files: JobFiles, allocation: str,
     script = quote_path(files.script)
     stem = shlex.quote(f"{files.stem}-")
     srun = " ".join([
-        "srun", f"--jobid={allocation}", f"--chdir={shlex.quote(files.folder)}",
+        "srun", f"--jobid={allocation}", f"--chdir={quote_path(files.folder)}",
         f"--output={shlex.quote(files.stem)}-%j.%s.out",
         f"--error={shlex.quote(files.stem)}-%j.%s.err",
         *(shlex.quote(o) for o in step_options(job)), script, '"$0"',
