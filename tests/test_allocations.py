@@ -119,6 +119,10 @@ def test_an_allocation_that_ends_fails_its_running_step_with_the_reason(
     stderr = deploy.stderr.read()  # type: ignore[union-attr]
     assert deploy.returncode != 0, stderr
     assert f"its allocation {allocation} ended (TIMEOUT)" in stderr, stderr
+    # running it again in the ended allocation fails at once, with Slurm's word and a way out
+    again = orch("run", "run", "-n", "expiring", check=4, timeout=60)
+    assert (f"allocation {allocation} has ended (Slurm job {allocation} has expired): orch "
+            "undeploy, then orch deploy, holds a new one") in again.stderr, again.stderr
     # undeploy still releases what is left (nothing: Slurm ended it) without an error
     assert orch("undeploy", "expiring", timeout=120).returncode == 0
     assert _squeue(slurm_site) == []

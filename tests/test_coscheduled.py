@@ -178,28 +178,25 @@ def test_a_group_across_sites_is_refused_before_anything_is_submitted(
     assert "Traceback" not in failed.stderr
 
 
-def test_a_heterogeneous_job_the_site_rejects_fails_with_its_message(
-    orch: Orch, multi_node_slurm_site: SlurmSite, credential_hpc3: str, shared_dir: Path
-) -> None:
+@pytest.mark.parametrize(("extra", "said"), [
+    # sbatch refuses the job: its own message
+    ("partition: nope", ["submitting group coupled (a heterogeneous job of sim_a, sim_b, "
+                         "viewer)", "Invalid partition name specified"]),
+    # Slurm takes it, but one component can never start: the whole group's job goes
+    ("cpus_per_task: 64", ["can never start as asked: Slurm says PartitionConfig"]),
+], ids=["rejected", "never-starts"])  # fmt: skip
+def test_a_group_the_site_cannot_run_fails_with_its_reason_and_leaves_nothing(
+    orch: Orch, multi_node_slurm_site: SlurmSite, credential_hpc3: str, shared_dir: Path,
+    extra: str, said: list[str],
+) -> None:  # fmt: skip
     site = multi_node_slurm_site
-    _setup(orch, site, credential_hpc3, shared_dir, sim_b_extra="\n        partition: nope")
-    failed = orch("deploy", "coupled.yaml", "-n", "rejected", "--poll-interval", "0.5",
+    _setup(orch, site, credential_hpc3, shared_dir, sim_b_extra="\n        " + extra)
+    failed = orch("deploy", "coupled.yaml", "-n", "bad", "--poll-interval", "0.5",
                   check=None, timeout=120)  # fmt: skip
     assert failed.returncode != 0
-    assert "submitting group coupled (a heterogeneous job of sim_a, sim_b, viewer)" in failed.stderr
-    assert "Invalid partition name specified" in failed.stderr, failed.stderr
+    for text in said:
+        assert text in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr
-
-
-def test_a_component_that_can_never_start_ends_the_whole_group(
-    orch: Orch, multi_node_slurm_site: SlurmSite, credential_hpc3: str, shared_dir: Path
-) -> None:
-    site = multi_node_slurm_site
-    _setup(orch, site, credential_hpc3, shared_dir, sim_b_extra="\n        cpus_per_task: 64")
-    failed = orch("deploy", "coupled.yaml", "-n", "never", "--poll-interval", "0.5",
-                  check=None, timeout=120)  # fmt: skip
-    assert failed.returncode != 0
-    assert "can never start as asked: Slurm says PartitionConfig" in failed.stderr, failed.stderr
     assert site.cluster.job_ids() == []  # nothing of the group is left waiting
 
 
@@ -207,3 +204,57 @@ def test_a_component_that_can_never_start_ends_the_whole_group(
 def credential_hpc3(orch: Orch, multi_node_slurm_site: SlurmSite) -> Iterator[str]:
     """A token the three-node site's login accepts, for this test only."""
     yield from authorize(orch, multi_node_slurm_site.ssh)
+
+
+STEPS_BLUEPRINT = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [orch-hpc:1.0.0]
+topology_template:
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties: {{ site: hpc1 }}
+    sim_a:
+      type: orch.nodes.SlurmJob
+      properties:
+        command: python3 {apps}/simulator.py sim_a 3
+        poll_interval: 0.5 s
+      requirements:
+        - host: login
+    sim_b:
+      type: orch.nodes.SlurmJob
+      properties:
+        command: python3 {apps}/simulator.py sim_b 0 SIM_A
+        poll_interval: 0.5 s
+      requirements:
+        - host: login
+  groups:
+    pair:
+      type: orch.groups.CoScheduled
+      properties: {{ mode: steps }}
+      members: [sim_a, sim_b]
+"""
+
+
+def test_mode_steps_runs_the_members_as_steps_of_one_job_on_one_node(
+    orch: Orch, slurm_site: SlurmSite, credential: str, shared_dir: Path
+) -> None:
+    """For a site that refuses heterogeneous jobs: the one-node loopback site, where members
+    run side by side as steps 0 and 1 of one job and still reach each other."""
+    environment = {"SLURM_CONF": str(slurm_site.cluster.conf), "PATH": PATH}
+    orch.write("sites.yaml", "sites:\n" + site_yaml(
+        slurm_site, credential, partition="debug", environment=environment))  # fmt: skip
+    (shared_dir / "simulator.py").write_text(textwrap.dedent(SIMULATOR))
+    orch.write("pair.yaml", STEPS_BLUEPRINT.format(apps=shared_dir))
+    orch("deploy", "pair.yaml", "-n", "pair", "--poll-interval", "0.5", timeout=180)
+    status = _status(orch, "pair")
+    jobs = {job["instance"]: job for job in status["jobs"]}
+    owner = jobs["sim_a/0"]["id"].split(".")[0]
+    assert (jobs["sim_a/0"]["id"], jobs["sim_b/0"]["id"]) == (f"{owner}.0", f"{owner}.1")
+    assert all(job["status"] == "completed" for job in jobs.values()), jobs
+    endpoint = {i["id"]: i["attributes"].get("endpoint") for i in status["instances"]}
+    logs = orch("logs", "pair").stdout
+    assert f"sim_b step 2: sim_a at {endpoint['sim_a/0']} got 'sim_b step 2'" in logs, logs
+    shown = slurm_site.cluster.run("scontrol", "-o", "show", "job", owner).stdout
+    assert "JobState=COMPLETED" in shown and "NumNodes=1" in shown
+    orch("undeploy", "pair", timeout=120)

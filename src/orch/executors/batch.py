@@ -347,7 +347,9 @@ class BatchJobExecutor:
         takes its whole group's job with it (the others would never start either)."""
         ids = [job_id]
         leader_job = getattr(task.group, "leader_job", None) or ""
-        if task.node != getattr(task.group, "leader", task.node):
+        if task.group is not None and is_step(job_id):  # the steps' one job
+            ids = [job_id.split(".")[0]]
+        elif task.node != getattr(task.group, "leader", task.node):
             ids += [leader_job] if JOB_ID_FORM.match(leader_job) else []
         result = context.transport(task.host).run(
             scheduler.cancel_command(ids), env=site_environment(task), timeout=60

@@ -3,7 +3,10 @@ as ONE Slurm job, and find each other.
 
 A Slurm heterogeneous job, one component per member with the member's own nodes, tasks, CPUs,
 memory, partition...; each member runs with ``srun --het-group=K`` on its component's nodes
-and is watched, reported and cancelled through its component's own job id.
+and is watched, reported and cancelled through its component's own job id. On a site that
+refuses heterogeneous jobs, mode ``steps``: one job on one node holding every member's tasks,
+member K its step K (``srun --exact``, each step created before the next is asked for),
+watched as a step (job id ``J.K``).
 
 The batch script learns where each member runs once the job starts (Slurm's
 ``SLURM_JOB_NODELIST_HET_GROUP_K``) and gives each member:
@@ -34,6 +37,7 @@ from orch.executors.slurm_script import resource_options
 from orch.remote import quote_path
 
 GROUP_TYPE = "orch.groups.CoScheduled"
+MODES = ("heterogeneous", "steps")
 COMPONENT = re.compile(r"ORCH-COMPONENT (\d+) (\d+)\+(\d+)")
 """What the submit prints per component after sbatch: its own job id, then J+K."""
 PORT_BASE, PORT_SPAN = 30000, 20000
@@ -53,6 +57,16 @@ class CoScheduled:
     leader_job: str | None = None
     """The leader's newest job id (the others' submits, which come after its, take their
     component of it)."""
+
+    @property
+    def mode(self) -> str:
+        """heterogeneous (one component per member), or steps (one job, members side by
+        side on one node, for sites that refuse heterogeneous jobs)."""
+        mode = str(self.properties.get("mode") or "heterogeneous")
+        if mode not in MODES:
+            raise ScriptError(f"group {self.name}: mode {mode!r} is not one of "
+                              f"{', '.join(MODES)}")  # fmt: skip
+        return mode
 
     def index(self, node: str) -> int:
         return next(i for i, m in enumerate(self.members) if m["node"] == node)
@@ -98,24 +112,26 @@ def env_name(node: str) -> str:
 
 def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFiles],
                  script_folder: str) -> str:  # fmt: skip
-    """The one batch script of the group's heterogeneous job."""
+    """The one batch script of the group's job: a heterogeneous job, or (mode steps) one job
+    on one node whose members are its steps 0, 1, 2... in the group's order."""
+    steps = group.mode == "steps"
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", group.name)
     job_name = str(group.properties.get("job_name") or group.name)
     if re.search(r"[\x00-\x1f\x7f]", job_name):
         raise ScriptError(f"group {group.name!r}: its job name {job_name!r} holds a line break or "
                           "a control character: give it on one line")  # fmt: skip
-    lines = ["#!/bin/bash"]
-    for k, job in enumerate(jobs):
-        if k:
-            lines.append("#SBATCH hetjob")
-        else:
-            lines += [f"#SBATCH --job-name={job_name}",
-                      f"#SBATCH --chdir={script_folder}",
-                      f"#SBATCH --output={script_folder}/{stem}-%j.out",
-                      f"#SBATCH --error={script_folder}/{stem}-%j.err"]  # fmt: skip
-        lines += [f"#SBATCH {option}" for option in resource_options(job)]
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name={job_name}",
+             f"#SBATCH --chdir={script_folder}",
+             f"#SBATCH --output={script_folder}/{stem}-%j.out",
+             f"#SBATCH --error={script_folder}/{stem}-%j.err"]  # fmt: skip
+    if steps:
+        lines += [f"#SBATCH {option}" for option in resource_options(side_by_side(jobs))]
+    for k, job in enumerate([] if steps else jobs):
+        lines += (["#SBATCH hetjob"] if k else []) + [f"#SBATCH {o}" for o in resource_options(job)]
     lines += [
-        f"# written by orch: deployment {jobs[0].deployment}, co-scheduled group {group.name}",
+        f"# written by orch: deployment {jobs[0].deployment}, co-scheduled group {group.name} "
+        + ("(steps of one job)" if steps else "(a heterogeneous job)"),
         "orch_addr() { n=$(scontrol show hostnames \"$1\" | head -n 1); "
         "a=$(scontrol show node \"$n\" -o 2>/dev/null | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p'); "
         'echo "${a:-$n}"; }',
@@ -124,10 +140,11 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
     for k, (job, f) in enumerate(zip(jobs, files, strict=True)):
         port = job_port(group.members[k])
         derived = f"$(( {PORT_BASE} + (SLURM_JOB_ID * 7 + {k * 101}) % {PORT_SPAN} ))"
-        prefix = quote_path(f.exit_file(""))  # <folder>/<node>-, then the component's id
+        prefix = quote_path(f.exit_file(""))  # <folder>/<node>-, then the member's job id
         lines += [
-            f'orch_id_{k}="$SLURM_JOB_ID_HET_GROUP_{k}"',
-            f'orch_host_{k}=$(orch_addr "$SLURM_JOB_NODELIST_HET_GROUP_{k}")',
+            f'orch_id_{k}="$SLURM_JOB_ID.{k}"' if steps
+            else f'orch_id_{k}="$SLURM_JOB_ID_HET_GROUP_{k}"',
+            f'orch_host_{k}=$(orch_addr "$SLURM_JOB_NODELIST{"" if steps else f"_HET_GROUP_{k}"}")',
             f"orch_port_{k}={port if port else derived}",
             f'echo "$orch_host_{k}:$orch_port_{k}" > {prefix}"$orch_id_{k}".endpoint',
             f"(umask 077 && cat > {quote_path(f.script)} <<'{delimiter}'",
@@ -142,22 +159,51 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
             peers += [f'{name}_HOST="$orch_host_{t}"', f'{name}_PORT="$orch_port_{t}"',
                       f'{name}_ENDPOINT="$orch_host_{t}:$orch_port_{t}"']  # fmt: skip
         prefix = quote_path(f.exit_file(""))
-        srun = " ".join(["srun", f"--het-group={k}", f"--chdir={quote_path(f.folder)}",
+        placement = ([f"--het-group={k}"] if not steps else
+                     ["--exact", "--nodes=1", f"--ntasks={job.tasks or 1}",
+                      *([f"--cpus-per-task={job.cpus_per_task}"] if job.cpus_per_task else [])])
+        srun = " ".join(["srun", *placement, f"--chdir={quote_path(f.folder)}",
                          f'--output={prefix}"$orch_id_{k}".out',
                          f'--error={prefix}"$orch_id_{k}".err',
                          *(shlex.quote(o) for o in _srun_options(job)),
                          quote_path(f.script)])  # fmt: skip
+        if steps:  # step k is created before step k+1 is asked for: its id is k
+            token = f'{prefix}"$orch_id_{k}".started'
+            peers.append(f"ORCH_STEP_TOKEN={token}")
         lines.append(f"( export {' '.join(peers)}; {srun}; "
                      f'echo $? > {prefix}"$orch_id_{k}".exit ) &')
+        if steps:
+            lines.append(f"orch_pid=$!; until [ -e {token} ] || ! kill -0 \"$orch_pid\" "
+                         "2>/dev/null; do sleep 0.1; done")
     # each member's status is its exit file's: the job itself ends well once all have ended
     lines += ["wait", "exit 0"]
     return "\n".join(lines) + "\n"
 
 
+def side_by_side(jobs: list[JobSettings]) -> JobSettings:
+    """Mode steps: one node holding every member's tasks, the longest time, the first
+    member's partition, account and qos."""
+    for job in jobs:
+        if job.nodes and job.nodes > 1:
+            raise ScriptError(f"{job.node}: mode steps runs the members side by side on one node; "
+                              f"it asks for {job.nodes} nodes: use mode heterogeneous")  # fmt: skip
+    memory = [j.memory_mb for j in jobs]
+    return dataclasses.replace(
+        jobs[0], nodes=1, tasks=sum(j.tasks or 1 for j in jobs), tasks_per_node=None,
+        cpus_per_task=max(j.cpus_per_task or 1 for j in jobs),
+        memory_mb=sum(memory) if all(memory) else None,  # type: ignore[arg-type]
+        time_seconds=max((j.time_seconds or 0) for j in jobs) or None,
+    )  # fmt: skip
+
+
 def member_script(job: JobSettings) -> str:
     """What each task of a member runs: its environment, modules, then its command (started
     once per task by srun), or its script."""
-    return task_script(job, "co-scheduled")
+    return task_script(job, "co-scheduled", [
+        # mode steps: the first task says the step exists (the next member's may be asked for)
+        'if [ "${SLURM_PROCID:-0}" = 0 ] && [ -n "${ORCH_STEP_TOKEN:-}" ]; then '
+        ': > "$ORCH_STEP_TOKEN"; fi',
+    ])  # fmt: skip
 
 
 def job_port(member: dict[str, Any]) -> int | None:

@@ -51,7 +51,7 @@ def submit_group(executor: BatchJobExecutor, task: Task, context: RunContext,
             f"j=$({SLURM_SCHEDULER.find_command(execution)} | cut -d+ -f1); "
             f'[ -n "$j" ] && {components}', env=env, timeout=task.timeout or 120,
         )  # fmt: skip
-        mapped = _components(found.stdout or "", tasks, files)
+        mapped = _components(found.stdout or "", tasks, files, group.mode)
         if mapped:
             context.log("stdout", f"found group {group.name}'s job of this submit's earlier "
                         "attempt: watching it (not submitting again)")  # fmt: skip
@@ -72,7 +72,7 @@ def submit_group(executor: BatchJobExecutor, task: Task, context: RunContext,
     )  # fmt: skip
     out = (result.stdout or "").splitlines()[-TAIL_LINES:]
     err = (result.stderr or "").splitlines()[-TAIL_LINES:]
-    mapped = _components(result.stdout or "", tasks, files)
+    mapped = _components(result.stdout or "", tasks, files, group.mode)
     if result.rc == 0 and mapped:
         return mapped
     last = (err or out or [""])[-1]
@@ -85,9 +85,17 @@ def submit_group(executor: BatchJobExecutor, task: Task, context: RunContext,
     )  # fmt: skip
 
 
-def _components(text: str, tasks: list[Task], files: list[JobFiles]) -> Components:
-    """``{member: (component job id, files)}`` from ``ORCH-COMPONENT id J+K`` lines; empty
-    unless every member has its component."""
+def _components(text: str, tasks: list[Task], files: list[JobFiles],
+                mode: str = "heterogeneous") -> Components:  # fmt: skip
+    """``{member: (job id, files)}``: from ``ORCH-COMPONENT id J+K`` lines, each component's
+    own id (empty unless every member has its component); mode steps: J.K, J from sbatch's
+    line (or the id found alone on a line)."""
+    if mode == "steps":
+        found = SLURM_SCHEDULER.submitted_id(text) or next(
+            (w for w in text.split() if w.isdigit()), None)
+        if found is None:
+            return {}
+        return {t.node: (f"{found}.{k}", files[k]) for k, t in enumerate(tasks)}
     by_offset: dict[int, str] = {}
     for match in COMPONENT.finditer(text):
         by_offset[int(match.group(3))] = match.group(1)
@@ -113,7 +121,10 @@ def component_of(executor: BatchJobExecutor, task: Task, context: RunContext,
     transport = context.transport(task.host)
     tasks = group.tasks(task)
     files = [executor.files(t, transport, SLURM_SCHEDULER) for t in tasks]
-    result = transport.run(f"j={leader_job.split('+')[0]}; {COMPONENTS}",
+    owner = leader_job.split("+")[0].split(".")[0]
+    if group.mode == "steps":  # member K is step K of the leader's job
+        return _components(owner, tasks, files, "steps")
+    result = transport.run(f"j={owner}; {COMPONENTS}",
                            env=site_environment(task), timeout=task.timeout or 120)  # fmt: skip
     mapped = _components(result.stdout or "", tasks, files)
     if task.node in mapped:

@@ -24,7 +24,15 @@ from orch.executors.base import TAIL_LINES, Task
 from orch.executors.batch_script import task_script
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import SLURM, SLURM_DOC, JobState, translate
-from orch.executors.schedulers import JobFiles, JobInfo, ScriptError, job_records, to_int
+from orch.executors.schedulers import (
+    ENDPOINT_LINE,
+    JobFiles,
+    JobInfo,
+    ScriptError,
+    job_records,
+    to_int,
+)
+from orch.executors.slurm_monitor import NEVER
 from orch.executors.slurm_script import task_options
 from orch.remote import quote_path
 
@@ -118,8 +126,15 @@ def step_submission(job: JobSettings, files: JobFiles, allocation: str,
         "done",
         f'if [ -s "$t.step" ]; then echo "ORCH-STEP {allocation}.$(cat "$t.step")"; '
         'rm -f "$t.step"; exit 0; fi',
-        'if [ -f "$t.rc" ]; then cat "$t.log" >&2; rc=$(cat "$t.rc"); '
-        'rm -f "$t.rc" "$t.log"; exit "${rc:-1}"; fi',
+        'if [ -f "$t.rc" ]; then cat "$t.log" >&2; rc=$(cat "$t.rc")',
+        "  if grep -qiE 'expired|invalid job|already (completed|finished)|revoked' \"$t.log\"",
+        "  then",
+        "    e=$(grep -m 1 'error:' \"$t.log\" | sed 's/^.*error: //')",
+        f'    echo "allocation {allocation} has ended${{e:+ ($e)}}: orch undeploy, then orch '
+        'deploy, holds a new one" >&2',
+        "  fi",
+        '  rm -f "$t.rc" "$t.log"; exit "${rc:-1}"',
+        "fi",
         'kill -- -"$p" 2>/dev/null; sleep 0.5; cat "$t.log" >&2 2>/dev/null; '
         'rm -f "$t.log" "$t.rc" "$t.id"',
         f'echo "allocation {allocation} had no room for the step in {wait:.0f} s (its other '
@@ -166,9 +181,10 @@ class SlurmStepScheduler:
   *) printf '%s\\n' "$S" >&2; exit 3 ;;
 esac
 printf '%s\\n' "$S" | sed -n 's/^/S /p'
-squeue -h -t all -j {",".join(allocations) or "0"} -o '%i|%T|%L' 2>/dev/null | sed 's/^/J /'
+squeue -h -t all -j {",".join(allocations) or "0"} -o '%i|%T|%r' 2>/dev/null | sed 's/^/J /'
 W=$(printf '%s\\n' "$S" | awk -F'|' '{{printf " %s ", $1}}')
 while IFS='|' read -r id out err ex; do
+  {ENDPOINT_LINE}
   case "$W" in *" $id "*) continue;; esac
   [ -f "$ex" ] && echo "E $id $(cat "$ex")"
   tail -n {TAIL_LINES} "$out" 2>/dev/null | sed "s/^/O $id /"
@@ -181,6 +197,8 @@ ORCH_JOBS
     def parse_status(self, text: str, job_ids: list[str]) -> dict[str, JobInfo]:
         running: dict[str, JobInfo] = {}
         allocations: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        endpoints: dict[str, str] = {}
         exits: dict[str, int] = {}
         tails: dict[str, tuple[list[str], list[str]]] = {j: ([], []) for j in job_ids}
         for line in text.splitlines():
@@ -190,6 +208,10 @@ ORCH_JOBS
                 running[row[0]] = JobInfo("RUNNING", None, row[1], row[2])
             elif kind == "J" and len(row) >= 2:
                 allocations[row[0]] = row[1].split()[0] if row[1].split() else ""
+                reasons[row[0]] = row[2].strip() if len(row) > 2 else ""
+            elif kind == "H":
+                job_id, _, endpoint = rest.partition(" ")
+                endpoints[job_id] = endpoint.strip()
             elif kind == "E":
                 job_id, _, code = rest.partition(" ")
                 if (parsed := to_int(code)) is not None:
@@ -200,18 +222,24 @@ ORCH_JOBS
                     tails[job_id][0 if kind == "O" else 1].append(content)
         infos = {}
         for job_id in job_ids:
-            info = running.get(job_id) or self._left(job_id, exits, allocations)
+            info = running.get(job_id) or self._left(job_id, exits, allocations, reasons)
             info.stdout_tail, info.stderr_tail = tails[job_id]
+            info.endpoint = endpoints.get(job_id, "")
             infos[job_id] = info
         return infos
 
     @staticmethod
-    def _left(job_id: str, exits: dict[str, int], allocations: dict[str, str]) -> JobInfo:
-        """A step squeue no longer lists: its exit file, and its allocation's state."""
+    def _left(job_id: str, exits: dict[str, int], allocations: dict[str, str],
+              reasons: dict[str, str] | None = None) -> JobInfo:  # fmt: skip
+        """A step squeue does not list: its exit file, and its allocation's state (a job of
+        co-scheduled steps may not have started yet)."""
         allocation = job_id.split(".")[0]
         state = allocations.get(allocation)
         alive = state is not None and not translate(SLURM, state).ended
         code = exits.get(job_id)
+        if code is None and state == "PENDING":
+            reason = (reasons or {}).get(allocation, "")
+            return JobInfo("PENDING", reason=reason if reason in NEVER else "")
         if code is None and alive:
             return JobInfo("UNKNOWN", ended=True)  # the exit file comes a moment later
         if code == 0:
