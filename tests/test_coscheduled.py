@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from sites.cli import Orch, site_yaml
 from sites.fixtures import SlurmSite
-from sites.hpc import authorize
+from sites.hpc import HpcSite, authorize
 from sites.serve import free_port
 from sites.slurm import PATH
 
@@ -258,3 +259,32 @@ def test_mode_steps_runs_the_members_as_steps_of_one_job_on_one_node(
     shown = slurm_site.cluster.run("scontrol", "-o", "show", "job", owner).stdout
     assert "JobState=COMPLETED" in shown and "NumNodes=1" in shown
     orch("undeploy", "pair", timeout=120)
+
+
+def test_on_an_sge_site_the_group_is_one_parallel_environment_job(
+    orch: Orch, sge_hpc_site: HpcSite, sge_credential: str, shared_dir: Path
+) -> None:
+    """SGE has neither heterogeneous jobs nor steps: the group is one job of its slots summed
+    in the parallel environment, the members side by side on its host, member K watched as
+    J.K; they reach each other as on Slurm."""
+    orch.write("sites.yaml", "sites:\n" + sge_hpc_site.yaml(sge_credential, "hpc1"))
+    (shared_dir / "simulator.py").write_text(textwrap.dedent(SIMULATOR))
+    orch.write("pair.yaml", STEPS_BLUEPRINT.format(apps=shared_dir).replace(
+        "      properties: { mode: steps }\n", ""))  # fmt: skip
+    orch("deploy", "pair.yaml", "-n", "pe", "--poll-interval", "0.5", timeout=180)
+    status = _status(orch, "pe")
+    jobs = {job["instance"]: job for job in status["jobs"]}
+    owner = jobs["sim_a/0"]["id"].split(".")[0]
+    assert (jobs["sim_a/0"]["id"], jobs["sim_b/0"]["id"]) == (f"{owner}.0", f"{owner}.1")
+    assert all(job["status"] == "completed" for job in jobs.values()), jobs
+    endpoint = {i["id"]: i["attributes"].get("endpoint") for i in status["instances"]}
+    logs = orch("logs", "pe").stdout
+    assert f"sim_b step 2: sim_a at {endpoint['sim_a/0']} got 'sim_b step 2'" in logs, logs
+    deadline = time.monotonic() + 30  # SGE writes its accounting a moment after the end
+    while True:
+        accounted = sge_hpc_site.site.cluster.run("qacct", "-j", owner, check=False).stdout
+        if "granted_pe" in accounted or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "granted_pe   mpi" in accounted and "slots        2" in accounted, accounted
+    orch("undeploy", "pe", timeout=120)

@@ -47,6 +47,7 @@ from orch.executors.builtin import (
     safe_segment,
 )
 from orch.executors.coscheduled_submit import component_of, endpoint_outputs, submit_group
+from orch.executors.group_members import members_of
 from orch.executors.job_monitor import SiteMonitor
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import JOB_ID, JOB_STATUS, JobState, UnknownStates, translate
@@ -159,6 +160,9 @@ class BatchJobExecutor:
         """The site's scheduler; Slurm's steps for a job in a held allocation (its step's
         id says so once submitted, even after the allocation is gone)."""
         job_id = None if submitting else _job_id(task)
+        if job_id is not None and is_step(job_id) and task.group is not None:
+            site = scheduler_of(task)  # a co-scheduled member J.K: a step, or part of job J
+            return SLURM_STEPS if site.name == "slurm" else members_of(site)
         if (job_id is not None and is_step(job_id)) or allocation_of(task) is not None:
             return SLURM_STEPS
         return scheduler_of(task)

@@ -6,7 +6,9 @@ memory, partition...; each member runs with ``srun --het-group=K`` on its compon
 and is watched, reported and cancelled through its component's own job id. On a site that
 refuses heterogeneous jobs, mode ``steps``: one job on one node holding every member's tasks,
 member K its step K (``srun --exact``, each step created before the next is asked for),
-watched as a step (job id ``J.K``).
+watched as a step (job id ``J.K``). On SGE and PBS, which have neither, the group is one
+job of the members' slots summed (``plain_group_script``), member K watched as ``J.K``
+(``group_members``).
 
 The batch script learns where each member runs once the job starts (Slurm's
 ``SLURM_JOB_NODELIST_HET_GROUP_K``) and gives each member:
@@ -32,7 +34,7 @@ from typing import Any
 from orch.executors.base import Task
 from orch.executors.batch_script import task_script
 from orch.executors.job_settings import JobSettings
-from orch.executors.schedulers import JobFiles, ScriptError
+from orch.executors.schedulers import JobFiles, Scheduler, ScriptError
 from orch.executors.slurm_script import resource_options
 from orch.remote import quote_path
 
@@ -57,6 +59,10 @@ class CoScheduled:
     leader_job: str | None = None
     """The leader's newest job id (the others' submits, which come after its, take their
     component of it)."""
+
+    def scheduler(self, task: Task) -> str:
+        """The site's scheduler (slurm, sge, pbs)."""
+        return str(getattr(task.site, "scheduler", None) or "slurm")
 
     @property
     def mode(self) -> str:
@@ -91,12 +97,6 @@ class CoScheduled:
             raise ScriptError(
                 f"group {self.name}: its members must run on one site, to start together in "
                 f"one job, but {where}: host them all on the same site"
-            )
-        scheduler = getattr(tasks[0].site, "scheduler", None) or "slurm"
-        if scheduler != "slurm":
-            raise ScriptError(
-                f"group {self.name}: site {sites[tasks[0].node]} runs {scheduler}; co-scheduled "
-                "jobs are Slurm's (a heterogeneous job, or steps of one job)"
             )
         for task in tasks:
             if task.related.get("host", {}).get("allocation_id") is not None:
@@ -153,11 +153,7 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
             f") && chmod 700 {quote_path(f.script)}",
         ]
     for k, (job, f) in enumerate(zip(jobs, files, strict=True)):
-        peers = [f'ORCH_HOST="$orch_host_{k}"', f'ORCH_PORT="$orch_port_{k}"']
-        for t, member in enumerate(group.members):
-            name = env_name(member["node"])
-            peers += [f'{name}_HOST="$orch_host_{t}"', f'{name}_PORT="$orch_port_{t}"',
-                      f'{name}_ENDPOINT="$orch_host_{t}:$orch_port_{t}"']  # fmt: skip
+        peers = _peers(group, k)
         prefix = quote_path(f.exit_file(""))
         placement = ([f"--het-group={k}"] if not steps else
                      ["--exact", "--nodes=1", f"--ntasks={job.tasks or 1}",
@@ -178,6 +174,53 @@ def group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFil
     # each member's status is its exit file's: the job itself ends well once all have ended
     lines += ["wait", "exit 0"]
     return "\n".join(lines) + "\n"
+
+
+def plain_group_script(group: CoScheduled, jobs: list[JobSettings], files: list[JobFiles],
+                       script_folder: str, scheduler: Scheduler) -> str:  # fmt: skip
+    """The group's one job on a scheduler without heterogeneous jobs nor steps (SGE, PBS): its
+    slots summed (in the site's parallel environment), the members side by side on its first
+    host, each its command once, member K watched as J.K."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", group.name)
+    together = dataclasses.replace(side_by_side(jobs),
+                                   job_name=str(group.properties.get("job_name") or group.name))
+    lines = ["#!/bin/bash", *scheduler.header(together, JobFiles(script_folder, stem)),
+             *scheduler.prologue,
+             f"# written by orch: deployment {jobs[0].deployment}, co-scheduled group "
+             f"{group.name} (one job, members side by side)",
+             'orch_name=$(head -n 1 "${PE_HOSTFILE:-${PBS_NODEFILE:-/dev/null}}" 2>/dev/null '
+             "| cut -d' ' -f1); orch_name=${orch_name:-$(hostname)}",
+             'orch_addr=$(getent hosts "$orch_name" | head -n 1 | cut -d" " -f1)',
+             f'orch_job="${scheduler.job_id_variable}"']  # fmt: skip
+    delimiter = f"ORCH_MEMBER_{secrets.token_hex(8)}"
+    for k, (job, f) in enumerate(zip(jobs, files, strict=True)):
+        port = job_port(group.members[k])
+        derived = f"$(( {PORT_BASE} + (${{orch_job%%.*}} * 7 + {k * 101}) % {PORT_SPAN} ))"
+        lines += [
+            f'orch_id_{k}="${{orch_job%%.*}}.{k}"; orch_host_{k}="${{orch_addr:-$orch_name}}"',
+            f"orch_port_{k}={port if port else derived}",
+            f'echo "$orch_host_{k}:$orch_port_{k}" > {quote_path(f.exit_file(""))}"$orch_id_{k}"'
+            ".endpoint",
+            f"(umask 077 && cat > {quote_path(f.script)} <<'{delimiter}'",
+            member_script(job).rstrip("\n"), delimiter, f") && chmod 700 {quote_path(f.script)}",
+        ]  # fmt: skip
+    for k, f in enumerate(files):
+        prefix = quote_path(f.exit_file(""))
+        lines.append(f"( export {' '.join(_peers(group, k))}; cd {quote_path(f.folder)} && "
+                     f'{quote_path(f.script)} > {prefix}"$orch_id_{k}".out '
+                     f'2> {prefix}"$orch_id_{k}".err; echo $? > {prefix}"$orch_id_{k}".exit ) &')
+    lines += ["wait", "exit 0"]
+    return "\n".join(lines) + "\n"
+
+
+def _peers(group: CoScheduled, k: int) -> list[str]:
+    """Member K's variables: its own host and port, and every member's endpoint."""
+    peers = [f'ORCH_HOST="$orch_host_{k}"', f'ORCH_PORT="$orch_port_{k}"']
+    for t, member in enumerate(group.members):
+        name = env_name(member["node"])
+        peers += [f'{name}_HOST="$orch_host_{t}"', f'{name}_PORT="$orch_port_{t}"',
+                  f'{name}_ENDPOINT="$orch_host_{t}:$orch_port_{t}"']  # fmt: skip
+    return peers
 
 
 def side_by_side(jobs: list[JobSettings]) -> JobSettings:
