@@ -126,3 +126,33 @@ def test_an_allocation_that_ends_fails_its_running_step_with_the_reason(
     # undeploy still releases what is left (nothing: Slurm ended it) without an error
     assert orch("undeploy", "expiring", timeout=120).returncode == 0
     assert _squeue(slurm_site) == []
+
+
+def test_a_deploy_killed_while_its_allocation_waits_ends_with_one_allocation(
+    orch: Orch, slurm_site: SlurmSite, credential: str
+) -> None:
+    """kill -9 of orch while salloc waits for a busy site: the request may still be granted
+    after orch is gone; the deploy run again finds that allocation (it carries the create's
+    execution id) instead of asking for a second one, and undeploy releases it."""
+    _setup(orch, slurm_site, credential, "true")
+    cluster = slurm_site.cluster
+    filler = cluster.run("sbatch", "--parsable", f"--ntasks={cluster.cpus}", "-p", "debug",
+                         "-o", "/dev/null", "--wrap", "sleep 20").stdout.strip()  # fmt: skip
+    deploy = orch.start("deploy", "alloc.yaml", "-n", "killed", "--poll-interval", "0.5")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            line.endswith("held PENDING") for line in _squeue(slurm_site)
+        ):
+            time.sleep(0.2)
+        assert any(line.endswith("held PENDING") for line in _squeue(slurm_site))
+    finally:
+        deploy.kill()
+        deploy.wait(timeout=30)
+    cluster.run("scancel", filler)
+    time.sleep(3)  # the orphaned request, if salloc outlived orch, is granted meanwhile
+    orch("deploy", "alloc.yaml", "-n", "killed", "--poll-interval", "0.5", timeout=120)
+    held = [line for line in _squeue(slurm_site) if " held " in line]
+    assert len(held) == 1 and held[0].endswith("RUNNING"), _squeue(slurm_site)
+    orch("undeploy", "killed", timeout=120)
+    assert [line for line in _squeue(slurm_site) if " held " in line] == []

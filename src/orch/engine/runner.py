@@ -349,9 +349,11 @@ class Engine:
         token = secrets.token_hex(8)
         task.environment[survivors.ENV] = token  # inherited by all the command starts
         process = {"token": token, "host_instance": step.instance}
-        if step.job == "submit":
+        if step.job == "submit" or step.operation in getattr(executor, "tracks_executions", ()):
             # the job carries it (name, comment, id file): a submit that was interrupted after
             # the scheduler took the job finds that job again instead of submitting it twice
+            # (so does what an executor asks the scheduler for in other operations: an
+            # allocation's create)
             process["execution"], again = self._execution_id(step)
             task.environment[EXECUTION_ENV] = process["execution"]
             if again:

@@ -40,6 +40,8 @@ _EXECUTION = re.compile(r"^[0-9a-f]{1,64}$")
 class AllocationExecutor:
     name = "allocation"
     kinds = "orch.artifacts.Builtin 'allocation' (held Slurm allocations: salloc, scancel)"
+    tracks_executions = ("create",)
+    """The engine gives create an execution id (the allocation carries it, as a job does)."""
 
     def accepts(self, implementation: str, artifact_type: str | None) -> bool:
         return accepts_builtin(self.name, implementation, artifact_type)
