@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from orch.executors.base import TAIL_LINES
+from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import translate
 from orch.executors.schedulers import (
     ENDPOINT_LINE,
@@ -38,11 +39,11 @@ class GroupMembers:
         self.prologue = base.prologue
         self.job_id_variable = base.job_id_variable
 
-    def header(self, job, files):  # type: ignore[no-untyped-def]
+    def header(self, job: JobSettings, files: JobFiles) -> list[str]:
         return self.base.header(job, files)
 
-    def launcher(self, job):  # type: ignore[no-untyped-def]
-        return []
+    def launcher(self, job: JobSettings) -> list[str]:
+        return []  # the group's script starts each member
 
     def submit_command(self, script: str) -> str:
         return self.base.submit_command(script)
