@@ -3,6 +3,8 @@ allocation's state, sstat's figures, a hostile group name, the time an allocatio
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orch.cli.views import held_allocations
@@ -75,3 +77,52 @@ def test_time_left_of_an_allocation() -> None:
         "allocation_id": "7", "ends_at": end, "node_list": "n1", "time_limit": "10:00"})
     [held] = held_allocations([row], now=60.0)
     assert held["left_seconds"] == 540 and held["id"] == "7"
+
+
+def test_a_jobs_port_is_its_property_or_its_endpoint_capabilitys(tmp_path: Path) -> None:
+    """What ``orch connect`` and ``orch status`` take as the application's port; a Compute's
+    endpoint port is its SSH port, never an application's."""
+    from orch.cli.connect import declared_port
+    from orch.deployments import prepare
+    from orch.engine.evaluate import Evaluator, Scope
+    from orch.plan.instances import make_instances
+
+    blueprint = tmp_path / "ports.yaml"
+    blueprint.write_text(PORTS)
+    model = prepare(str(blueprint), ["viz_port=8050"]).model
+    evaluator = Evaluator(model, make_instances(model), {"viz_port": 8050}, {}, {})
+
+    def port(node: str) -> int | None:
+        return declared_port(model.nodes[node], evaluator, Scope(instance=f"{node}/0"))
+
+    assert (port("viz"), port("plain"), port("by_property"), port("login")) == (
+        8050, None, 9000, None)  # fmt: skip
+
+
+PORTS = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [orch-hpc:1.0.0]
+topology_template:
+  inputs:
+    viz_port: { type: integer }
+  node_templates:
+    login:
+      type: orch.nodes.Site
+      properties: { site: hpc1 }
+      capabilities:
+        endpoint: { properties: { port: 2222 } }
+    viz:
+      type: orch.nodes.SlurmJob
+      properties: { command: serve }
+      capabilities:
+        endpoint: { properties: { port: { get_input: viz_port } } }
+      requirements: [ { host: login } ]
+    plain:
+      type: orch.nodes.SlurmJob
+      properties: { command: compute }
+      requirements: [ { host: login } ]
+    by_property:
+      type: orch.nodes.SlurmJob
+      properties: { command: serve, port: 9000 }
+      requirements: [ { host: login } ]
+"""

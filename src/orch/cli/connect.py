@@ -65,10 +65,11 @@ def connect(deployment: str, node: str, remote_port: int | None, local_port: int
               f"{', '.join(sorted(model.nodes))})")  # fmt: skip
     instance = _first_instance(evaluator, node)
     if remote_port is None:
-        declared = evaluator.value(model.nodes[node].properties.get("port"), Scope(instance))
-        if declared in (None, ""):
-            _fail(f"{node} declares no port (a 'port' property): give --port")
-        remote_port = int(declared)
+        declared = declared_port(model.nodes[node], evaluator, Scope(instance))
+        if declared is None:
+            _fail(f"{node} declares no port (a 'port' property, or the port of its endpoint "
+                  "capability): give --port")  # fmt: skip
+        remote_port = declared
     job = store.active_job(deployment, instance)
     if job is None:
         _fail(f"{instance} has no running job (start it with orch deploy or orch run)", 1)
@@ -161,14 +162,26 @@ def declared_ports(store: Any, deployment: str) -> dict[str, int]:
         return {}
     ports = {}
     for name, node in model.nodes.items():
-        if node.properties.get("port") is None:
-            continue
         try:
-            scope = Scope(_first_instance(evaluator, name))
-            ports[name] = int(evaluator.value(node.properties["port"], scope))
+            port = declared_port(node, evaluator, Scope(_first_instance(evaluator, name)))
         except Exception:  # a value not known yet (a secret input...): not listed
             continue
+        if port is not None:
+            ports[name] = port
     return ports
+
+
+def declared_port(node: Any, evaluator: Any, scope: Any) -> int | None:
+    """The port a node's application listens on: its ``port`` property, else, for a job, the
+    ``port`` of its ``endpoint`` capability (TOSCA's Endpoint; a Compute's is its SSH port);
+    None when it declares none."""
+    value = node.properties.get("port")
+    if value is None and node.is_job:
+        value = (node.capabilities.get("endpoint") or {}).get("properties", {}).get("port")
+    if value is None:
+        return None
+    value = evaluator.value(value, scope)
+    return None if value in (None, "") else int(value)
 
 
 def _evaluated(store: Any, deployment: str) -> tuple[Any, Any]:
