@@ -247,17 +247,14 @@ def test_mode_steps_runs_the_members_as_steps_of_one_job_on_one_node(
         slurm_site, credential, partition="debug", environment=environment))  # fmt: skip
     (shared_dir / "simulator.py").write_text(textwrap.dedent(SIMULATOR))
     orch.write("pair.yaml", STEPS_BLUEPRINT.format(apps=shared_dir))
-    orch("deploy", "pair.yaml", "-n", "pair", "--poll-interval", "0.5", timeout=180)
-    status = _status(orch, "pair")
-    jobs = {job["instance"]: job for job in status["jobs"]}
-    owner = jobs["sim_a/0"]["id"].split(".")[0]
-    assert (jobs["sim_a/0"]["id"], jobs["sim_b/0"]["id"]) == (f"{owner}.0", f"{owner}.1")
-    assert all(job["status"] == "completed" for job in jobs.values()), jobs
-    endpoint = {i["id"]: i["attributes"].get("endpoint") for i in status["instances"]}
-    logs = orch("logs", "pair").stdout
-    assert f"sim_b step 2: sim_a at {endpoint['sim_a/0']} got 'sim_b step 2'" in logs, logs
-    shown = slurm_site.cluster.run("scontrol", "-o", "show", "job", owner).stdout
-    assert "JobState=COMPLETED" in shown and "NumNodes=1" in shown
+    owner = _pair_ran_as_one_job(orch, "pair")
+    deadline = time.monotonic() + 20  # the members' ends are seen before the job's own
+    while True:
+        shown = slurm_site.cluster.run("scontrol", "-o", "show", "job", owner).stdout
+        if "JobState=COMPLETED" in shown or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert "JobState=COMPLETED" in shown and "NumNodes=1" in shown, shown
     orch("undeploy", "pair", timeout=120)
 
 
@@ -271,15 +268,7 @@ def test_on_an_sge_site_the_group_is_one_parallel_environment_job(
     (shared_dir / "simulator.py").write_text(textwrap.dedent(SIMULATOR))
     orch.write("pair.yaml", STEPS_BLUEPRINT.format(apps=shared_dir).replace(
         "      properties: { mode: steps }\n", ""))  # fmt: skip
-    orch("deploy", "pair.yaml", "-n", "pe", "--poll-interval", "0.5", timeout=180)
-    status = _status(orch, "pe")
-    jobs = {job["instance"]: job for job in status["jobs"]}
-    owner = jobs["sim_a/0"]["id"].split(".")[0]
-    assert (jobs["sim_a/0"]["id"], jobs["sim_b/0"]["id"]) == (f"{owner}.0", f"{owner}.1")
-    assert all(job["status"] == "completed" for job in jobs.values()), jobs
-    endpoint = {i["id"]: i["attributes"].get("endpoint") for i in status["instances"]}
-    logs = orch("logs", "pe").stdout
-    assert f"sim_b step 2: sim_a at {endpoint['sim_a/0']} got 'sim_b step 2'" in logs, logs
+    owner = _pair_ran_as_one_job(orch, "pe")
     deadline = time.monotonic() + 30  # SGE writes its accounting a moment after the end
     while True:
         accounted = sge_hpc_site.site.cluster.run("qacct", "-j", owner, check=False).stdout
@@ -288,3 +277,18 @@ def test_on_an_sge_site_the_group_is_one_parallel_environment_job(
         time.sleep(0.5)
     assert "granted_pe   mpi" in accounted and "slots        2" in accounted, accounted
     orch("undeploy", "pe", timeout=120)
+
+
+def _pair_ran_as_one_job(orch: Orch, name: str) -> str:
+    """Deploys pair.yaml as ``name``: sim_a and sim_b are J.0 and J.1 of one job J, both
+    completed, and sim_b reached sim_a at sim_a's endpoint attribute; returns J."""
+    orch("deploy", "pair.yaml", "-n", name, "--poll-interval", "0.5", timeout=180)
+    status = _status(orch, name)
+    jobs = {job["instance"]: job for job in status["jobs"]}
+    owner = jobs["sim_a/0"]["id"].split(".")[0]
+    assert (jobs["sim_a/0"]["id"], jobs["sim_b/0"]["id"]) == (f"{owner}.0", f"{owner}.1")
+    assert all(job["status"] == "completed" for job in jobs.values()), jobs
+    endpoint = {i["id"]: i["attributes"].get("endpoint") for i in status["instances"]}
+    logs = orch("logs", name).stdout
+    assert f"sim_b step 2: sim_a at {endpoint['sim_a/0']} got 'sim_b step 2'" in logs, logs
+    return owner
