@@ -45,7 +45,7 @@ def test_the_coupled_simulation_runs_and_its_live_plot_opens_in_a_browser(
     orch("validate", str(blueprint))
     port = free_port()
     deploy = orch.start("deploy", str(blueprint), "-n", "coupled", "-i", "site=hpc3",
-                        "-i", "steps=80", "-i", f"plot_port={port}", "-i", "linger=3",
+                        "-i", "steps=150", "-i", f"plot_port={port}", "-i", "linger=3",
                         "--poll-interval", "0.5")  # fmt: skip
     connect = None
     try:
@@ -85,6 +85,6 @@ def test_the_coupled_simulation_runs_and_its_live_plot_opens_in_a_browser(
             if proc is not None and proc.poll() is None:
                 proc.kill()
     logs = orch("logs", "coupled").stdout
-    assert "left step 80/80" in logs and "right step 80/80" in logs
+    assert "left step 150/150" in logs and "right step 150/150" in logs
     assert "both halves done" in logs
     orch("undeploy", "coupled", timeout=120)
