@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import time
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, write_slurm_sites
 from sites.fixtures import SlurmSite
-from sites.slurm import PATH
 
 BLUEPRINT = """
 tosca_definitions_version: tosca_simple_yaml_1_3
@@ -38,9 +37,7 @@ topology_template:
 
 def _setup(orch: Orch, slurm_site: SlurmSite, credential: str, command: str,
            extra: str = "") -> None:  # fmt: skip
-    environment = {"SLURM_CONF": str(slurm_site.cluster.conf), "PATH": PATH}
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        slurm_site, credential, partition="debug", environment=environment))  # fmt: skip
+    write_slurm_sites(orch, slurm_site, credential)
     orch.write("alloc.yaml", BLUEPRINT.format(command=json.dumps(command), extra=extra))
 
 

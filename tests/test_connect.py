@@ -9,11 +9,10 @@ import socket
 import time
 import urllib.request
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, write_slurm_sites
 from sites.fixtures import SlurmSite
 from sites.hpc import job_blueprint
 from sites.serve import free_port
-from sites.slurm import PATH
 
 
 def _blueprint(orch: Orch, port: int, seconds: int) -> None:
@@ -26,9 +25,7 @@ def _blueprint(orch: Orch, port: int, seconds: int) -> None:
 
 
 def _sites(orch: Orch, slurm_site: SlurmSite, credential: str) -> None:
-    environment = {"SLURM_CONF": str(slurm_site.cluster.conf), "PATH": PATH}
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        slurm_site, credential, partition="debug", environment=environment))  # fmt: skip
+    write_slurm_sites(orch, slurm_site, credential)
 
 
 def _running(orch: Orch) -> None:

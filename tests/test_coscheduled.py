@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, site_yaml, write_slurm_sites
 from sites.fixtures import SlurmSite
 from sites.hpc import HpcSite, authorize
 from sites.serve import free_port
@@ -242,9 +242,7 @@ def test_mode_steps_runs_the_members_as_steps_of_one_job_on_one_node(
 ) -> None:
     """For a site that refuses heterogeneous jobs: the one-node loopback site, where members
     run side by side as steps 0 and 1 of one job and still reach each other."""
-    environment = {"SLURM_CONF": str(slurm_site.cluster.conf), "PATH": PATH}
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        slurm_site, credential, partition="debug", environment=environment))  # fmt: skip
+    write_slurm_sites(orch, slurm_site, credential)
     (shared_dir / "simulator.py").write_text(textwrap.dedent(SIMULATOR))
     orch.write("pair.yaml", STEPS_BLUEPRINT.format(apps=shared_dir))
     owner = _pair_ran_as_one_job(orch, "pair")

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, write_slurm_sites
 from sites.fixtures import SlurmSite
 from sites.hpc import authorize, copy_blueprint
 from sites.serve import free_port
-from sites.slurm import PATH
 
 
 @pytest.fixture
@@ -38,9 +37,7 @@ def test_the_coupled_simulation_runs_and_its_live_plot_opens_in_a_browser(
     from selenium.webdriver.support.ui import WebDriverWait
 
     site = multi_node_slurm_site
-    environment = {"SLURM_CONF": str(site.cluster.conf), "PATH": PATH}
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        site, token, "hpc3", partition="debug", environment=environment))  # fmt: skip
+    write_slurm_sites(orch, site, token, "hpc3")
     blueprint = copy_blueprint(orch, "coupled-simulation")
     orch("validate", str(blueprint))
     port = free_port()

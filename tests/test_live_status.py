@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from sites.cli import Orch, site_yaml
+from sites.cli import Orch, write_slurm_sites
 from sites.fixtures import SlurmSite
 from sites.hpc import authorize
-from sites.slurm import PATH
 
 APPLICATION = '''
 """Busy for a while: holds 60 MB, burns CPU, writes its progress to a file and its output."""
@@ -74,9 +73,7 @@ def test_watch_shows_cpu_memory_time_and_progress_of_running_applications(
     orch: Orch, multi_node_slurm_site: SlurmSite, token: str, shared_dir: Path
 ) -> None:
     site = multi_node_slurm_site
-    environment = {"SLURM_CONF": str(site.cluster.conf), "PATH": PATH}
-    orch.write("sites.yaml", "sites:\n" + site_yaml(
-        site, token, "hpc3", partition="debug", environment=environment))  # fmt: skip
+    write_slurm_sites(orch, site, token, "hpc3")
     (shared_dir / "app.py").write_text(textwrap.dedent(APPLICATION))
     orch.write("live.yaml", BLUEPRINT.format(apps=shared_dir))
     deploy = orch.start("deploy", "live.yaml", "-n", "live", "--poll-interval", "0.5")

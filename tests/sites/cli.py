@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sites.fixtures import SlurmSite
+from sites.slurm import PATH
 from sites.sshd import SshServer
 
 ORCH = [sys.executable, "-m", "orch"]
@@ -120,6 +121,13 @@ def site_yaml(site: SlurmSite, token: str, name: str = "hpc1", **settings: Any) 
         **settings,
     }
     return f"  {name}: {json.dumps(values)}\n"  # JSON is YAML
+
+
+def write_slurm_sites(orch: Orch, site: SlurmSite, token: str, name: str = "hpc1") -> None:
+    """sites.yaml: the loopback Slurm site as ``name``, its sessions seeing its cluster."""
+    environment = {"SLURM_CONF": str(site.cluster.conf), "PATH": PATH}
+    orch.write("sites.yaml", "sites:\n" + site_yaml(site, token, name, partition="debug",
+                                                    environment=environment))  # fmt: skip
 
 
 STAND_IN = Path(__file__).parent / "pycompss" / "enqueue_compss"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def live_round(store: Any, name: str, policy: Any, transports: dict[Any, Any]) -
                 from orch.executors.job_monitor import query
 
                 infos = query(scheduler_named(scheduler), transports[key],
-                              {j.job_id: None for j in jobs}, _never(), env or None)  # fmt: skip
+                              {j.job_id: None for j in jobs}, threading.Event(),
+                              env or None)  # fmt: skip
                 figures += [Live(j.instance, j.job_id, infos[j.job_id].state,
                                  infos[j.job_id].elapsed, nodes=infos[j.job_id].node_list)
                             for j in jobs]  # fmt: skip
@@ -84,12 +86,6 @@ def live_round(store: Any, name: str, policy: Any, transports: dict[Any, Any]) -
             figures += [Live(j.instance, j.job_id, error=f"{host.describe()}: {exc}")
                         for j in jobs]  # fmt: skip
     return sorted(figures, key=lambda f: f.instance)
-
-
-def _never() -> Any:
-    import threading
-
-    return threading.Event()
 
 
 def _show(name: str, figures: list[Any], fmt: str) -> None:

@@ -192,23 +192,27 @@ def co_scheduled(model: Model) -> tuple[frozenset[tuple[str, str]], dict[str, st
     return frozenset(pairs), leaders
 
 
+def _joined_submit(link: Link, steps: dict[str, Step],
+                   together: frozenset[tuple[str, str]]) -> str | None:  # fmt: skip
+    """The target's submit, when the link's two ends start together (one co-scheduled
+    group): the source waits for it, never for the target's end."""
+    pair = (link.source.rsplit("/", 1)[0], link.target.rsplit("/", 1)[0])
+    submit = f"{link.target}:Runnable.submit"
+    return submit if pair in together and submit in steps else None
+
+
 def _waits_for(link: Link, final: dict[str, str], steps: dict[str, Step],
                together: frozenset[tuple[str, str]]) -> str | None:  # fmt: skip
     """The step a link's source waits for: the target's submit when both start together,
     else the target's last step."""
-    pair = (link.source.rsplit("/", 1)[0], link.target.rsplit("/", 1)[0])
-    submit = f"{link.target}:Runnable.submit"
-    if pair in together and submit in steps:
-        return submit
-    return final.get(link.target)
+    return _joined_submit(link, steps, together) or final.get(link.target)
 
 
 def _run_waits_for(link: Link, final: dict[str, list[str]], steps: dict[str, Step],
                    together: frozenset[tuple[str, str]]) -> list[str]:  # fmt: skip
     """``_waits_for`` in the run workflow, where a plain node stands for the jobs behind it."""
-    pair = (link.source.rsplit("/", 1)[0], link.target.rsplit("/", 1)[0])
-    submit = f"{link.target}:Runnable.submit"
-    return [submit] if pair in together and submit in steps else final[link.target]
+    submit = _joined_submit(link, steps, together)
+    return [submit] if submit else final[link.target]
 
 
 def _leader_submit(instance: Instance, leaders: dict[str, str],
