@@ -38,7 +38,6 @@ from orch.executors.schedulers import JobFiles, Scheduler, ScriptError
 from orch.executors.slurm_script import resource_options
 from orch.remote import quote_path
 
-GROUP_TYPE = "orch.groups.CoScheduled"
 MODES = ("heterogeneous", "steps")
 COMPONENT = re.compile(r"ORCH-COMPONENT (\d+) (\d+)\+(\d+)")
 """What the submit prints per component after sbatch: its own job id, then J+K."""

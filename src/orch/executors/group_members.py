@@ -7,8 +7,6 @@ exit file's status; a member whose job ended without it failed with the job.
 
 from __future__ import annotations
 
-import re
-
 from orch.executors.base import TAIL_LINES
 from orch.executors.job_settings import JobSettings
 from orch.executors.jobstate import translate
@@ -21,7 +19,6 @@ from orch.executors.schedulers import (
     to_int,
 )
 
-MEMBER_FORM = re.compile(r"^(\d+)\.(\d+)$")
 _SEPARATOR = "ORCH-MEMBERS"
 
 
